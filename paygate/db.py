@@ -1,0 +1,83 @@
+"""Database engine and migrations (SQLAlchemy 2 + Alembic).
+
+SQLite (the development default) runs in WAL mode with a busy timeout so the web
+workers and the delivery worker can share one file; PostgreSQL is used unchanged.
+"""
+
+from __future__ import annotations
+
+import fcntl
+from pathlib import Path
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, sessionmaker
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every paygate table."""
+
+
+def make_engine(url: str) -> Engine:
+    """Creates the engine for ``url``; for SQLite enables WAL, foreign keys and a 10 s busy timeout."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 10, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=10000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):  # pragma: no cover - trivial
+            # take the write lock at BEGIN so read-then-write transactions cannot deadlock
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        # let SQLAlchemy emit our BEGIN instead of pysqlite's implicit one
+        @event.listens_for(engine, "connect")
+        def _sqlite_autocommit(dbapi_conn, _record):  # pragma: no cover - trivial
+            dbapi_conn.isolation_level = None
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker:
+    """A ``sessionmaker`` whose objects stay readable after commit."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def alembic_config(url: str):
+    """The Alembic configuration for ``url`` (migrations ship inside the package)."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(url: str, lock_dir: Path | None = None) -> None:
+    """Applies every migration to ``url`` (``paygate db upgrade``).
+
+    With ``lock_dir`` the call holds an exclusive file lock there, so several
+    processes starting on one fresh SQLite file migrate it exactly once.
+    """
+    from alembic import command
+
+    if lock_dir is None:
+        command.upgrade(alembic_config(url), "head")
+        return
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / "migrate.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            command.upgrade(alembic_config(url), "head")
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

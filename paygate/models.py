@@ -1,0 +1,190 @@
+"""Tables. Card data appears in exactly one column: ``vault_cards.ciphertext`` (AES-256-GCM).
+
+Everything else holds only what PCI DSS lets a merchant keep in the clear about a
+card: brand, last four digits, expiry month/year and the keyed fingerprint.
+Timestamps are naive UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary,
+                        String, Text, UniqueConstraint)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .db import Base
+
+TERMINAL_STATUSES = frozenset({"approved", "requires_agent", "failed", "expired", "canceled"})
+SESSION_STATUSES = ("pending", "processing", "approved", "declined", "requires_agent", "failed", "expired",
+                    "canceled")
+INTENTS = ("payment", "topup", "subscription", "hold")
+CHANNELS = ("voice", "messaging", "web")
+
+
+class ApiClient(Base):
+    """An integrator (one Genesys org or billing system). Only a hash of the client secret is kept."""
+
+    __tablename__ = "api_clients"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)            # cli_...
+    name: Mapped[str] = mapped_column(String(200))
+    secret_hash: Mapped[str] = mapped_column(String(200))
+    signing_secrets: Mapped[list] = mapped_column(JSON)                       # newest first; each signs events
+    callback_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    genesys: Mapped[dict | None] = mapped_column(JSON, nullable=True)        # optional write-back settings
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class PaymentSession(Base):
+    """A checkout link tied to a Genesys conversation, and its state machine (contract §2)."""
+
+    __tablename__ = "payment_sessions"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)            # ps_...
+    client_id: Mapped[str] = mapped_column(ForeignKey("api_clients.id"), index=True)
+    conversation_id: Mapped[str] = mapped_column(String(200), index=True)
+    participant_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    customer_account_id: Mapped[str] = mapped_column(String(200))
+    intent: Mapped[str] = mapped_column(String(20))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    channel: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    reference: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    callback_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    locale: Mapped[str | None] = mapped_column(String(35), nullable=True)
+    metadata_: Mapped[dict] = mapped_column("metadata", JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    token: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    card_brand: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    card_last4: Mapped[str | None] = mapped_column(String(4), nullable=True)
+    card_exp_month: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    card_exp_year: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    card_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    payment_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    gateway: Mapped[str] = mapped_column(String(20))
+    gateway_reference: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    decline_code: Mapped[str | None] = mapped_column(String(60), nullable=True)
+    message: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    event_sequence: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+class PaymentAttempt(Base):
+    """One screened card submission: its fraud score with reasons, and its gateway outcome."""
+
+    __tablename__ = "payment_attempts"
+    __table_args__ = (UniqueConstraint("session_id", "number"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)            # att_...
+    session_id: Mapped[str] = mapped_column(ForeignKey("payment_sessions.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    submission_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    source: Mapped[str] = mapped_column(String(20))                          # checkout | voice
+    client_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    card_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    card_brand: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    card_last4: Mapped[str | None] = mapped_column(String(4), nullable=True)
+    token: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    fraud_score: Mapped[float] = mapped_column(Float, default=0.0)
+    fraud_reasons: Mapped[list] = mapped_column(JSON, default=list)
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    outcome: Mapped[str | None] = mapped_column(String(20), nullable=True)   # approved|declined|requires_agent|failed|unknown
+    decline_code: Mapped[str | None] = mapped_column(String(60), nullable=True)
+    gateway_reference: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    risk_level: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class Payment(Base):
+    """An approved authorization (captured, or held for ``intent=hold``)."""
+
+    __tablename__ = "payments"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)            # pay_...
+    session_id: Mapped[str] = mapped_column(ForeignKey("payment_sessions.id"), unique=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    gateway: Mapped[str] = mapped_column(String(20))
+    gateway_reference: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    token: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20))                          # captured | authorized
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class VaultCard(Base):
+    """A vaulted card. ``ciphertext`` holds PAN and expiry under a per-record data key,
+    wrapped by the key-encryption key ``key_id`` (AES-256-GCM, token id and key id as AAD)."""
+
+    __tablename__ = "vault_cards"
+
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)         # tok_...
+    key_id: Mapped[str] = mapped_column(String(40))
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    nonce: Mapped[bytes] = mapped_column(LargeBinary)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    fingerprint: Mapped[str] = mapped_column(String(64), index=True)
+    brand: Mapped[str] = mapped_column(String(20))
+    last4: Mapped[str] = mapped_column(String(4))
+    exp_month: Mapped[int] = mapped_column(Integer)
+    exp_year: Mapped[int] = mapped_column(Integer)
+    gateway_token: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("api_clients.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Event(Base):
+    """A callback event (contract §5). ``body`` is the exact JSON text that is signed and sent."""
+
+    __tablename__ = "events"
+    __table_args__ = (UniqueConstraint("session_id", "sequence"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)            # evt_...
+    client_id: Mapped[str] = mapped_column(ForeignKey("api_clients.id"), index=True)
+    session_id: Mapped[str | None] = mapped_column(ForeignKey("payment_sessions.id"), nullable=True, index=True)
+    type: Mapped[str] = mapped_column(String(60))
+    sequence: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Delivery(Base):
+    """The outbox: one row per (event, destination), written in the same transaction as the event."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (Index("ix_deliveries_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("events.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(40), default="webhook")        # webhook | genesys_attributes | genesys_workflow
+    target: Mapped[str] = mapped_column(String(2000))
+    status: Mapped[str] = mapped_column(String(20))                          # pending | delivered | dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    lock_token: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class DeliveryAttempt(Base):
+    """One HTTP attempt of a delivery: status code, latency and error, for `GET /v1/events`."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(20))                         # delivered | retry | dead

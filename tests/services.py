@@ -1,0 +1,104 @@
+"""Throwaway Redis and PostgreSQL servers for the test suites.
+
+When ``PAYGATE_TEST_REDIS_URL`` / ``PAYGATE_TEST_PG_URL`` are set (``scripts/test.sh``
+sets them) those servers are used; otherwise the first test that needs one starts
+it on a free loopback port under the state directory and stops it at exit.
+Everything tests write (SQLite files, server logs, callback bodies) lives under
+:func:`state_dir` so the PCI scan that runs last can read it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+PGBIN = Path("/usr/lib/postgresql/15/bin")
+_started: dict[str, str] = {}
+
+
+def state_dir() -> Path:
+    """The directory for this run's test state (``PAYGATE_TEST_STATE_DIR`` or a fresh temp dir)."""
+    path = os.environ.get("PAYGATE_TEST_STATE_DIR")
+    if not path:
+        path = tempfile.mkdtemp(prefix="paygate-test-")
+        os.environ["PAYGATE_TEST_STATE_DIR"] = path
+    p = Path(path)
+    p.mkdir(parents=True, exist_ok=True)
+    os.chmod(p, 0o755)
+    return p
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def redis_url() -> str:
+    """URL of a Redis server for tests (db 0); started on demand."""
+    if os.environ.get("PAYGATE_TEST_REDIS_URL"):
+        return os.environ["PAYGATE_TEST_REDIS_URL"]
+    if "redis" not in _started:
+        port = free_port()
+        d = state_dir() / f"redis-{port}"
+        d.mkdir()
+        subprocess.run(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "yes",
+                        "--dir", str(d), "--save", "", "--appendonly", "no",
+                        "--pidfile", str(d / "redis.pid"), "--logfile", str(d / "redis.log")], check=True)
+        wait_for_port(port)
+        atexit.register(lambda: _kill_pidfile(d / "redis.pid"))
+        _started["redis"] = f"redis://127.0.0.1:{port}/0"
+        os.environ["PAYGATE_TEST_REDIS_URL"] = _started["redis"]
+    return _started["redis"]
+
+
+def pg_url() -> str | None:
+    """URL of a PostgreSQL server (database ``postgres``) for tests, or None when PostgreSQL is not installed."""
+    if os.environ.get("PAYGATE_TEST_PG_URL"):
+        return os.environ["PAYGATE_TEST_PG_URL"]
+    if "pg" not in _started:
+        if not (PGBIN / "initdb").exists() or shutil.which("runuser") is None:
+            return None
+        port = free_port()
+        d = state_dir() / f"pg-{port}"
+        sock = state_dir() / f"pgsock-{port}"
+        for p in (d, sock):
+            p.mkdir()
+            shutil.chown(p, "postgres", "postgres")
+        subprocess.run(["runuser", "-u", "postgres", "--", str(PGBIN / "initdb"), "-D", str(d), "-A", "trust",
+                        "-U", "postgres", "--no-sync"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["runuser", "-u", "postgres", "--", str(PGBIN / "pg_ctl"), "-D", str(d), "-l",
+                        str(d / "server.log"), "-w", "-o",
+                        f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off "
+                        f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+                        "start"], check=True, stdout=subprocess.DEVNULL)
+        atexit.register(lambda: subprocess.run(
+            ["runuser", "-u", "postgres", "--", str(PGBIN / "pg_ctl"), "-D", str(d), "-m", "immediate", "-w",
+             "stop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        _started["pg"] = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        os.environ["PAYGATE_TEST_PG_URL"] = _started["pg"]
+    return _started["pg"]
+
+
+def _kill_pidfile(pidfile: Path) -> None:
+    try:
+        os.kill(int(pidfile.read_text().strip()), 15)
+    except (OSError, ValueError):
+        pass

@@ -1,0 +1,1 @@
+"""Payment gateway adapters behind one small interface (:class:`tokenizer.gateways.base.Gateway`)."""
