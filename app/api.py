@@ -1,0 +1,176 @@
+"""REST API (contract §1, §2, §5) and the OAuth 2.0 client-credentials token endpoint."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import json
+
+from flask import Blueprint, Response, g, jsonify, request
+
+from callbacks import outbox
+from paygate.clients import authenticate_client
+from paygate.errors import PaygateError, Unauthorized, ValidationFailed
+from paygate.idempotency import StoredResponse
+from paygate.models import Event, PaymentSession
+from paygate.sessions import session_view
+
+from . import error_response, services
+from .openapi import openapi_document
+
+bp = Blueprint("api", __name__, url_prefix="/v1")
+oauth_bp = Blueprint("oauth", __name__)
+
+
+# -- OAuth ---------------------------------------------------------------------------------------------
+@oauth_bp.post("/oauth/token")
+def token():
+    """RFC 6749 §4.4 client credentials: HTTP Basic ``client_id:client_secret`` (or form fields) and
+    ``grant_type=client_credentials`` → ``{"access_token", "token_type": "Bearer", "expires_in": 3600}``.
+    Errors follow RFC 6749 §5.2: ``invalid_client`` (401), ``invalid_request`` / ``unsupported_grant_type`` (400)."""
+    client_id, client_secret = _basic_credentials()
+    if client_id is None:
+        client_id, client_secret = request.form.get("client_id"), request.form.get("client_secret")
+    if not client_id or not client_secret:
+        return _oauth_error("invalid_client", 401)
+    grant = request.form.get("grant_type")
+    if grant is None:
+        return _oauth_error("invalid_request", 400)
+    if grant != "client_credentials":
+        return _oauth_error("unsupported_grant_type", 400)
+    svc = services()
+    with svc.Session() as db:
+        client = authenticate_client(db, client_id, client_secret)
+    if client is None:
+        return _oauth_error("invalid_client", 401)
+    response = jsonify(svc.tokens.issue(client.id))
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
+def _basic_credentials() -> tuple[str | None, str | None]:
+    header = request.headers.get("Authorization", "")
+    if not header.lower().startswith("basic "):
+        return None, None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None, None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else (None, None)
+
+
+def _oauth_error(code: str, status: int) -> Response:
+    response = jsonify({"error": code})
+    response.status_code = status
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Basic realm="paygate"'
+    return response
+
+
+# -- auth + idempotency ------------------------------------------------------------------------------
+@bp.before_request
+def _authenticate():
+    if request.endpoint == "api.openapi":
+        return None
+    header = request.headers.get("Authorization", "")
+    bearer = header[7:].strip() if header.lower().startswith("bearer ") else None
+    g.client_id = services().tokens.client_id_for(bearer)
+    return None
+
+
+def idempotent(view):
+    """Applies contract §1's ``Idempotency-Key`` semantics to a POST view (keys scoped per API client)."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        key = request.headers.get("Idempotency-Key")
+        if key is None:
+            return view(*args, **kwargs)
+        store = services().idempotency
+        found = store.reserve(g.client_id, key, method=request.method, path=request.path,
+                              body=request.get_data(cache=True))
+        if isinstance(found, StoredResponse):
+            response = Response(found.body, status=found.status, mimetype="application/json")
+            response.headers["Idempotent-Replayed"] = "true"
+            return response
+        try:
+            try:
+                response = view(*args, **kwargs)
+            except PaygateError as err:
+                response = error_response(err)
+            if isinstance(response, tuple):
+                response = Response(json.dumps(response[0]) if isinstance(response[0], dict) else response[0],
+                                    status=response[1], mimetype="application/json")
+        except BaseException:
+            store.release(found)
+            raise
+        store.complete(found, response.status_code, response.get_data(as_text=True))
+        return response
+
+    return wrapper
+
+
+def _json_body() -> dict:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ValidationFailed("The request body must be a JSON object.", code="invalid_json")
+    return body
+
+
+# -- payment sessions --------------------------------------------------------------------------------
+@bp.post("/payment-sessions")
+@idempotent
+def create_session():
+    svc = services()
+    s = svc.sessions.create_for(g.client_id, _json_body())
+    return jsonify(svc.sessions.created_view(s)), 201
+
+
+@bp.get("/payment-sessions/<session_id>")
+def get_session(session_id: str):
+    return jsonify(session_view(services().sessions.get(g.client_id, session_id)))
+
+
+@bp.post("/payment-sessions/<session_id>/cancel")
+@idempotent
+def cancel_session(session_id: str):
+    return jsonify(session_view(services().sessions.cancel(g.client_id, session_id)))
+
+
+# -- events -----------------------------------------------------------------------------------------
+@bp.get("/events")
+def list_events():
+    """``GET /v1/events?session_id=`` → ``{"data": [event view, ...]}`` with delivery state and attempts."""
+    session_id = request.args.get("session_id")
+    svc = services()
+    with svc.Session() as db:
+        if session_id is not None:
+            s = db.get(PaymentSession, session_id)
+            if s is None or s.client_id != g.client_id:
+                return jsonify({"data": []})
+        data = outbox.list_events(db, client_id=g.client_id, session_id=session_id)
+    return jsonify({"data": data})
+
+
+@bp.post("/events/<event_id>/redeliver")
+@idempotent
+def redeliver_event(event_id: str):
+    """Puts every delivery of the event back in the queue, due now (also for dead or delivered ones)."""
+    svc = services()
+    with svc.Session.begin() as db:
+        event = db.get(Event, event_id)
+        if event is None or event.client_id != g.client_id:
+            raise PaygateError("No such event.", code="event_not_found", http_status=404)
+        outbox.redeliver(db, event_id, svc.clock())
+    outbox.wake(svc.redis)
+    with svc.Session() as db:
+        view = next(v for v in outbox.list_events(db, client_id=g.client_id, session_id=event.session_id)
+                    if v["id"] == event_id)
+    return jsonify(view), 202
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(openapi_document(services().settings.public_base_url))

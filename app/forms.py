@@ -1,0 +1,52 @@
+"""The checkout form (Flask-WTF, with CSRF). Card rules live in :mod:`tokenizer.cards`; the form
+only carries the raw fields and the CSRF token, so the page works with or without JavaScript."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import HiddenField, StringField
+
+
+class CheckoutForm(FlaskForm):
+    """Fields: ``cardholder_name`` (cc-name), ``number`` (cc-number, up to 23 chars with spaces or dashes),
+    ``expiry`` (cc-exp, MM/YY), ``cvc`` (cc-csc) and ``submission_id`` (a per-render nonce that makes a
+    re-POST of the same form a duplicate)."""
+
+    cardholder_name = StringField("Name on card", render_kw={"autocomplete": "cc-name", "maxlength": 100,
+                                                             "spellcheck": "false", "autocapitalize": "words"})
+    number = StringField("Card number", render_kw={"autocomplete": "cc-number", "inputmode": "numeric",
+                                                   "maxlength": 23, "spellcheck": "false"})
+    expiry = StringField("Expiry date (MM/YY)", render_kw={"autocomplete": "cc-exp", "inputmode": "numeric",
+                                                           "maxlength": 7, "placeholder": "MM/YY"})
+    cvc = StringField("Security code (CVC)", render_kw={"autocomplete": "cc-csc", "inputmode": "numeric",
+                                                        "maxlength": 4})
+    submission_id = HiddenField()
+
+
+# Plain words for the field error codes of tokenizer.cards.validate_card
+FIELD_MESSAGES = {
+    ("number", "required"): "Enter your card number.",
+    ("number", "invalid_number"): "This card number is not the right length. Please check it.",
+    ("number", "incorrect_number"): "This card number is not valid. Please check it.",
+    ("number", "unsupported_brand"): "We can't accept this type of card. Please use another card.",
+    ("expiry", "required"): "Enter the expiry date as MM/YY.",
+    ("expiry", "invalid_expiry_month"): "The expiry month must be between 01 and 12.",
+    ("expiry", "invalid_expiry_year"): "The expiry year is not valid. Please check it.",
+    ("expiry", "expired_card"): "This card has expired. Please use another card.",
+    ("cvc", "required"): "Enter the security code from your card.",
+    ("cvc", "invalid_cvc"): "The security code is not the right length. Please check it.",
+    ("cardholder_name", "required"): "Enter the name shown on your card.",
+    ("cardholder_name", "invalid_name"): "The name is too long or has characters we can't accept.",
+}
+
+
+def field_messages(errors: dict[str, str]) -> dict[str, str]:
+    """Maps ``validate_card`` codes (keyed number/exp_month/exp_year/cvc/cardholder_name) to form fields
+    and plain words; both expiry parts report on the single ``expiry`` field."""
+    out: dict[str, str] = {}
+    for name, code in errors.items():
+        form_field = "expiry" if name in ("exp_month", "exp_year") else name
+        if form_field in out:
+            continue
+        out[form_field] = FIELD_MESSAGES.get((form_field, code), "Please check this field.")
+    return out

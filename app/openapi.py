@@ -1,0 +1,171 @@
+"""The OpenAPI 3.1 document served at ``GET /v1/openapi.json``.
+
+Kept next to the views and checked against them by ``tests/functional/test_openapi.py``
+(every route documented, every documented route served, response fields as built).
+"""
+
+from __future__ import annotations
+
+STRING = {"type": "string"}
+NSTRING = {"type": ["string", "null"]}
+NINT = {"type": ["integer", "null"]}
+TIME = {"type": "string", "format": "date-time"}
+NTIME = {"type": ["string", "null"], "format": "date-time"}
+
+STATUSES = ["pending", "processing", "approved", "declined", "requires_agent", "failed", "expired", "canceled"]
+EVENT_TYPES = ["payment.approved", "payment.declined", "payment.failed", "payment_session.requires_agent",
+               "payment_session.expired", "payment_session.canceled", "hold.authorized", "hold.captured",
+               "hold.voided", "hold.expiring", "refund.succeeded", "refund.failed", "subscription.created",
+               "subscription.canceled", "dispute.opened", "dispute.closed"]
+
+
+def _obj(props: dict, required: list[str] | None = None, **extra) -> dict:
+    out = {"type": "object", "properties": props, **extra}
+    if required:
+        out["required"] = required
+    return out
+
+
+SCHEMAS = {
+    "Error": _obj({"error": _obj({
+        "code": {"type": "string", "description": "Stable snake_case machine code."},
+        "message": {"type": "string", "description": "Human text; never contains card data."},
+        "request_id": NSTRING,
+        "fields": {"type": "object", "additionalProperties": {"type": "string"},
+                   "description": "Per-field error codes, for validation errors."},
+    }, ["code", "message", "request_id"])}, ["error"]),
+    "TokenResponse": _obj({"access_token": STRING, "token_type": {"type": "string", "enum": ["Bearer"]},
+                           "expires_in": {"type": "integer"}}, ["access_token", "token_type", "expires_in"]),
+    "OAuthError": _obj({"error": {"type": "string", "enum": ["invalid_client", "invalid_request",
+                                                             "unsupported_grant_type"]}}, ["error"]),
+    "CreatePaymentSession": _obj({
+        "conversation_id": {"type": "string", "maxLength": 200, "description": "Genesys conversation id."},
+        "participant_id": {"type": "string", "maxLength": 200},
+        "customer_account_id": {"type": "string", "maxLength": 200},
+        "intent": {"type": "string", "enum": ["payment", "topup", "subscription", "hold"], "default": "payment"},
+        "amount": {"type": "integer", "minimum": 1, "description": "Minor units of currency (USD 2500 = $25.00)."},
+        "currency": {"type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217 alpha-3."},
+        "channel": {"type": "string", "enum": ["voice", "messaging", "web"]},
+        "reference": {"type": "string", "maxLength": 64},
+        "callback_url": {"type": "string", "format": "uri"},
+        "locale": {"type": "string", "description": "BCP 47."},
+        "ttl_seconds": {"type": "integer", "minimum": 60, "maximum": 86400, "default": 900},
+        "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+    }, ["conversation_id", "customer_account_id", "amount", "currency"], additionalProperties=False),
+    "PaymentSessionCreated": _obj({
+        "session_id": STRING, "status": {"type": "string", "enum": ["pending"]},
+        "checkout_url": {"type": "string", "format": "uri"}, "expires_at": TIME, "conversation_id": STRING,
+        "intent": STRING, "amount": {"type": "integer"}, "currency": STRING,
+    }, ["session_id", "status", "checkout_url", "expires_at", "conversation_id", "intent", "amount", "currency"]),
+    "Card": _obj({"brand": STRING, "last4": STRING, "exp_month": NINT, "exp_year": NINT, "fingerprint": NSTRING},
+                 ["brand", "last4"]),
+    "PaymentSession": _obj({
+        "session_id": STRING, "status": {"type": "string", "enum": STATUSES},
+        "outcome": {"type": ["string", "null"], "enum": ["approved", "declined", "requires_agent", "failed", None]},
+        "conversation_id": STRING, "participant_id": NSTRING, "customer_account_id": STRING, "intent": STRING,
+        "amount": {"type": "integer"}, "currency": STRING, "reference": NSTRING, "channel": NSTRING,
+        "attempts": {"type": "integer"}, "max_attempts": {"type": "integer"}, "token": NSTRING,
+        "card": {"oneOf": [{"$ref": "#/components/schemas/Card"}, {"type": "null"}]},
+        "payment_id": NSTRING, "gateway": STRING, "gateway_reference": NSTRING, "decline_code": NSTRING,
+        "message": NSTRING, "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+        "created_at": TIME, "updated_at": TIME, "expires_at": TIME,
+    }, ["session_id", "status", "outcome", "conversation_id", "participant_id", "customer_account_id", "intent",
+        "amount", "currency", "reference", "channel", "attempts", "max_attempts", "token", "card", "payment_id",
+        "gateway", "gateway_reference", "decline_code", "message", "metadata", "created_at", "updated_at",
+        "expires_at"]),
+    "DeliveryAttempt": _obj({"number": {"type": "integer"}, "started_at": TIME, "status_code": NINT,
+                             "latency_ms": {"type": "number"}, "error": NSTRING,
+                             "outcome": {"type": "string", "enum": ["delivered", "retry", "dead"]}},
+                            ["number", "started_at", "status_code", "latency_ms", "error", "outcome"]),
+    "Delivery": _obj({"id": {"type": "integer"}, "kind": STRING, "target": STRING,
+                      "status": {"type": "string", "enum": ["pending", "delivered", "dead"]},
+                      "attempts": {"type": "integer"}, "last_status_code": NINT, "last_error": NSTRING,
+                      "next_attempt_at": NTIME, "delivered_at": NTIME,
+                      "attempt_log": {"type": "array", "items": {"$ref": "#/components/schemas/DeliveryAttempt"}}},
+                     ["id", "kind", "target", "status", "attempts", "attempt_log"]),
+    "Event": _obj({"id": STRING, "type": {"type": "string", "enum": EVENT_TYPES}, "created_at": TIME,
+                   "sequence": {"type": "integer"}, "session_id": NSTRING,
+                   "data": {"$ref": "#/components/schemas/PaymentSession"},
+                   "deliveries": {"type": "array", "items": {"$ref": "#/components/schemas/Delivery"}}},
+                  ["id", "type", "created_at", "sequence", "session_id", "data", "deliveries"]),
+    "EventList": _obj({"data": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}}, ["data"]),
+}
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(name: str, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+ERRORS = {code: {"$ref": f"#/components/responses/{name}"} for code, name in
+          (("400", "BadRequest"), ("401", "Unauthorized"), ("404", "NotFound"))}
+IDEMPOTENT = {"409": {"$ref": "#/components/responses/Conflict"},
+              "422": {"$ref": "#/components/responses/IdempotencyKeyReused"}}
+SESSION_ID = {"name": "session_id", "in": "path", "required": True, "schema": STRING}
+IDEM_HEADER = {"$ref": "#/components/parameters/IdempotencyKey"}
+
+
+def openapi_document(base_url: str) -> dict:
+    """The document, with ``servers`` pointing at ``base_url``."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "paygate API", "version": "1.0.0",
+                 "description": "Hosted payment page and card tokenization for Genesys Cloud CX. Money is "
+                                "integer minor units; business outcomes are HTTP 200 results, not errors."},
+        "servers": [{"url": base_url}],
+        "security": [{"bearer": []}],
+        "paths": {
+            "/oauth/token": {"post": {
+                "operationId": "createAccessToken", "security": [{"basic": []}],
+                "summary": "Client-credentials access token (RFC 6749 §4.4).",
+                "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {
+                    "schema": _obj({"grant_type": {"type": "string", "enum": ["client_credentials"]}},
+                                   ["grant_type"])}}},
+                "responses": {"200": _json("TokenResponse", "An access token valid for expires_in seconds."),
+                              "400": _json("OAuthError", "Bad request."),
+                              "401": _json("OAuthError", "Unknown client or wrong secret.")}}},
+            "/v1/payment-sessions": {"post": {
+                "operationId": "createPaymentSession", "parameters": [IDEM_HEADER],
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": _ref("CreatePaymentSession")}}},
+                "responses": {"201": _json("PaymentSessionCreated", "Created; send checkout_url to the customer."),
+                              **ERRORS, **IDEMPOTENT}}},
+            "/v1/payment-sessions/{session_id}": {"get": {
+                "operationId": "getPaymentSession", "parameters": [SESSION_ID],
+                "responses": {"200": _json("PaymentSession", "The session view."), **ERRORS}}},
+            "/v1/payment-sessions/{session_id}/cancel": {"post": {
+                "operationId": "cancelPaymentSession", "parameters": [SESSION_ID, IDEM_HEADER],
+                "responses": {"200": _json("PaymentSession", "Canceled."), **ERRORS, **IDEMPOTENT}}},
+            "/v1/events": {"get": {
+                "operationId": "listEvents",
+                "parameters": [{"name": "session_id", "in": "query", "required": False, "schema": STRING}],
+                "responses": {"200": _json("EventList", "Events with their delivery state."), **ERRORS}}},
+            "/v1/events/{event_id}/redeliver": {"post": {
+                "operationId": "redeliverEvent",
+                "parameters": [{"name": "event_id", "in": "path", "required": True, "schema": STRING}, IDEM_HEADER],
+                "responses": {"202": _json("Event", "Queued for delivery again."), **ERRORS, **IDEMPOTENT}}},
+            "/v1/openapi.json": {"get": {"operationId": "getOpenApi", "security": [],
+                                         "responses": {"200": {"description": "This document."}}}},
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                                "basic": {"type": "http", "scheme": "basic"}},
+            "parameters": {"IdempotencyKey": {
+                "name": "Idempotency-Key", "in": "header", "required": False,
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                "description": "Replays the first completed response for 24 h; 422 on reuse with another body; "
+                               "409 while the first request is still running. Scoped per API client."}},
+            "responses": {
+                "BadRequest": _json("Error", "Invalid request (code validation_error, invalid_json, ...)."),
+                "Unauthorized": _json("Error", "Missing, invalid or expired bearer token."),
+                "NotFound": _json("Error", "No such resource for this client."),
+                "Conflict": _json("Error", "idempotency_key_in_use, or the session is in a state that does not "
+                                           "allow this (session_not_cancelable)."),
+                "IdempotencyKeyReused": _json("Error", "idempotency_key_reused."),
+            },
+            "schemas": SCHEMAS,
+        },
+    }

@@ -1,0 +1,137 @@
+"""The ``paygate`` command (contract §8): clients, worker, database migrations, redelivery, demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from .errors import ConfigError
+from .settings import Settings
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as err:
+        raise click.ClickException(f"configuration error: {err.message}") from None
+
+
+@click.group()
+def main() -> None:
+    """paygate: hosted payment page and card tokenization for Genesys Cloud CX."""
+
+
+@main.group()
+def clients() -> None:
+    """Manage API clients."""
+
+
+@clients.command("create")
+@click.argument("name")
+@click.option("--callback-url", default=None, help="Default endpoint for this client's events.")
+def clients_create(name: str, callback_url: str | None) -> None:
+    """Create an API client; prints its id and secrets once, as JSON."""
+    from .clock import random_id, system_clock
+    from .clients import create_client
+    from .db import make_engine, make_sessionmaker, upgrade
+
+    settings = _settings()
+    if settings.database_url.startswith("sqlite"):
+        upgrade(settings.database_url, lock_dir=settings.instance_path)
+    engine = make_engine(settings.database_url)
+    with make_sessionmaker(engine).begin() as db:
+        created = create_client(db, name=name, callback_url=callback_url, now=system_clock(), new_id=random_id)
+    engine.dispose()
+    click.echo(json.dumps(created.as_dict()))
+
+
+@clients.command("rotate-signing-secret")
+@click.argument("client_id")
+@click.option("--keep", default=1, show_default=True, help="How many older secrets stay active.")
+def clients_rotate(client_id: str, keep: int) -> None:
+    """Add a new event signing secret; events carry one v1= per active secret until the old ones go."""
+    from .clients import rotate_signing_secret
+    from .db import make_engine, make_sessionmaker
+    from .models import ApiClient
+
+    engine = make_engine(_settings().database_url)
+    with make_sessionmaker(engine).begin() as db:
+        client = db.get(ApiClient, client_id)
+        if client is None:
+            raise click.ClickException(f"no client {client_id}")
+        new = rotate_signing_secret(db, client, keep_previous=keep)
+    engine.dispose()
+    click.echo(json.dumps({"client_id": client_id, "signing_secret": new}))
+
+
+@main.group()
+def db() -> None:
+    """Database migrations."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every migration (Alembic) to PAYGATE_DATABASE_URL."""
+    from .db import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url, lock_dir=settings.instance_path)
+    click.echo("database is up to date")
+
+
+@main.command()
+def worker() -> None:
+    """Deliver events (outbox), expire sessions past their TTL and reconcile gateway timeouts."""
+    from callbacks.worker import run_worker
+
+    from .db import upgrade
+    from .logging import configure_logging
+    from .services import build_services
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    if settings.database_url.startswith("sqlite"):
+        upgrade(settings.database_url, lock_dir=settings.instance_path)
+    svc = build_services(settings)
+    run_worker(settings, periodic=[(1.0, svc.sessions.expire_due), (5.0, svc.payments.reconcile_due)])
+
+
+@main.group()
+def events() -> None:
+    """Callback events."""
+
+
+@events.command("redeliver")
+@click.argument("event_id")
+def events_redeliver(event_id: str) -> None:
+    """Queue every delivery of EVENT_ID again (dead ones included)."""
+    from callbacks import outbox
+
+    from .errors import NotFound
+    from .services import build_services
+
+    svc = build_services(_settings())
+    try:
+        with svc.Session.begin() as session:
+            deliveries = outbox.redeliver(session, event_id, svc.clock())
+    except NotFound:
+        raise click.ClickException(f"no event {event_id}") from None
+    outbox.wake(svc.redis)
+    click.echo(json.dumps({"event_id": event_id, "deliveries_queued": len(deliveries)}))
+    svc.close()
+
+
+@main.command()
+@click.option("--port", default=8000, show_default=True)
+@click.option("--emulator-port", default=8010, show_default=True)
+def demo(port: int, emulator_port: int) -> None:
+    """Run everything on the embedded defaults and print a working checkout link."""
+    from .demo import run_demo
+
+    sys.exit(run_demo(port=port, emulator_port=emulator_port))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Builds every service from :class:`~paygate.settings.Settings` — the one place dependencies are wired.
+
+The Flask app keeps the result in ``app.extensions["paygate"]``; the CLI and the
+worker build their own. Nothing here reads the environment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import redis as redis_lib
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import sessionmaker
+
+from tokenizer.gateways.base import Gateway
+from tokenizer.vault import Vault
+
+from .clients import TokenIssuer
+from .clock import Clock, IdFactory, random_id, system_clock
+from .db import make_engine, make_sessionmaker
+from .fraud import FraudPolicy, FraudScreen
+from .idempotency import IdempotencyStore
+from .payments import PaymentProcessor, ProcessorConfig
+from .sessions import LinkSigner, SessionDefaults, SessionService
+from .settings import Settings
+
+
+@dataclass
+class Services:
+    """The wired object graph (see :func:`build_services`)."""
+
+    settings: Settings
+    engine: Engine
+    Session: sessionmaker
+    redis: redis_lib.Redis
+    clock: Clock
+    new_id: IdFactory
+    tokens: TokenIssuer
+    idempotency: IdempotencyStore
+    links: LinkSigner
+    vault: Vault
+    gateway: Gateway
+    fraud: FraudScreen
+    sessions: SessionService
+    payments: PaymentProcessor
+
+    def close(self) -> None:
+        self.engine.dispose()
+        self.redis.close()
+
+
+def build_gateway(settings: Settings, redis) -> Gateway:
+    """The configured gateway: the sandbox (ledger in Redis) or Stripe through ``StripeClient``."""
+    if settings.gateway == "stripe":
+        from tokenizer.gateways.stripe import StripeGateway
+
+        return StripeGateway(settings.stripe_api_key, api_base=settings.stripe_api_base)
+    from tokenizer.gateways.sandbox import RedisSandboxLedger, SandboxGateway
+
+    return SandboxGateway(ledger=RedisSandboxLedger(redis))
+
+
+def build_services(settings: Settings, *, clock: Clock = system_clock, new_id: IdFactory = random_id,
+                   gateway: Gateway | None = None) -> Services:
+    """Wires the services for ``settings``; ``clock``/``new_id``/``gateway`` can be replaced by tests."""
+    engine = make_engine(settings.database_url)
+    Session = make_sessionmaker(engine)
+    redis = redis_lib.Redis.from_url(settings.redis_url, decode_responses=False, health_check_interval=30)
+    gateway = gateway or build_gateway(settings, redis)
+    links = LinkSigner(settings.secret_key)
+    vault = Vault(settings.vault_keys, settings.fingerprint_key)
+    fraud = FraudScreen(redis, FraudPolicy(threshold=settings.fraud_threshold,
+                                           ip_attempts_per_hour=settings.fraud_ip_attempts_per_hour,
+                                           card_sessions_per_hour=settings.fraud_card_sessions_per_hour,
+                                           card_declines_per_day=settings.fraud_card_declines_per_day),
+                        clock)
+    sessions = SessionService(Session, redis, SessionDefaults(
+        max_attempts=settings.max_attempts, ttl_seconds=settings.session_ttl_seconds,
+        gateway=gateway.identifier, public_base_url=settings.public_base_url,
+        production=settings.production), links, clock=clock, new_id=new_id)
+    payments = PaymentProcessor(Session, redis, sessions, vault, gateway, fraud,
+                                ProcessorConfig(allowed_brands=settings.allowed_brands,
+                                                reconcile_after_seconds=settings.reconcile_after_seconds),
+                                clock=clock, new_id=new_id)
+    idem_secret = hashlib.sha256(b"paygate.idempotency|" + settings.secret_key.encode()).digest()
+    return Services(settings=settings, engine=engine, Session=Session, redis=redis, clock=clock, new_id=new_id,
+                    tokens=TokenIssuer(settings.secret_key), idempotency=IdempotencyStore(redis, idem_secret),
+                    links=links, vault=vault, gateway=gateway, fraud=fraud, sessions=sessions, payments=payments)
