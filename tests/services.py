@@ -60,7 +60,7 @@ def redis_url() -> str:
         d = state_dir() / f"redis-{port}"
         d.mkdir()
         subprocess.run(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "yes",
-                        "--dir", str(d), "--save", "", "--appendonly", "no",
+                        "--dir", str(d), "--save", "", "--appendonly", "yes", "--appendfsync", "no",
                         "--pidfile", str(d / "redis.pid"), "--logfile", str(d / "redis.log")], check=True)
         wait_for_port(port)
         atexit.register(lambda: _kill_pidfile(d / "redis.pid"))

@@ -1,0 +1,173 @@
+"""The end-to-end stack: gunicorn (2 workers) serving the app, the delivery worker, the Genesys
+emulator (an allowed iframe parent) and a second emulator on an origin that is NOT allowed to frame
+the page — all real processes on loopback — driven by Playwright with Debian's Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests import services
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def poll(fn, *, timeout=15.0, interval=0.1, what="condition"):
+    """Calls ``fn`` until it returns something truthy or ``timeout`` passes (then fails the test)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Stack:
+    def __init__(self, state: Path):
+        self.state = state
+        self.logs = state / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.procs: list[subprocess.Popen] = []
+        self.web_port = services.free_port()
+        self.emu_port = services.free_port()
+        self.evil_port = services.free_port()
+        self.base = f"http://127.0.0.1:{self.web_port}"
+        self.emulator = f"http://127.0.0.1:{self.emu_port}"
+        self.evil = f"http://127.0.0.1:{self.evil_port}"
+        self.redis_url = services.redis_url()
+        self.env = {
+            **os.environ,
+            "PAYGATE_ENV": "development",
+            "PAYGATE_INSTANCE_PATH": str(state / "instance"),
+            "PAYGATE_DATABASE_URL": f"sqlite:///{state / 'e2e.sqlite3'}",
+            "PAYGATE_REDIS_URL": self.redis_url.rsplit("/", 1)[0] + "/3",
+            "PAYGATE_PUBLIC_BASE_URL": self.base,
+            "PAYGATE_FRAME_ANCESTORS": f"'self' {self.emulator}",
+            "PAYGATE_DELIVERY_BACKOFF_BASE": "0.2",
+            "PAYGATE_FRAUD_CARD_SESSIONS_PER_HOUR": "100",
+            "PAYGATE_FRAUD_IP_ATTEMPTS_PER_HOUR": "1000",
+        }
+
+    def spawn(self, name: str, args: list[str]):
+        log = open(self.logs / f"{name}.log", "ab")
+        proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        proc.name = name
+        self.procs.append(proc)
+        return proc
+
+    def start(self):
+        subprocess.run([str(BIN / "paygate"), "db", "upgrade"], cwd=ROOT, env=self.env, check=True,
+                       stdout=subprocess.DEVNULL)
+        out = subprocess.run([str(BIN / "paygate"), "clients", "create", "e2e", "--callback-url",
+                              f"{self.emulator}/webhooks/paygate"], cwd=ROOT, env=self.env, check=True,
+                             capture_output=True, text=True).stdout
+        self.client = json.loads(out.strip().splitlines()[-1])
+        self.spawn("emulator", [sys.executable, "-m", "genesys_emulator", "--host", "127.0.0.1", "--port",
+                                str(self.emu_port), "--signing-secret", self.client["signing_secret"],
+                                "--record", str(self.logs / "callbacks.jsonl")])
+        self.spawn("evil", [sys.executable, "-m", "genesys_emulator", "--host", "127.0.0.1", "--port",
+                            str(self.evil_port)])
+        self.spawn("web", [str(BIN / "gunicorn"), "--workers", "2", "--bind", f"127.0.0.1:{self.web_port}",
+                           "--no-control-socket", "app:create_app()"])
+        self.spawn("worker", [str(BIN / "paygate"), "worker"])
+        for port in (self.emu_port, self.evil_port, self.web_port):
+            services.wait_for_port(port, timeout=30)
+        poll(lambda: self._ok(f"{self.base}/healthz"), what="web app health")
+        self.token = self._token()
+
+    def _ok(self, url):
+        try:
+            return httpx.get(url, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _token(self) -> str:
+        r = httpx.post(f"{self.base}/oauth/token", data={"grant_type": "client_credentials"},
+                       auth=(self.client["client_id"], self.client["client_secret"]))
+        r.raise_for_status()
+        return r.json()["access_token"]
+
+    def create_session(self, **overrides) -> dict:
+        body = {"conversation_id": "e2e-conv", "participant_id": "e2e-part", "customer_account_id": "ACME-7",
+                "amount": 2500, "currency": "USD", "channel": "messaging"}
+        body.update(overrides)
+        r = httpx.post(f"{self.base}/v1/payment-sessions", json=body,
+                       headers={"Authorization": f"Bearer {self.token}"})
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    def session(self, session_id: str) -> dict:
+        return httpx.get(f"{self.base}/v1/payment-sessions/{session_id}",
+                         headers={"Authorization": f"Bearer {self.token}"}).json()
+
+    def received(self, session_id: str | None = None) -> list[dict]:
+        items = httpx.get(f"{self.emulator}/api/received").json()
+        return [i for i in items if session_id is None or i.get("session_id") == session_id]
+
+    def charges(self, session_id: str) -> list[dict]:
+        import redis
+
+        from tokenizer.gateways.sandbox import RedisSandboxLedger
+
+        client = redis.Redis.from_url(self.env["PAYGATE_REDIS_URL"])
+        try:
+            return [c for c in RedisSandboxLedger(client).charges() if session_id in json.dumps(c)]
+        finally:
+            client.close()
+
+    def stop(self):
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def e2e_stack():
+    state = services.state_dir() / "e2e"
+    state.mkdir(exist_ok=True)
+    stack = Stack(state)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 375, "height": 812})
+    pg = context.new_page()
+    pg.set_default_timeout(15000)
+    yield pg
+    context.close()

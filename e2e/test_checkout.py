@@ -1,0 +1,146 @@
+"""What a customer and the contact center see, in Debian's Chromium against the running stack."""
+
+from __future__ import annotations
+
+import pytest
+
+from e2e.conftest import poll
+
+pytestmark = pytest.mark.e2e
+
+
+def fill(target, number, *, name="Ada Lovelace", expiry="12/30", cvc="123"):
+    """Types the card the way a person does (``target`` is a Page or a FrameLocator)."""
+    target.locator('input[name="cardholder_name"]').fill(name)
+    target.locator('input[name="number"]').press_sequentially(number)
+    target.locator('input[name="expiry"]').press_sequentially(expiry)
+    target.locator('input[name="cvc"]').press_sequentially(cvc)
+
+
+def test_double_click_approves_once_with_one_event(e2e_stack, page):
+    s = e2e_stack.create_session()
+    page.goto(s["checkout_url"])
+    fill(page, "4242424242424242")
+    assert page.locator('input[name="number"]').input_value() == "4242 4242 4242 4242"
+    with page.expect_navigation():
+        page.locator('button[type="submit"]').dblclick()
+    page.get_by_text("approved", exact=False).first.wait_for()
+    assert "4242" in page.content()
+    events = poll(lambda: [e for e in e2e_stack.received(s["session_id"]) if e["type"] == "payment.approved"],
+                  what="payment.approved at the emulator")
+    assert len(e2e_stack.charges(s["session_id"])) == 1
+    assert len(events) == 1 and events[0]["verified"] is True
+    view = e2e_stack.session(s["session_id"])
+    assert view["status"] == "approved" and view["attempts"] == 1
+    # the emulator's page shows the verified event with token, brand and last4
+    page.goto(e2e_stack.emulator + "/")
+    html = page.content()
+    assert "payment.approved" in html and view["token"] in html and "4242" in html
+
+
+def test_decline_message_retry_and_event(e2e_stack, page):
+    s = e2e_stack.create_session()
+    page.goto(s["checkout_url"])
+    fill(page, "4000000000000002")
+    with page.expect_navigation():
+        page.locator('button[type="submit"]').click()
+    alert = page.locator('[role="alert"]').first
+    alert.wait_for()
+    assert "declined" in alert.inner_text().lower()
+    assert page.locator('input[name="number"]').is_visible()  # retry allowed
+    poll(lambda: [e for e in e2e_stack.received(s["session_id"]) if e["type"] == "payment.declined"],
+         what="payment.declined at the emulator")
+    fill(page, "4242424242424242")
+    with page.expect_navigation():
+        page.locator('button[type="submit"]').click()
+    page.get_by_text("approved", exact=False).first.wait_for()
+    assert e2e_stack.session(s["session_id"])["attempts"] == 2
+
+
+def test_max_attempts_declines_hand_over_to_an_agent(e2e_stack, page):
+    s = e2e_stack.create_session()
+    page.goto(s["checkout_url"])
+    for _ in range(3):
+        fill(page, "4000000000009995")
+        with page.expect_navigation():
+            page.locator('button[type="submit"]').click()
+    page.get_by_text("agent", exact=False).first.wait_for()
+    assert page.locator('input[name="number"]').count() == 0
+    assert e2e_stack.session(s["session_id"])["status"] == "requires_agent"
+    poll(lambda: [e for e in e2e_stack.received(s["session_id"]) if e["type"] == "payment_session.requires_agent"],
+         what="requires_agent event")
+
+
+def test_highest_risk_card_goes_to_an_agent_without_approval(e2e_stack, page):
+    s = e2e_stack.create_session()
+    page.goto(s["checkout_url"])
+    fill(page, "4100000000000019")
+    with page.expect_navigation():
+        page.locator('button[type="submit"]').click()
+    page.get_by_text("agent", exact=False).first.wait_for()
+    view = e2e_stack.session(s["session_id"])
+    assert view["status"] == "requires_agent" and view["payment_id"] is None
+    assert e2e_stack.charges(s["session_id"]) == []
+    events = poll(lambda: e2e_stack.received(s["session_id"]), what="an event")
+    assert "payment.approved" not in {e["type"] for e in events}
+
+
+def test_page_works_inside_an_iframe_on_an_allowed_origin(e2e_stack, page):
+    s = e2e_stack.create_session()
+    page.goto(f"{e2e_stack.emulator}/embed?url={s['checkout_url']}")
+    frame = page.frame_locator("iframe")
+    fill(frame, "5555555555554444")
+    frame.locator('button[type="submit"]').click()
+    frame.get_by_text("approved", exact=False).first.wait_for()
+    assert e2e_stack.session(s["session_id"])["status"] == "approved"
+
+
+def test_page_is_blocked_inside_an_iframe_on_another_origin(e2e_stack, page):
+    s = e2e_stack.create_session()
+    page.goto(f"{e2e_stack.evil}/embed?url={s['checkout_url']}")
+    page.wait_for_load_state("load")
+    frame = next(f for f in page.frames if f != page.main_frame)
+    poll(lambda: frame.url != "about:blank", timeout=10, what="the iframe to settle")
+    assert frame.locator('input[name="number"]').count() == 0
+    assert e2e_stack.session(s["session_id"])["status"] == "pending"
+
+
+def test_payment_completes_without_javascript(e2e_stack, browser):
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 375, "height": 812})
+    page = context.new_page()
+    try:
+        s = e2e_stack.create_session()
+        page.goto(s["checkout_url"])
+        page.locator('input[name="cardholder_name"]').fill("Grace Hopper")
+        page.locator('input[name="number"]').fill("4242-4242-4242-4242")
+        page.locator('input[name="expiry"]').fill("12/30")
+        page.locator('input[name="cvc"]').fill("123")
+        with page.expect_navigation():
+            page.locator('button[type="submit"]').click()
+        page.get_by_text("approved", exact=False).first.wait_for()
+        assert e2e_stack.session(s["session_id"])["status"] == "approved"
+    finally:
+        context.close()
+
+
+def test_phone_layout_has_no_horizontal_scroll_and_labels(e2e_stack, page):
+    s = e2e_stack.create_session()
+    page.goto(s["checkout_url"])
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    for name, token in (("cardholder_name", "cc-name"), ("number", "cc-number"), ("expiry", "cc-exp"),
+                        ("cvc", "cc-csc")):
+        field = page.locator(f'input[name="{name}"]')
+        assert field.get_attribute("autocomplete") == token
+        field_id = field.get_attribute("id")
+        assert page.locator(f'label[for="{field_id}"]').count() == 1
+    page.screenshot(path=str(e2e_stack.state / "phone.png"), full_page=True)
+
+
+def test_terminal_link_shows_outcome_not_form(e2e_stack, page):
+    s = e2e_stack.create_session()
+    import httpx
+    httpx.post(f"{e2e_stack.base}/v1/payment-sessions/{s['session_id']}/cancel",
+               headers={"Authorization": f"Bearer {e2e_stack.token}"}).raise_for_status()
+    page.goto(s["checkout_url"])
+    assert page.locator('input[name="number"]').count() == 0
+    assert "canceled" in page.content().lower()

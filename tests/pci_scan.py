@@ -1,0 +1,99 @@
+"""The PCI boundary check: finds test card numbers (PANs) or CVC values anywhere tests leave traces.
+
+Scanned: every file under the test state directory (server logs, worker logs, Redis's append-only
+file — which holds every write ever made to Redis, so keys deleted or flushed between tests are
+still checked — emulator callback records), every column of every table of every test database
+(SQLite files and PostgreSQL databases) except the vault's ciphertext, and every event body.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+# Stripe's published test cards (reference/stripe.md §5) plus the sandbox-only ones tests use
+TEST_PANS = [
+    "4242424242424242", "4000056655665556", "5555555555554444", "2223003122003222", "5200828282828210",
+    "5105105105105100", "378282246310005", "371449635398431", "6011111111111117", "6011000990139424",
+    "6011981111111113", "3056930009020004", "36227206271667", "6555900000604105", "3566002020360505",
+    "6200000000000005", "6200000000000047", "6205500000000000004", "4000000000000002", "4000000000009995",
+    "4000000000009987", "4000000000009979", "4000000000000069", "4000000000000127", "4000000000000119",
+    "4000000000006975", "4100000000000019", "4000000000004954", "4000000000009235", "4242424242424241",
+]
+VAULT_CIPHER_COLUMNS = {("vault_cards", "ciphertext"), ("vault_cards", "wrapped_key"), ("vault_cards", "nonce")}
+# a CVC-named field carrying digits, in JSON, form encoding or key=value text
+_CVC_RE = re.compile(rb"""(?i)["']?\b(cvc|cvv|csc|cc-csc|cvc2|security_code)\b["']?\s*[:=]\s*["']?(\d{3,4})\b""")
+
+
+def _pan_patterns(pans) -> re.Pattern:
+    alternatives = []
+    for pan in pans:
+        alternatives.append(re.escape(pan))
+        alternatives.append(r"[ -]?".join(re.escape(d) for d in pan))  # grouped with spaces or dashes
+    return re.compile("(" + "|".join(sorted(set(alternatives), key=len, reverse=True)) + ")")
+
+
+_PAN_TEXT = _pan_patterns(TEST_PANS)
+_PAN_BYTES = re.compile(_PAN_TEXT.pattern.encode())
+
+
+@dataclass(frozen=True)
+class Finding:
+    where: str
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.what}"
+
+
+def scan_bytes(where: str, data: bytes) -> list[Finding]:
+    """Findings in one blob: any test PAN (plain or grouped) and any CVC-named field with digits."""
+    found = []
+    for m in _PAN_BYTES.finditer(data):
+        digits = re.sub(rb"\D", b"", m.group(0)).decode()
+        found.append(Finding(where, f"PAN ending {digits[-4:]} at byte {m.start()}"))
+    for m in _CVC_RE.finditer(data):
+        found.append(Finding(where, f"CVC field {m.group(1).decode()!r} at byte {m.start()}"))
+    return found
+
+
+def scan_files(root: Path, *, skip_dirs=()) -> tuple[list[Finding], int]:
+    """Scans every regular file below ``root`` (PostgreSQL data directories are checked through SQL
+    instead, see :func:`scan_database`). Returns findings and how many files were read."""
+    findings, count = [], 0
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or any(part in skip_dirs for part in path.parts):
+            continue
+        if path.suffix in (".sqlite3",) or path.name.endswith((".sqlite3-wal", ".sqlite3-shm")):
+            continue  # databases are scanned column by column (ciphertext aside)
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        count += 1
+        findings += scan_bytes(str(path), data)
+    return findings, count
+
+
+def scan_database(url: str) -> tuple[list[Finding], int]:
+    """Scans every column of every table at ``url`` except the vault's ciphertext columns."""
+    from sqlalchemy import create_engine, inspect, text
+
+    engine = create_engine(url)
+    findings, cells = [], 0
+    try:
+        with engine.connect() as conn:
+            for table in inspect(conn).get_table_names():
+                for row in conn.execute(text(f'SELECT * FROM "{table}"')):
+                    for column, value in row._mapping.items():
+                        if (table, column) in VAULT_CIPHER_COLUMNS or value is None:
+                            continue
+                        cells += 1
+                        blob = value if isinstance(value, bytes) else str(value).encode()
+                        findings += scan_bytes(f"{url.rsplit('/', 1)[-1]}:{table}.{column}", blob)
+                if "cvc" in {c["name"].lower() for c in inspect(conn).get_columns(table)}:
+                    findings.append(Finding(f"{table}", "has a cvc column"))
+    finally:
+        engine.dispose()
+    return findings, cells
