@@ -1,0 +1,5 @@
+"""``python -m callbacks`` runs the delivery worker (same as ``python -m callbacks.worker``)."""
+
+from .worker import main
+
+main()

@@ -1,0 +1,176 @@
+"""The transactional outbox: events and their deliveries are written with the state change they describe.
+
+:func:`record_event` only adds rows to the caller's SQLAlchemy session; the caller commits them in the
+same transaction as the state change, so either both exist or neither does (no event is lost when a
+process dies between the two, contract §5). After the commit the caller calls :func:`wake` so a worker
+picks the delivery up at once instead of on its next poll.
+
+Delivery kinds: ``webhook`` (the signed POST of §5) now; ``genesys_attributes`` and ``genesys_workflow``
+(§6) will be added with :func:`add_delivery` by the code that knows a client's Genesys settings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+from typing import Iterable, Sequence
+
+import redis as redis_lib
+from sqlalchemy import select
+from sqlalchemy.orm import Session as DbSession
+
+from paygate.clock import IdFactory, rfc3339
+from paygate.errors import NotFound
+from paygate.models import ApiClient, Delivery, DeliveryAttempt, Event, PaymentSession
+
+from .events import build_body
+
+log = logging.getLogger("paygate.callbacks")
+
+WAKE_KEY = "paygate:outbox:wake"
+WAKE_LIST_MAX = 10
+KIND_WEBHOOK = "webhook"
+KIND_GENESYS_ATTRIBUTES = "genesys_attributes"
+KIND_GENESYS_WORKFLOW = "genesys_workflow"
+
+
+def naive_utc(moment: datetime) -> datetime:
+    """An aware datetime as the naive UTC value the tables store (naive input is assumed UTC already)."""
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def record_event(db: DbSession, *, client: ApiClient, session: PaymentSession | None, event_type: str,
+                 data: dict, now: datetime, new_id: IdFactory) -> Event:
+    """Adds an event and its webhook delivery to ``db`` without committing.
+
+    - ``sequence``: ``session.event_sequence`` is incremented and its new value used (1, 2, ... per
+      session). The caller must hold the session row for writing (SQLite's BEGIN IMMEDIATE, or a
+      ``SELECT ... FOR UPDATE`` on PostgreSQL); the unique (session_id, sequence) constraint turns a
+      race into an IntegrityError rather than a duplicate. An event without a session has sequence 1.
+    - ``id``: ``new_id("evt")``; ``created_at``: ``now`` (aware UTC).
+    - one ``webhook`` Delivery, due at ``now``, to ``session.callback_url`` or else ``client.callback_url``;
+      none when neither is set (the event is still kept and listed).
+
+    ``data`` must hold no card number or CVC (contract §5): pass the session view.
+    """
+    if session is not None:
+        session.event_sequence = (session.event_sequence or 0) + 1
+        sequence = session.event_sequence
+    else:
+        sequence = 1
+    event_id = new_id("evt")
+    body = build_body(event_id, event_type, rfc3339(now), sequence, data)
+    event = Event(id=event_id, client_id=client.id, session_id=session.id if session is not None else None,
+                  type=event_type, sequence=sequence, body=body, created_at=naive_utc(now))
+    db.add(event)
+    db.flush()  # the models declare no relationships, so the event row must exist before its deliveries
+    target = (session.callback_url if session is not None else None) or client.callback_url
+    if target:
+        add_delivery(db, event, kind=KIND_WEBHOOK, target=target, now=now)
+        db.flush()
+    return event
+
+
+def add_delivery(db: DbSession, event: Event, *, kind: str, target: str, now: datetime) -> Delivery:
+    """Adds one pending Delivery of ``event`` (``kind`` e.g. ``webhook``; ``target`` a URL or, for the
+    Genesys kinds, a destination the matching sender understands), due at ``now``. ``event`` must already
+    be flushed. Does not commit."""
+    delivery = Delivery(event_id=event.id, kind=kind, target=target, status="pending", attempts=0,
+                        next_attempt_at=naive_utc(now), created_at=naive_utc(now))
+    db.add(delivery)
+    return delivery
+
+
+def wake(redis: redis_lib.Redis) -> None:
+    """Nudges a waiting worker (call after the commit). Best effort: a Redis failure is logged, not raised,
+    because the state change is already committed and the worker polls anyway."""
+    try:
+        with redis.pipeline(transaction=True) as pipe:
+            pipe.lpush(WAKE_KEY, b"1")
+            pipe.ltrim(WAKE_KEY, 0, WAKE_LIST_MAX - 1)
+            pipe.execute()
+    except redis_lib.RedisError as exc:
+        log.warning("outbox wake failed", extra={"error": type(exc).__name__})
+
+
+def redeliver(db: DbSession, event_id: str, now: datetime) -> list[Delivery]:
+    """Queues every delivery of ``event_id`` again, due at ``now``, whatever its state (dead, delivered,
+    pending or in flight — a lease is released so the next worker sends it again). Does not commit.
+
+    Attempt counts and the attempt log are kept. Raises :class:`paygate.errors.NotFound`
+    (``event_not_found``) for an unknown event. Returns the deliveries (possibly empty when the event had
+    no target).
+    """
+    if db.get(Event, event_id) is None:
+        raise NotFound("No such event.", code="event_not_found")
+    deliveries = list(db.scalars(select(Delivery).where(Delivery.event_id == event_id).order_by(Delivery.id)))
+    for d in deliveries:
+        d.status = "pending"
+        d.next_attempt_at = naive_utc(now)
+        d.locked_until = None
+        d.lock_token = None
+        d.delivered_at = None
+    db.flush()
+    return deliveries
+
+
+def _latency(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def event_view(event: Event, deliveries_with_attempts: Iterable[tuple[Delivery, Sequence[DeliveryAttempt]]]) -> dict:
+    """The public view of one event for ``GET /v1/events``::
+
+        {"id", "type", "created_at", "sequence", "session_id", "data",
+         "deliveries": [{"id", "kind", "target", "status", "attempts", "last_status_code", "last_error",
+                         "next_attempt_at", "delivered_at",
+                         "attempt_log": [{"number", "started_at", "status_code", "latency_ms", "error",
+                                          "outcome"}]}]}
+
+    Times are RFC 3339 UTC; ``next_attempt_at`` is null unless the delivery is pending. No secret appears.
+    """
+    deliveries = []
+    for d, attempts in deliveries_with_attempts:
+        deliveries.append({
+            "id": d.id, "kind": d.kind, "target": d.target, "status": d.status, "attempts": d.attempts,
+            "last_status_code": d.last_status_code, "last_error": d.last_error,
+            "next_attempt_at": rfc3339(d.next_attempt_at) if d.status == "pending" else None,
+            "delivered_at": rfc3339(d.delivered_at),
+            "attempt_log": [{"number": a.number, "started_at": rfc3339(a.started_at),
+                             "status_code": a.status_code, "latency_ms": _latency(a.latency_ms),
+                             "error": a.error, "outcome": a.outcome}
+                            for a in sorted(attempts, key=lambda a: (a.number, a.id))],
+        })
+    return {"id": event.id, "type": event.type, "created_at": rfc3339(event.created_at),
+            "sequence": event.sequence, "session_id": event.session_id,
+            "data": json.loads(event.body).get("data"), "deliveries": deliveries}
+
+
+def list_events(db: DbSession, *, client_id: str, session_id: str | None, limit: int = 100) -> list[dict]:
+    """Views (:func:`event_view`) of ``client_id``'s events.
+
+    With ``session_id``: that session's events in sequence order. Without: the client's ``limit`` most
+    recent events, oldest first (ties: by session, then sequence). Events of other clients are never returned.
+    """
+    query = select(Event).where(Event.client_id == client_id)
+    if session_id is not None:
+        events = list(db.scalars(query.where(Event.session_id == session_id).order_by(Event.sequence)))
+    else:
+        events = list(db.scalars(query.order_by(Event.created_at.desc(), Event.session_id.desc(),
+                                                    Event.sequence.desc(), Event.id.desc()).limit(limit)))
+        events.reverse()
+    if not events:
+        return []
+    deliveries = list(db.scalars(select(Delivery).where(Delivery.event_id.in_([e.id for e in events]))
+                                 .order_by(Delivery.id)))
+    attempts: dict[int, list[DeliveryAttempt]] = {d.id: [] for d in deliveries}
+    if deliveries:
+        for a in db.scalars(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_(list(attempts)))):
+            attempts[a.delivery_id].append(a)
+    by_event: dict[str, list[tuple[Delivery, list[DeliveryAttempt]]]] = {e.id: [] for e in events}
+    for d in deliveries:
+        by_event[d.event_id].append((d, attempts[d.id]))
+    return [event_view(e, by_event[e.id]) for e in events]

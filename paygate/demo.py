@@ -1,0 +1,367 @@
+"""``paygate demo``: the whole product on one machine, started the way production runs it (contract §8).
+
+Processes, all on 127.0.0.1, each in its own process group and with its output prefixed by its name:
+
+* ``redis``: a private redis-server in a temporary directory (skipped when ``PAYGATE_REDIS_URL`` is set);
+* ``emulator``: the Genesys emulator (``python -m genesys_emulator``), holding the demo client's signing
+  secret so it can verify every callback;
+* ``web``: ``gunicorn --workers 2 'app:create_app()'``;
+* ``worker``: ``paygate worker``, which delivers the events to the emulator.
+
+Before starting them it migrates the configured database and creates an API client named ``demo`` whose
+callback URL is the emulator. Once everything answers it does what a Genesys data action does, a
+client-credentials token then ``POST /v1/payment-sessions``, and prints the checkout link, the emulator
+pages and the test cards. Ctrl-C (SIGINT) or SIGTERM stops every child and removes the temporary files;
+if any child dies, everything is stopped and the exit status is 1.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, TextIO
+from urllib.parse import quote
+
+import httpx
+
+from .errors import ConfigError
+from .settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+STARTUP_TIMEOUT = 60.0
+STOP_TIMEOUT = 10.0
+
+TEST_CARDS = (
+    ("4242 4242 4242 4242", "approves"),
+    ("4000 0000 0000 0002", "is declined (the customer may try again)"),
+    ("4100 0000 0000 0019", "is blocked as highest risk and goes to an agent"),
+)
+
+
+class DemoError(Exception):
+    """The demo could not start; ``code`` is a stable snake_case reason."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Child:
+    """One process the demo started."""
+
+    name: str
+    proc: subprocess.Popen = field(repr=False)
+
+
+@dataclass(frozen=True)
+class DemoInfo:
+    """What the demo prints once it is ready (``client_secret`` is shown once, like ``clients create``)."""
+
+    checkout_url: str
+    agent_url: str | None
+    session_id: str
+    emulator_url: str
+    embed_url: str
+    client_id: str
+    client_secret: str = field(repr=False)
+
+
+class _Output:
+    """Serialises lines written by the per-child pump threads and the demo itself."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+        self.lock = threading.Lock()
+
+    def line(self, prefix: str, text: str) -> None:
+        with self.lock:
+            self.stream.write(f"{prefix:>8} | {text}\n" if prefix else f"{text}\n")
+            self.stream.flush()
+
+    def block(self, text: str) -> None:
+        with self.lock:
+            self.stream.write(text)
+            self.stream.flush()
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Demo:
+    """Starts, watches and stops the demo's processes; see the module docstring."""
+
+    def __init__(self, *, port: int, emulator_port: int, redis_port: int | None, out: _Output,
+                 stop: threading.Event):
+        self.port = port
+        self.emulator_port = emulator_port
+        self.redis_port = redis_port
+        self.out = out
+        self.stop = stop
+        self.children: list[Child] = []
+        self.tmp = Path(tempfile.mkdtemp(prefix="paygate-demo-"))
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.emulator_url = f"http://127.0.0.1:{emulator_port}"
+        self.env = dict(os.environ)
+
+    # --- processes --------------------------------------------------------------------------------------
+    def spawn(self, name: str, args: list[str]) -> Child:
+        proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        child = Child(name, proc)
+        self.children.append(child)
+        threading.Thread(target=self._pump, args=(child,), name=f"demo-{name}", daemon=True).start()
+        return child
+
+    def _pump(self, child: Child) -> None:
+        for raw in iter(child.proc.stdout.readline, b""):
+            self.out.line(child.name, raw.decode("utf-8", "replace").rstrip("\n"))
+        child.proc.stdout.close()
+
+    def dead_child(self) -> Child | None:
+        return next((c for c in self.children if c.proc.poll() is not None), None)
+
+    def wait_for(self, what: str, check: Callable[[], bool], timeout: float = STARTUP_TIMEOUT) -> None:
+        """Polls ``check`` until it is true; raises :class:`DemoError` on timeout, a dead child or Ctrl-C."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.stop.is_set():
+                raise DemoError("interrupted", "interrupted")
+            dead = self.dead_child()
+            if dead is not None:
+                raise DemoError("child_exited", f"{dead.name} exited with status {dead.proc.returncode}")
+            try:
+                if check():
+                    return
+            except (httpx.HTTPError, OSError):
+                pass
+            if time.monotonic() >= deadline:
+                raise DemoError("startup_timeout", f"{what} did not answer within {timeout:.0f} s")
+            self.stop.wait(0.1)
+
+    def shutdown(self) -> None:
+        """Stops every child: the app processes first, then Redis (so they can finish cleanly); each
+        gets SIGTERM to its process group and SIGKILL after 10 s. Removes the temporary files."""
+        apps = [c for c in reversed(self.children) if c.name != "redis"]
+        infra = [c for c in self.children if c.name == "redis"]
+        for group in (apps, infra):
+            for child in group:
+                self._signal(child, signal.SIGTERM)
+            for child in group:
+                try:
+                    child.proc.wait(STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    self.out.line("demo", f"{child.name} did not stop in {STOP_TIMEOUT:.0f} s; killing it")
+                    self._signal(child, signal.SIGKILL)
+                    child.proc.wait()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    @staticmethod
+    def _signal(child: Child, sig: int) -> None:
+        if child.proc.poll() is None:
+            try:
+                os.killpg(child.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    # --- steps ------------------------------------------------------------------------------------------
+    def check_ports(self) -> None:
+        busy = [p for p in (self.port, self.emulator_port, self.redis_port) if p is not None and not _port_free(p)]
+        if busy:
+            raise DemoError("port_in_use", f"port(s) {', '.join(map(str, busy))} on 127.0.0.1 are in use; "
+                                           "pick others with --port / --emulator-port")
+
+    def start_redis(self) -> None:
+        if self.env.get("PAYGATE_REDIS_URL"):
+            self.out.line("demo", f"using Redis at {self.env['PAYGATE_REDIS_URL']}")
+            return
+        port = self.redis_port or _free_port()
+        redis_dir = self.tmp / "redis"
+        redis_dir.mkdir()
+        server = shutil.which("redis-server")
+        if server is None:
+            raise DemoError("redis_missing", "redis-server is not installed (apt-get install redis-server), "
+                                             "or set PAYGATE_REDIS_URL")
+        self.spawn("redis", [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(redis_dir),
+                             "--save", "", "--appendonly", "no", "--loglevel", "warning"])
+        self.env["PAYGATE_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+
+        def ping() -> bool:
+            import redis
+
+            client = redis.Redis.from_url(self.env["PAYGATE_REDIS_URL"], socket_connect_timeout=1)
+            try:
+                return bool(client.ping())
+            except redis.RedisError:
+                return False
+            finally:
+                client.close()
+
+        self.wait_for("redis", ping)
+
+    def prepare_database(self) -> dict[str, str]:
+        """Migrates the database and creates the ``demo`` API client; returns its id and secrets."""
+        from .clients import create_client
+        from .clock import random_id, system_clock
+        from .db import make_engine, make_sessionmaker, upgrade
+
+        try:
+            settings = Settings.from_env(self.env)
+        except ConfigError as err:
+            raise DemoError("config_error", f"configuration error: {err.message}") from None
+        # children must find the same database and development secrets whatever their cwd
+        self.env["PAYGATE_INSTANCE_PATH"] = str(settings.instance_path)
+        self.env["PAYGATE_DATABASE_URL"] = settings.database_url
+        upgrade(settings.database_url, lock_dir=settings.instance_path)
+        engine = make_engine(settings.database_url)
+        try:
+            with make_sessionmaker(engine).begin() as db:
+                created = create_client(db, name="demo", callback_url=f"{self.emulator_url}/webhooks/paygate",
+                                        now=system_clock(), new_id=random_id)
+        finally:
+            engine.dispose()
+        self.out.line("demo", f"database {_redact(settings.database_url)} migrated; API client {created.client_id}")
+        return created.as_dict()
+
+    def start_services(self, signing_secret: str) -> None:
+        py = sys.executable
+        self.spawn("emulator", [py, "-m", "genesys_emulator", "--host", "127.0.0.1", "--port",
+                                str(self.emulator_port), "--signing-secret", signing_secret, "--quiet"])
+        self.spawn("web", [py, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{self.port}",
+                           "--no-control-socket", "app:create_app()"])
+        # the lead's CLI (paygate/cli.py) provides `paygate worker`: delivery plus expiry/reconciliation
+        self.spawn("worker", [py, "-m", "paygate.cli", "worker"])
+        self.wait_for("the Genesys emulator",
+                      lambda: httpx.get(f"{self.emulator_url}/api/received", timeout=2).status_code == 200)
+        self.wait_for("the web app", lambda: httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200)
+
+    def create_session(self, client: dict[str, str]) -> dict:
+        """Exactly what a Genesys "User Defined (OAuth)" credential and a data action send."""
+        with httpx.Client(base_url=self.base_url, timeout=10) as http:
+            r = http.post("/oauth/token", data={"grant_type": "client_credentials"},
+                          auth=(client["client_id"], client["client_secret"]))
+            if r.status_code != 200:
+                raise DemoError("token_failed", f"POST /oauth/token answered {r.status_code}: {r.text[:200]}")
+            token = r.json()["access_token"]
+            body = {"conversation_id": str(uuid.uuid4()), "participant_id": str(uuid.uuid4()),
+                    "customer_account_id": "ACME-1001", "intent": "payment", "amount": 2500, "currency": "USD",
+                    "channel": "messaging", "reference": "INV-1001"}
+            r = http.post("/v1/payment-sessions", json=body, headers={"Authorization": f"Bearer {token}"})
+            if r.status_code != 201:
+                raise DemoError("session_failed", f"POST /v1/payment-sessions answered {r.status_code}: "
+                                                  f"{r.text[:200]}")
+            return r.json()
+
+    def banner(self, info: DemoInfo) -> str:
+        cards = "\n".join(f"      {number}   {what}" for number, what in TEST_CARDS)
+        agent = f"  Agent view (status only):   {info.agent_url}\n" if info.agent_url else ""
+        return (
+            "\n"
+            "==================================================================================\n"
+            "  paygate demo is running\n\n"
+            f"  Checkout page:              {info.checkout_url}\n"
+            f"{agent}"
+            f"  Genesys emulator:           {info.emulator_url}/   (signed callbacks as they arrive)\n"
+            f"  Checkout in an agent desktop iframe:\n"
+            f"      {info.embed_url}\n\n"
+            "  Test cards (any future expiry such as 12/30, any CVC such as 123):\n"
+            f"{cards}\n\n"
+            f"  API client {info.client_id}  secret {info.client_secret}\n"
+            f"  (POST {self.base_url}/oauth/token with HTTP Basic, then POST /v1/payment-sessions for more links)\n\n"
+            "  Press Ctrl-C to stop everything.\n"
+            "==================================================================================\n\n"
+        )
+
+    def run(self, on_ready: Callable[[DemoInfo], None] | None = None) -> int:
+        """Runs until ``stop`` is set (0) or a child dies (1). Startup failures print a reason and give 1."""
+        self.env.update({
+            "PAYGATE_PUBLIC_BASE_URL": self.base_url,
+            "PAYGATE_FRAME_ANCESTORS": f"'self' {self.emulator_url}",
+            "PYTHONUNBUFFERED": "1",
+        })
+        try:
+            self.check_ports()
+            self.start_redis()
+            client = self.prepare_database()
+            self.start_services(client["signing_secret"])
+            session = self.create_session(client)
+            info = DemoInfo(checkout_url=session["checkout_url"], agent_url=session.get("agent_url"),
+                            session_id=session["session_id"], emulator_url=self.emulator_url,
+                            embed_url=f"{self.emulator_url}/embed?url={quote(session['checkout_url'], safe='')}",
+                            client_id=client["client_id"], client_secret=client["client_secret"])
+            self.out.block(self.banner(info))
+            if on_ready is not None:
+                on_ready(info)
+            while not self.stop.wait(0.2):
+                dead = self.dead_child()
+                if dead is not None:
+                    self.out.line("demo", f"{dead.name} exited with status {dead.proc.returncode}; stopping")
+                    return 1
+            self.out.line("demo", "stopping")
+            return 0
+        except DemoError as err:
+            if err.code == "interrupted":
+                self.out.line("demo", "interrupted; stopping")
+                return 0
+            self.out.line("demo", f"error: {err.message}")
+            return 2 if err.code == "port_in_use" else 1
+        finally:
+            self.shutdown()
+
+
+def _redact(url: str) -> str:
+    """A database URL without its password, for printing."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - printing only
+        return url.split("@")[-1]
+
+
+def run_demo(*, port: int = 8000, emulator_port: int = 8010, redis_port: int | None = None,
+             stop: threading.Event | None = None, on_ready: Callable[[DemoInfo], None] | None = None,
+             out: TextIO | None = None) -> int:
+    """Runs the demo until Ctrl-C/SIGTERM (or ``stop`` is set); returns the process exit status:
+    0 after a requested stop, 1 when a child died or start-up failed, 2 when a port is taken.
+
+    ``port``: the web app; ``emulator_port``: the Genesys emulator; ``redis_port``: the private Redis
+    (default any free port; unused when ``PAYGATE_REDIS_URL`` is set). ``on_ready`` is called with the
+    :class:`DemoInfo` once the link works; ``out`` receives the banner and the children's output.
+    """
+    stop = stop or threading.Event()
+    demo = Demo(port=port, emulator_port=emulator_port, redis_port=redis_port, out=_Output(out or sys.stdout),
+                stop=stop)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda *_: stop.set())
+    try:
+        return demo.run(on_ready)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

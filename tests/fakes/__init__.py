@@ -1,0 +1,4 @@
+"""Local stand-ins for external services used by the tests (in memory, on 127.0.0.1 only).
+
+``stripe_server.FakeStripeServer`` speaks Stripe's v1 wire format for the Stripe gateway adapter.
+"""
