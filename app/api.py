@@ -5,9 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import json
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from callbacks import outbox
 from paygate.clients import authenticate_client
@@ -100,9 +99,7 @@ def idempotent(view):
                 response = view(*args, **kwargs)
             except PaygateError as err:
                 response = error_response(err)
-            if isinstance(response, tuple):
-                response = Response(json.dumps(response[0]) if isinstance(response[0], dict) else response[0],
-                                    status=response[1], mimetype="application/json")
+            response = current_app.make_response(response)
         except BaseException:
             store.release(found)
             raise

@@ -92,7 +92,7 @@ def configure_logging(level: str = "INFO", *, stream=None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("werkzeug", "httpx", "httpcore", "stripe", "urllib3"):
+    for noisy in ("werkzeug", "httpx", "httpcore", "stripe", "urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     structlog.configure(
         processors=[structlog.contextvars.merge_contextvars, structlog.stdlib.filter_by_level, *pre_chain[1:4],

@@ -63,9 +63,12 @@ def scan_files(root: Path, *, skip_dirs=()) -> tuple[list[Finding], int]:
     """Scans every regular file below ``root`` (PostgreSQL data directories are checked through SQL
     instead, see :func:`scan_database`). Returns findings and how many files were read."""
     findings, count = [], 0
+    pg_data = {p.parent for p in root.rglob("PG_VERSION") if p.parent.name not in ("base",)}
     for path in sorted(root.rglob("*")):
         if not path.is_file() or any(part in skip_dirs for part in path.parts):
             continue
+        if any(d in path.parents for d in pg_data) and path.suffix != ".log" and path.name != "server.log":
+            continue  # PostgreSQL's data files: its tables are scanned through SQL
         if path.suffix in (".sqlite3",) or path.name.endswith((".sqlite3-wal", ".sqlite3-shm")):
             continue  # databases are scanned column by column (ciphertext aside)
         try:
