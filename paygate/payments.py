@@ -154,21 +154,22 @@ class PaymentProcessor:
             return SubmitResult("invalid", s, field_errors=dict(checked.errors))
         card = checked.card
 
+        fingerprint = self.vault.fingerprint(card.number)
         lock_key, lock_token = f"paygate:lock:session:{session_id}", self.new_id("lock")
         if not self.redis.set(lock_key, lock_token, nx=True, px=LOCK_TTL_MS):
             return self._report(self._wait_settled(session_id), duplicate=True)
         try:
             started = self._start_attempt(s, card, source=source, client_ip=client_ip,
-                                          submission_id=submission_id)
+                                          submission_id=submission_id, fingerprint=fingerprint)
             if started is None:  # lost the compare-and-set: someone else is processing or finished
                 return self._report(self._wait_settled(session_id), duplicate=True)
             attempt_id, number, idem_key = started
-            return self._run_attempt(session_id, attempt_id, number, idem_key, card, client_ip)
+            return self._run_attempt(session_id, attempt_id, number, idem_key, card, client_ip, fingerprint)
         finally:
             self._unlock(keys=[lock_key], args=[lock_token])
 
     # ------------------------------------------------------------------------------------------------
-    def _start_attempt(self, s: PaymentSession, card, *, source, client_ip, submission_id):
+    def _start_attempt(self, s: PaymentSession, card, *, source, client_ip, submission_id, fingerprint):
         now = self.clock().replace(tzinfo=None)
         number = s.attempts + 1
         idem_key = f"{s.id}:{number}:authorize"
@@ -183,31 +184,27 @@ class PaymentProcessor:
             attempt = PaymentAttempt(
                 id=self.new_id("att"), session_id=s.id, number=number, submission_id=submission_id, source=source,
                 client_ip=client_ip, card_brand=card.brand, card_last4=card.last4,
-                card_fingerprint=self.vault.fingerprint(card.number), idempotency_key=idem_key, fraud_score=0.0,
+                card_fingerprint=fingerprint, idempotency_key=idem_key, fraud_score=0.0,
                 fraud_reasons=[], created_at=now)
             db.add(attempt)
         return attempt.id, number, idem_key
 
-    def _run_attempt(self, session_id, attempt_id, number, idem_key, card, client_ip) -> SubmitResult:
-        fingerprint = self.vault.fingerprint(card.number)
+    def _run_attempt(self, session_id, attempt_id, number, idem_key, card, client_ip, fingerprint) -> SubmitResult:
         assessment = self.fraud.screen(session_id=session_id, attempt_number=number, client_ip=client_ip,
                                        fingerprint=fingerprint)
         if assessment.blocked:
-            return self._finish(session_id, attempt_id, number, card, None, assessment,
+            return self._finish(session_id, attempt_id, number, card, fingerprint, assessment,
                                 GatewayResult(GatewayStatus.BLOCKED, decline_code="fraud_prescreen"),
                                 token=None)
 
         sealed = self.vault.seal(card)
-        with self.Session() as db:
-            client_id = db.scalar(select(PaymentSession.client_id).where(PaymentSession.id == session_id))
-        with self.Session.begin() as db:
+        with self.Session.begin() as db:  # the card is vaulted before any gateway call
+            s = db.get(PaymentSession, session_id)
             db.add(VaultCard(token=sealed.token, key_id=sealed.key_id, wrapped_key=sealed.wrapped_key,
                              nonce=sealed.nonce, ciphertext=sealed.ciphertext, fingerprint=sealed.fingerprint,
                              brand=sealed.brand, last4=sealed.last4, exp_month=sealed.exp_month,
-                             exp_year=sealed.exp_year, client_id=client_id,
+                             exp_year=sealed.exp_year, client_id=s.client_id,
                              created_at=self.clock().replace(tzinfo=None)))
-        with self.Session() as db:
-            s = db.get(PaymentSession, session_id)
         request = AuthorizationRequest(
             amount=s.amount, currency=s.currency, idempotency_key=idem_key, capture=s.intent != "hold",
             card=CardDetails(card.number, card.exp_month, card.exp_year, card.cvc, card.cardholder_name),
@@ -216,13 +213,13 @@ class PaymentProcessor:
                       "customer_account_id": s.customer_account_id, "intent": s.intent})
         result = self.gateway.authorize(request)
         assessment = self.fraud.with_gateway_risk(assessment, result.risk_level)
-        return self._finish(session_id, attempt_id, number, card, sealed, assessment, result, token=sealed.token)
+        return self._finish(session_id, attempt_id, number, card, fingerprint, assessment, result,
+                            token=sealed.token)
 
-    def _finish(self, session_id, attempt_id, number, card, sealed, assessment, result: GatewayResult,
+    def _finish(self, session_id, attempt_id, number, card, fingerprint, assessment, result: GatewayResult,
                 *, token) -> SubmitResult:
         now = self.clock()
         naive = now.replace(tzinfo=None)
-        fingerprint = self.vault.fingerprint(card.number) if card is not None else None
         if result.status is GatewayStatus.DECLINED and fingerprint:
             self.fraud.record_decline(fingerprint)
         with self.Session.begin() as db:

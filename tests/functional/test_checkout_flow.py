@@ -209,9 +209,11 @@ def test_lost_lock_still_cannot_charge_twice(stack):
     from tokenizer.cards import validate_card
     checked = validate_card("4242424242424242", 12, 2030, "123", today=stack.clock().date(),
                             allowed_brands=("visa",))
-    assert processor._start_attempt(s, checked.card, source="checkout", client_ip=None, submission_id=None)
+    assert processor._start_attempt(s, checked.card, source="checkout", client_ip=None, submission_id=None,
+                                     fingerprint="fp_test")
     # a second submitter that holds its own lock but saw the same pending snapshot loses the CAS
-    assert processor._start_attempt(s, checked.card, source="checkout", client_ip=None, submission_id=None) is None
+    assert processor._start_attempt(s, checked.card, source="checkout", client_ip=None, submission_id=None,
+                                     fingerprint="fp_test") is None
     del card
 
 
