@@ -49,12 +49,13 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.json.sort_keys = False
     app.extensions["paygate"] = services
 
-    from . import api, checkout, security
+    from . import agent, api, checkout, security
 
     security.init_app(app, settings.frame_ancestors)
     app.register_blueprint(api.bp)
     app.register_blueprint(api.oauth_bp)
     app.register_blueprint(checkout.bp)
+    app.register_blueprint(agent.bp)
 
     @app.before_request
     def _request_id():

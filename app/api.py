@@ -13,6 +13,8 @@ from paygate.clients import authenticate_client
 from paygate.errors import PaygateError, Unauthorized, ValidationFailed
 from paygate.idempotency import StoredResponse
 from paygate.models import Event, PaymentSession
+from paygate.payments import CardInput
+from tokenizer.cards import inspect_number
 from paygate.sessions import session_view
 
 from . import error_response, services
@@ -166,6 +168,34 @@ def redeliver_event(event_id: str):
         view = next(v for v in outbox.list_events(db, client_id=g.client_id, session_id=event.session_id)
                     if v["id"] == event_id)
     return jsonify(view), 202
+
+
+# -- voice entry (DTMF from a Genesys secure flow, server to server) -----------------------------------
+@bp.post("/cards/inspect")
+@idempotent
+def inspect_card():
+    """Contract §4: which questions this card needs (brand, PAN lengths, CVC length, Luhn so far)."""
+    number = _json_body().get("number")
+    if not isinstance(number, str) or not number.isdigit() or not 6 <= len(number) <= 19:
+        raise ValidationFailed("number must be 6 to 19 digits.", details={"fields": {"number": "invalid_number"}})
+    return jsonify(inspect_number(number, services().settings.allowed_brands))
+
+
+@bp.post("/payment-sessions/<session_id>/card")
+@idempotent
+def submit_card(session_id: str):
+    """Contract §4: the same processing as the hosted page; business outcomes are HTTP 200 results,
+    because a Genesys voice flow cannot read the body of a non-2xx answer."""
+    body = _json_body()
+    svc = services()
+    result = svc.payments.submit(
+        session_id, CardInput(body.get("number"), body.get("exp_month"), body.get("exp_year"), body.get("cvc"),
+                              body.get("cardholder_name")),
+        source="voice", client_ip=None, client_id=g.client_id)
+    s = result.session
+    return jsonify({"outcome": result.outcome, "status": s.status, "token": s.token, "card_brand": s.card_brand,
+                    "card_last4": s.card_last4, "decline_code": s.decline_code, "message": s.message,
+                    "field_errors": result.field_errors, "attempts_remaining": result.attempts_remaining})
 
 
 @bp.get("/openapi.json")

@@ -35,6 +35,7 @@ from .errors import Conflict, NotFound, ValidationFailed
 from .models import CHANNELS, INTENTS, TERMINAL_STATUSES, ApiClient, PaymentSession
 from .money import format_amount, is_currency
 
+AGENT_VIEW_GRACE_SECONDS = 86400
 _LOCALE_RE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 _STATUS_MESSAGES = {
@@ -63,6 +64,17 @@ class LinkSigner:
 
     def check(self, session_id: str, token: str | None, purpose: str = "checkout") -> bool:
         return bool(token) and hmac.compare_digest(self.token(session_id, purpose), token)
+
+    def expiring_token(self, session_id: str, expires: int, purpose: str = "agent") -> str:
+        """A token that also signs ``expires`` (unix seconds), for links that must stop working."""
+        return self.token(f"{session_id}|{expires}", purpose)
+
+    def check_expiring(self, session_id: str, token: str | None, expires: str | None, now: float,
+                       purpose: str = "agent") -> bool:
+        """True when ``token`` signs (``session_id``, ``expires``) and ``expires`` is still ahead of ``now``."""
+        if not expires or not expires.isdigit() or int(expires) < now:
+            return False
+        return self.check(f"{session_id}|{expires}", token, purpose)
 
 
 @dataclass(frozen=True)
@@ -131,9 +143,16 @@ class SessionService:
         """Absolute, signed checkout link on ``PAYGATE_PUBLIC_BASE_URL``."""
         return f"{self.defaults.public_base_url}/checkout/{session_id}?t={self.links.token(session_id)}"
 
+    def agent_url(self, s: PaymentSession) -> str:
+        """Signed status page for the agent's Script; works until a day after the link expires."""
+        expires = int(as_utc(s.expires_at).timestamp()) + AGENT_VIEW_GRACE_SECONDS
+        return (f"{self.defaults.public_base_url}/agent/{s.id}?e={expires}"
+                f"&t={self.links.expiring_token(s.id, expires)}")
+
     def created_view(self, s: PaymentSession) -> dict:
         """The 201 body of ``POST /v1/payment-sessions``."""
         return {"session_id": s.id, "status": s.status, "checkout_url": self.checkout_url(s.id),
+                "agent_url": self.agent_url(s),
                 "expires_at": rfc3339(s.expires_at), "conversation_id": s.conversation_id, "intent": s.intent,
                 "amount": s.amount, "currency": s.currency}
 

@@ -46,7 +46,7 @@ def test_expired_token_is_401(stack):
 
 def test_create_and_get_session(stack):
     created = stack.create_session(metadata={"crm": "x1"}, locale="en-US", intent="topup")
-    assert set(created) == {"session_id", "status", "checkout_url", "expires_at", "conversation_id", "intent",
+    assert set(created) == {"session_id", "status", "checkout_url", "agent_url", "expires_at", "conversation_id", "intent",
                             "amount", "currency"}
     assert created["status"] == "pending" and created["session_id"].startswith("ps_")
     assert created["checkout_url"].startswith("http://127.0.0.1:8000/checkout/" + created["session_id"] + "?t=")
