@@ -113,6 +113,15 @@ class ReceiverStore:
         with self._lock, self._record_path.open("a", encoding="utf-8") as fh:
             fh.write(line + "\n")
 
+    def record_json(self, entry: dict[str, Any]) -> None:
+        """Appends one JSON-able dict as a line to the record file, if one is configured (used for the
+        bodies paygate writes back into the fake Genesys Platform API)."""
+        if self._record_path is None:
+            return
+        line = json.dumps(entry, separators=(",", ":"), ensure_ascii=False)
+        with self._lock, self._record_path.open("a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
     def add(self, item: dict[str, Any], *, accept: bool = False) -> str:
         """Stores one record. With ``accept``, decides atomically between ``accepted`` and ``duplicate``
         on the item's ``event_id`` and returns the outcome; otherwise returns the item's own outcome."""

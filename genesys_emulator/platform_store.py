@@ -1,0 +1,302 @@
+"""In-memory state of the fake Genesys Cloud Platform API (OAuth clients and tokens, conversations with
+participant attributes, workflow executions, agentless messages, the request log and the test knobs).
+
+One lock guards everything: the emulator runs on a threaded server and paygate's delivery worker may
+write several attributes or launch several executions at once while a test reads the state.
+Behaviour follows ``shared/reference/genesys.md`` §2, §3, §5 and §7; where this module deviates from the
+real platform (e.g. a settable token lifetime below Genesys's 300 s minimum) it says so.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import secrets as _secrets
+import threading
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Mapping
+
+# Genesys defaults (reference §3.1, §3.2): an OAuth client's token lives 86400 s by default and the
+# login service answers 86399; client-credentials tokens get 300 requests per minute.
+DEFAULT_TOKEN_TTL_SECONDS = 86399
+DEFAULT_RATE_LIMIT_PER_MINUTE = 300
+RATE_WINDOW_SECONDS = 60.0
+REQUEST_LOG_LIMIT = 5000
+
+PARTICIPANT_PURPOSES = ("customer", "agent", "acd", "ivr", "external", "workflow")
+MEDIA_TYPES = ("call", "message")
+
+
+@dataclass
+class Settings:
+    """Tunable platform behaviour.
+
+    ``token_ttl_seconds``: lifetime of newly issued tokens (Genesys allows 300–172800; any value ≥ 1 is
+    accepted here so tests can expire tokens quickly). ``rate_limit_per_minute``: requests allowed per
+    token in any sliding 60 s window before 429. ``execution_seconds``: how long a launched workflow
+    stays RUNNING before it reports COMPLETED (0 = completed at once).
+    """
+
+    token_ttl_seconds: int = DEFAULT_TOKEN_TTL_SECONDS
+    rate_limit_per_minute: int = DEFAULT_RATE_LIMIT_PER_MINUTE
+    execution_seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ApiBehaviour:
+    """Failure injection for ``/api/v2``: the next ``fail_next`` calls are answered ``status`` (500, 429,
+    401, …); a 429 carries ``Retry-After: retry_after``."""
+
+    fail_next: int = 0
+    status: int = 500
+    retry_after: int = 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class NotFound(LookupError):
+    """An unknown conversation, participant, execution or message; ``what`` names which."""
+
+    def __init__(self, what: str):
+        super().__init__(what)
+        self.what = what
+
+
+class PlatformStore:
+    """Thread-safe state of the fake Platform API.
+
+    ``clients``: OAuth client id → secret accepted by ``POST /oauth/token``. ``new_id``: returns a fresh
+    id (Genesys ids are UUIDs) for conversations, participants, executions, messages and correlation ids.
+    ``record``: called with a JSON-able dict for every write-back body that arrives (the ``--record``
+    file), or None. Times are unix seconds passed in by the caller (the app's injected clock).
+    """
+
+    def __init__(self, clients: Mapping[str, str] | None = None, *, new_id: Callable[[], str],
+                 record: Callable[[dict[str, Any]], None] | None = None):
+        self._lock = threading.Lock()
+        self._new_id = new_id
+        self._record = record
+        self._clients: dict[str, str] = dict(clients or {})
+        self._settings = Settings()
+        self._behaviour = ApiBehaviour()
+        self._tokens: dict[str, dict[str, Any]] = {}
+        self._windows: dict[str, deque[float]] = {}
+        self._conversations: dict[str, dict[str, Any]] = {}
+        self._executions: dict[str, dict[str, Any]] = {}
+        self._messages: list[dict[str, Any]] = []
+        self._requests: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_LIMIT)
+
+    def new_id(self) -> str:
+        """A fresh id from the injected generator."""
+        return self._new_id()
+
+    # --- OAuth ----------------------------------------------------------------------------------------
+    def add_client(self, client_id: str, client_secret: str) -> None:
+        """Registers (or replaces the secret of) an OAuth client."""
+        with self._lock:
+            self._clients[client_id] = client_secret
+
+    def client_ids(self) -> list[str]:
+        with self._lock:
+            return sorted(self._clients)
+
+    def issue_token(self, client_id: str, client_secret: str, now: float) -> dict[str, Any] | None:
+        """A new bearer token for a known client with the right secret, as the token response
+        ``{"access_token", "token_type": "bearer", "expires_in"}``; None when the credentials are wrong."""
+        with self._lock:
+            expected = self._clients.get(client_id)
+            if expected is None or not _secrets.compare_digest(expected.encode(), client_secret.encode()):
+                return None
+            token = _secrets.token_urlsafe(32)
+            ttl = self._settings.token_ttl_seconds
+            self._tokens[token] = {"client_id": client_id, "issued_at": now, "expires_at": now + ttl}
+            return {"access_token": token, "token_type": "bearer", "expires_in": ttl}
+
+    def expire_tokens(self, now: float) -> int:
+        """Makes every token issued so far expired as of ``now``; returns how many were live."""
+        with self._lock:
+            live = 0
+            for info in self._tokens.values():
+                if info["expires_at"] > now:
+                    live += 1
+                    info["expires_at"] = now
+            return live
+
+    def authenticate(self, token: str | None, now: float) -> tuple[str | None, str | None]:
+        """``(client_id, None)`` for a live token, else ``(None, reason)`` with reason ``missing``,
+        ``unknown`` or ``expired``."""
+        if not token:
+            return None, "missing"
+        with self._lock:
+            info = self._tokens.get(token)
+            if info is None:
+                return None, "unknown"
+            if info["expires_at"] <= now:
+                return None, "expired"
+            return info["client_id"], None
+
+    def spend(self, token: str, now: float) -> int | None:
+        """Counts one request against the token's per-minute budget. Returns None when allowed, or the
+        whole seconds until a slot frees up (the ``Retry-After`` value, ≥ 1) when over budget; refused
+        requests are not counted."""
+        with self._lock:
+            window = self._windows.setdefault(token, deque())
+            while window and window[0] <= now - RATE_WINDOW_SECONDS:
+                window.popleft()
+            if len(window) >= self._settings.rate_limit_per_minute:
+                return max(1, math.ceil(window[0] + RATE_WINDOW_SECONDS - now))
+            window.append(now)
+            return None
+
+    # --- knobs ----------------------------------------------------------------------------------------
+    def settings(self) -> Settings:
+        with self._lock:
+            return Settings(**self._settings.as_dict())
+
+    def update_settings(self, **changes: Any) -> Settings:
+        with self._lock:
+            for key, value in changes.items():
+                setattr(self._settings, key, value)
+            return Settings(**self._settings.as_dict())
+
+    def behaviour(self) -> ApiBehaviour:
+        with self._lock:
+            return ApiBehaviour(**self._behaviour.as_dict())
+
+    def set_behaviour(self, behaviour: ApiBehaviour) -> None:
+        with self._lock:
+            self._behaviour = behaviour
+
+    def take_failure(self) -> ApiBehaviour | None:
+        """Consumes one injected failure: the behaviour to answer with, or None when none is pending."""
+        with self._lock:
+            b = self._behaviour
+            if b.fail_next <= 0:
+                return None
+            b.fail_next -= 1
+            return ApiBehaviour(1, b.status, b.retry_after)
+
+    def reset(self) -> None:
+        """Forgets conversations, executions, messages, tokens, budgets, the log and the failure knob;
+        clients and settings stay."""
+        with self._lock:
+            self._behaviour = ApiBehaviour()
+            for d in (self._tokens, self._windows, self._conversations, self._executions):
+                d.clear()
+            self._messages.clear()
+            self._requests.clear()
+
+    # --- write-back record ----------------------------------------------------------------------------
+    def record(self, entry: dict[str, Any]) -> None:
+        """Hands one write-back body to the record file writer, if any (outside the lock: the writer
+        has its own)."""
+        if self._record is not None:
+            self._record(entry)
+
+    # --- conversations --------------------------------------------------------------------------------
+    def create_conversation(self, *, conversation_id: str | None, media_type: str,
+                            participants: list[dict[str, Any]], now: str) -> dict[str, Any]:
+        """Stores a conversation ``{id, mediaType, startTime, participants:[{id, purpose, name?,
+        address?, attributes}]}`` (participants already validated) and returns a copy. Replaces an
+        existing conversation with the same id."""
+        conv = {"id": conversation_id or self._new_id(), "mediaType": media_type, "startTime": now,
+                "participants": [{"id": p.get("id") or self._new_id(), "purpose": p["purpose"],
+                                  **({"name": p["name"]} if p.get("name") else {}),
+                                  **({"address": p["address"]} if p.get("address") else {}),
+                                  "attributes": dict(p.get("attributes") or {})} for p in participants]}
+        with self._lock:
+            self._conversations[conv["id"]] = conv
+            return copy.deepcopy(conv)
+
+    def conversation(self, conversation_id: str) -> dict[str, Any]:
+        """A copy of the conversation; raises :class:`NotFound` (``conversation``)."""
+        with self._lock:
+            conv = self._conversations.get(conversation_id)
+            if conv is None:
+                raise NotFound("conversation")
+            return copy.deepcopy(conv)
+
+    def merge_attributes(self, conversation_id: str, participant_id: str, attributes: Mapping[str, str],
+                         media_type: str | None = None) -> dict[str, str]:
+        """Merges string attributes into one participant's and returns the participant's attributes
+        afterwards. ``media_type``: when given (the ``/calls/`` or ``/messages/`` route), the
+        conversation must be of that media. Raises :class:`NotFound` (``conversation`` or ``participant``)."""
+        with self._lock:
+            conv = self._conversations.get(conversation_id)
+            if conv is None or (media_type is not None and conv["mediaType"] != media_type):
+                raise NotFound("conversation")
+            for p in conv["participants"]:
+                if p["id"] == participant_id:
+                    p["attributes"].update(attributes)
+                    return dict(p["attributes"])
+            raise NotFound("participant")
+
+    # --- flow executions ------------------------------------------------------------------------------
+    def launch_execution(self, *, flow_id: str, name: str, flow_version: str, input_data: dict[str, Any],
+                         now: float) -> dict[str, Any]:
+        """Records one workflow launch and returns a copy of the record
+        ``{id, flowId, name, flowVersion, inputData, launchedAt, client_id?}``."""
+        record = {"id": self._new_id(), "flowId": flow_id, "name": name, "flowVersion": flow_version,
+                  "inputData": copy.deepcopy(input_data), "launchedAt": now}
+        with self._lock:
+            self._executions[record["id"]] = record
+            return copy.deepcopy(record)
+
+    def execution(self, execution_id: str) -> dict[str, Any]:
+        """A copy of the execution record; raises :class:`NotFound` (``execution``)."""
+        with self._lock:
+            record = self._executions.get(execution_id)
+            if record is None:
+                raise NotFound("execution")
+            return copy.deepcopy(record)
+
+    def executions(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [copy.deepcopy(r) for r in self._executions.values()]
+
+    # --- agentless messages ---------------------------------------------------------------------------
+    def add_message(self, message: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            self._messages.append(copy.deepcopy(message))
+            return copy.deepcopy(message)
+
+    def messages(self) -> list[dict[str, Any]]:
+        """Every agentless message sent, oldest first."""
+        with self._lock:
+            return [copy.deepcopy(m) for m in self._messages]
+
+    def message(self, conversation_id: str, message_id: str) -> dict[str, Any]:
+        with self._lock:
+            for m in self._messages:
+                if m["id"] == message_id and m["conversationId"] == conversation_id:
+                    return copy.deepcopy(m)
+        raise NotFound("message")
+
+    # --- request log and snapshot ---------------------------------------------------------------------
+    def log_request(self, entry: dict[str, Any]) -> None:
+        """Appends ``{at, method, path, status, client_id}`` (never a body) to the bounded request log."""
+        with self._lock:
+            self._requests.append(dict(entry))
+
+    def requests(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(r) for r in self._requests]
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything except secrets and tokens: clients (ids), settings, behaviour, conversations,
+        executions, messages and the request log (copies)."""
+        with self._lock:
+            return {
+                "clients": sorted(self._clients),
+                "settings": self._settings.as_dict(),
+                "behaviour": self._behaviour.as_dict(),
+                "conversations": [copy.deepcopy(c) for c in self._conversations.values()],
+                "executions": [copy.deepcopy(r) for r in self._executions.values()],
+                "messages": [copy.deepcopy(m) for m in self._messages],
+                "requests": [dict(r) for r in self._requests],
+            }
