@@ -1,0 +1,705 @@
+"""``python -m bench.run [--duration S] [--concurrency N] [--rounds R] [--procs P]``
+
+Starts a private paygate stack on loopback — Redis (temp dir, private port), SQLite (temp dir), gunicorn
+with 2 workers serving the app, ``paygate worker`` delivering callbacks, a minimal callback receiver —
+plus the same gunicorn configuration serving :mod:`bench.baseline_app`, then measures with one load
+harness (Python threads, one ``httpx.Client`` each, spread over ``P`` processes):
+
+1. baseline: ``GET /`` on the bare Flask app — requests/s, p50, p99;
+2. session creations: ``POST /v1/payment-sessions`` with a bearer token — requests/s, p50, p99, and
+   the ratio to the baseline;
+3. card submissions: each simulated customer creates a session and GETs the page (untimed), then
+   POSTs the card form (timed, sandbox card 4242…4242) — submissions/s, p50, p99;
+4. callback lag: ``events.created_at`` (naive UTC, µs) to the receiver's clock on receipt, joined on
+   ``Paygate-Event-Id`` — p50, p99;
+5. peak RSS (``VmHWM``) of the gunicorn master, each web worker, the delivery worker and Redis.
+
+Each measurement is repeated ``R`` short rounds and the median of each figure is reported. A table goes
+to stdout and a JSON file to ``bench/results/``. Every process started is stopped on exit, on Ctrl-C,
+on SIGTERM and on failure. The fraud rule limits are raised to 10^9 for this stack so that the velocity
+rules (one card, one IP, thousands of attempts) do not send every submission to an agent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import queue
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+RESULTS = Path(__file__).resolve().parent / "results"
+CARD = "4242 4242 4242 4242"
+HIGH_LIMIT = str(10**9)
+TARGETS = {
+    "create_ratio_min": 0.40,
+    "submit_p99_ms_max": 100.0,
+    "callback_lag_p99_ms_max": 1000.0,
+    "web_worker_peak_rss_mb_max": 150.0,
+}
+_FIELDS = re.compile(r'name="(csrf_token|submission_id)"[^>]*value="([^"]*)"')
+_FIELDS_REV = re.compile(r'value="([^"]*)"[^>]*name="(csrf_token|submission_id)"')
+
+
+class BenchError(Exception):
+    """A benchmark step failed (a process died, a server did not come up, every request failed)."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check, *, timeout: float, what: str, procs=()) -> None:
+    """Polls ``check`` until truthy; raises :class:`BenchError` on timeout or when a process in ``procs`` died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for p in procs:
+            if p.popen.poll() is not None:
+                raise BenchError(f"{p.name} exited with status {p.popen.returncode} while waiting for {what}")
+        try:
+            if check():
+                return
+        except (httpx.HTTPError, OSError):
+            pass
+        if time.monotonic() >= deadline:
+            raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.1)
+
+
+# --- the callback receiver ---------------------------------------------------------------------------------
+
+def serve_receiver(port: int, record: str) -> None:
+    """Runs a minimal callback receiver on 127.0.0.1:``port`` until SIGTERM: every POST is answered 200
+    and one JSON line ``{"event_id", "t"}`` (``t``: unix seconds, float, taken as soon as the body has
+    been read) is appended to ``record``. It does not verify signatures: the lag is paygate's, not ours."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    lock = threading.Lock()
+    fh = open(record, "a", encoding="utf-8", buffering=1)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):  # noqa: N802 - http.server naming
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            t = time.time()
+            line = json.dumps({"event_id": self.headers.get("Paygate-Event-Id"), "t": t})
+            with lock:
+                fh.write(line + "\n")
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def do_GET(self):  # noqa: N802 - health check
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        fh.close()
+
+
+# --- the stack ----------------------------------------------------------------------------------------------
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen = field(repr=False)
+
+
+class BenchStack:
+    """Every process of the benchmark, under one temp dir; :meth:`stop` is safe to call at any point."""
+
+    def __init__(self, tmp: Path, database_url: str | None = None):
+        self.tmp = tmp
+        self.logs = tmp / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.procs: list[Proc] = []
+        self.web_port, self.base_port, self.recv_port, self.redis_port = (free_port() for _ in range(4))
+        self.base = f"http://127.0.0.1:{self.web_port}"
+        self.baseline = f"http://127.0.0.1:{self.base_port}"
+        self.receiver = f"http://127.0.0.1:{self.recv_port}"
+        self.database_url = database_url or f"sqlite:///{tmp / 'bench.sqlite3'}"
+        self.record = tmp / "received.jsonl"
+        self.env = {
+            **os.environ,
+            "PAYGATE_ENV": "development",
+            "PAYGATE_INSTANCE_PATH": str(tmp / "instance"),
+            "PAYGATE_DATABASE_URL": self.database_url,
+            "PAYGATE_REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+            "PAYGATE_PUBLIC_BASE_URL": self.base,
+            "PAYGATE_GATEWAY": "sandbox",
+            "PAYGATE_FRAUD_IP_ATTEMPTS_PER_HOUR": HIGH_LIMIT,
+            "PAYGATE_FRAUD_CARD_SESSIONS_PER_HOUR": HIGH_LIMIT,
+            "PAYGATE_FRAUD_CARD_DECLINES_PER_DAY": HIGH_LIMIT,
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.client: dict = {}
+
+    def spawn(self, name: str, args: list[str]) -> Proc:
+        log = open(self.logs / f"{name}.log", "ab")
+        popen = subprocess.Popen(args, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        proc = Proc(name, popen)
+        self.procs.append(proc)
+        return proc
+
+    def proc(self, name: str) -> Proc:
+        return next(p for p in self.procs if p.name == name)
+
+    def start(self) -> None:
+        redis_dir = self.tmp / "redis"
+        redis_dir.mkdir()
+        server = shutil.which("redis-server")
+        if server is None:
+            raise BenchError("redis-server is not installed")
+        self.spawn("redis", [server, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--dir",
+                             str(redis_dir), "--save", "", "--appendonly", "no", "--loglevel", "warning"])
+        wait_until(lambda: _port_open(self.redis_port), timeout=15, what="redis", procs=self.procs)
+        subprocess.run([str(BIN / "paygate"), "db", "upgrade"], cwd=ROOT, env=self.env, check=True,
+                       stdout=subprocess.DEVNULL)
+        out = subprocess.run([str(BIN / "paygate"), "clients", "create", "bench", "--callback-url",
+                              f"{self.receiver}/callbacks"], cwd=ROOT, env=self.env, check=True,
+                             capture_output=True, text=True).stdout
+        self.client = json.loads(out.strip().splitlines()[-1])
+        self.spawn("receiver", [sys.executable, "-c", "import sys; from bench.run import serve_receiver; "
+                                "serve_receiver(int(sys.argv[1]), sys.argv[2])", str(self.recv_port),
+                                str(self.record)])
+        gunicorn = [str(BIN / "gunicorn"), "--workers", "2", "--no-control-socket"]
+        self.spawn("web", [*gunicorn, "--bind", f"127.0.0.1:{self.web_port}", "app:create_app()"])
+        self.spawn("baseline", [*gunicorn, "--bind", f"127.0.0.1:{self.base_port}",
+                                "bench.baseline_app:create_app()"])
+        self.spawn("worker", [str(BIN / "paygate"), "worker"])
+        wait_until(lambda: httpx.get(f"{self.receiver}/", timeout=2).status_code == 200, timeout=30,
+                   what="the callback receiver", procs=self.procs)
+        wait_until(lambda: httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200, timeout=60,
+                   what="the paygate web app", procs=self.procs)
+        wait_until(lambda: httpx.get(f"{self.baseline}/", timeout=2).status_code == 200, timeout=60,
+                   what="the baseline app", procs=self.procs)
+        # both workers of each server must be up before timing (gunicorn boots them in parallel)
+        wait_until(lambda: len(_children(self.proc("web").popen.pid)) >= 2, timeout=30, what="web workers")
+        wait_until(lambda: len(_children(self.proc("baseline").popen.pid)) >= 2, timeout=30,
+                   what="baseline workers")
+
+    def token(self) -> str:
+        r = httpx.post(f"{self.base}/oauth/token", data={"grant_type": "client_credentials"},
+                       auth=(self.client["client_id"], self.client["client_secret"]), timeout=10)
+        r.raise_for_status()
+        return r.json()["access_token"]
+
+    def redis_commands(self) -> int:
+        """Redis's ``total_commands_processed`` counter (to report commands per benchmarked request)."""
+        import redis
+
+        client = redis.Redis(port=self.redis_port, socket_timeout=5)
+        try:
+            return int(client.info("stats")["total_commands_processed"])
+        finally:
+            client.close()
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system, seconds) used so far by each server-side group of processes."""
+        tick = os.sysconf("SC_CLK_TCK")
+        groups = {"web": _children(self.proc("web").popen.pid),
+                  "baseline": _children(self.proc("baseline").popen.pid),
+                  "delivery worker": [self.proc("worker").popen.pid], "redis": [self.proc("redis").popen.pid],
+                  "receiver": [self.proc("receiver").popen.pid]}
+        out = {}
+        for name, pids in groups.items():
+            total = 0
+            for pid in pids:
+                try:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    total += int(fields[11]) + int(fields[12])
+                except (OSError, IndexError, ValueError):
+                    pass
+            out[name] = total / tick
+        return out
+
+    def check_alive(self) -> None:
+        for p in self.procs:
+            if p.popen.poll() is not None:
+                raise BenchError(f"{p.name} exited with status {p.popen.returncode}; see {self.logs}")
+
+    def peak_rss(self) -> dict[str, float]:
+        """VmHWM in MB per process: gunicorn master, each web worker, delivery worker, Redis (and, for
+        reference, the baseline app's processes and the receiver)."""
+        out: dict[str, float] = {}
+        for name, label in (("web", "gunicorn master"), ("baseline", "baseline master")):
+            master = self.proc(name).popen.pid
+            out[label] = _vm_hwm_mb(master)
+            for i, pid in enumerate(sorted(_children(master)), 1):
+                out[f"{'web' if name == 'web' else 'baseline'} worker {i}"] = _vm_hwm_mb(pid)
+        out["delivery worker"] = _vm_hwm_mb(self.proc("worker").popen.pid)
+        out["redis"] = _vm_hwm_mb(self.proc("redis").popen.pid)
+        out["callback receiver"] = _vm_hwm_mb(self.proc("receiver").popen.pid)
+        return out
+
+    def stop(self) -> None:
+        """SIGTERM to each process group (apps first, Redis last), SIGKILL after 5 s."""
+        apps = [p for p in reversed(self.procs) if p.name != "redis"]
+        infra = [p for p in self.procs if p.name == "redis"]
+        for group in (apps, infra):
+            for p in group:
+                _killpg(p.popen, signal.SIGTERM)
+            for p in group:
+                try:
+                    p.popen.wait(5)
+                except subprocess.TimeoutExpired:
+                    _killpg(p.popen, signal.SIGKILL)
+                    p.popen.wait()
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.3):
+            return True
+    except OSError:
+        return False
+
+
+def _killpg(popen: subprocess.Popen, sig: int) -> None:
+    if popen.poll() is None:
+        try:
+            os.killpg(popen.pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _harness_cpu() -> float:
+    """CPU seconds used by this process's finished children (the load harness processes)."""
+    t = os.times()
+    return t.children_user + t.children_system
+
+
+def _vm_hwm_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return float("nan")
+
+
+# --- the load harness ----------------------------------------------------------------------------------------
+
+def _session_body() -> dict:
+    return {"conversation_id": str(uuid.uuid4()), "participant_id": str(uuid.uuid4()),
+            "customer_account_id": "BENCH-1", "intent": "payment", "amount": 2500, "currency": "USD",
+            "channel": "messaging", "reference": "BENCH"}
+
+
+def _hidden_fields(html: str) -> dict[str, str]:
+    fields = dict(_FIELDS.findall(html))
+    if len(fields) < 2:
+        fields.update({n: v for v, n in _FIELDS_REV.findall(html)})
+    return fields
+
+
+def _one(scenario: str, c: httpx.Client, p: dict) -> tuple[float | None, bool]:
+    """One iteration of ``scenario``; returns (seconds of the timed request or None, succeeded)."""
+    if scenario == "baseline":
+        t = time.perf_counter()
+        r = c.get(p["baseline"] + "/")
+        return time.perf_counter() - t, r.status_code == 200
+    auth = {"Authorization": f"Bearer {p['token']}"}
+    if scenario == "create":
+        t = time.perf_counter()
+        r = c.post(p["base"] + "/v1/payment-sessions", json=_session_body(), headers=auth)
+        return time.perf_counter() - t, r.status_code == 201
+    # "submit": a customer — session + page untimed, the card POST timed
+    c.cookies.clear()
+    r = c.post(p["base"] + "/v1/payment-sessions", json=_session_body(), headers=auth)
+    if r.status_code != 201:
+        return None, False
+    url = r.json()["checkout_url"]
+    page = c.get(url)
+    fields = _hidden_fields(page.text)
+    if page.status_code != 200 or len(fields) < 2:
+        return None, False
+    form = {**fields, "number": CARD, "expiry": "12/30", "cvc": "123", "cardholder_name": "Bench Customer"}
+    t = time.perf_counter()
+    r = c.post(url, data=form)
+    return time.perf_counter() - t, r.status_code == 303
+
+
+def _load_process(scenario: str, params: dict, threads: int, duration: float, ready, start, results) -> None:
+    """One harness process: ``threads`` threads, each with its own client, loop ``scenario`` until the
+    shared deadline; puts ``{"lat": [seconds...], "errors", "t0", "t1"}`` on ``results``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and terminates us
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    lat: list[float] = []
+    errors = [0]
+    ends: list[float] = []
+    lock = threading.Lock()
+    go = threading.Event()
+    t0 = [0.0]
+
+    def loop() -> None:
+        mine, bad = [], 0
+        with httpx.Client(timeout=30, follow_redirects=False) as c:
+            go.wait()
+            deadline = t0[0] + duration
+            while time.monotonic() < deadline:
+                try:
+                    seconds, ok = _one(scenario, c, params)
+                except httpx.HTTPError:
+                    seconds, ok = None, False
+                if ok and seconds is not None:
+                    mine.append(seconds)
+                else:
+                    bad += 1
+        with lock:
+            lat.extend(mine)
+            errors[0] += bad
+            ends.append(time.monotonic())
+
+    workers = [threading.Thread(target=loop, daemon=True) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    ready.put(1)
+    start.wait()
+    t0[0] = time.monotonic()
+    go.set()
+    for w in workers:
+        w.join()
+    results.put({"lat": lat, "errors": errors[0], "t0": t0[0], "t1": max(ends)})
+
+
+@dataclass
+class LoadResult:
+    """One measured phase: completed timed requests per second of wall time and their latency (ms)."""
+
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    count: int
+    errors: int
+    seconds: float
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..100) of a non-empty list."""
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, int(round(q / 100 * len(s) + 0.5)) - 1))
+    return s[k]
+
+
+def run_load(scenario: str, params: dict, *, concurrency: int, duration: float, procs: int) -> LoadResult:
+    """Runs ``concurrency`` simulated clients (threads spread over ``procs`` forked processes) for
+    ``duration`` seconds; no new iteration starts after the deadline, started ones finish."""
+    ctx = mp.get_context("fork")
+    ready, results, start = ctx.Queue(), ctx.Queue(), ctx.Event()
+    procs = max(1, min(procs, concurrency))
+    shares = [concurrency // procs + (1 if i < concurrency % procs else 0) for i in range(procs)]
+    children = [ctx.Process(target=_load_process, args=(scenario, params, n, duration, ready, start, results),
+                            daemon=True) for n in shares]
+    try:
+        for ch in children:
+            ch.start()
+        for _ in children:
+            ready.get(timeout=60)
+        start.set()
+        parts = [results.get(timeout=duration + 120) for _ in children]
+    except queue.Empty:
+        raise BenchError(f"load harness for {scenario} did not report") from None
+    finally:
+        for ch in children:
+            if ch.is_alive():
+                ch.join(5)
+            if ch.is_alive():
+                ch.terminate()
+                ch.join()
+    lat = [x for part in parts for x in part["lat"]]
+    errors = sum(part["errors"] for part in parts)
+    seconds = max(p["t1"] for p in parts) - min(p["t0"] for p in parts)
+    if not lat:
+        raise BenchError(f"{scenario}: no request succeeded ({errors} failed)")
+    return LoadResult(rps=round(len(lat) / seconds, 1), p50_ms=round(percentile(lat, 50) * 1000, 2),
+                      p99_ms=round(percentile(lat, 99) * 1000, 2), count=len(lat), errors=errors,
+                      seconds=round(seconds, 2))
+
+
+# --- callback lag -----------------------------------------------------------------------------------------
+
+def _received(record: Path) -> dict[str, float]:
+    """event id -> first receipt time (unix seconds) from the receiver's record file."""
+    first: dict[str, float] = {}
+    if record.exists():
+        for line in record.read_text().splitlines():
+            try:
+                item = json.loads(line)
+            except ValueError:
+                continue  # a line still being written
+            first.setdefault(item["event_id"], item["t"])
+    return first
+
+
+def _events_since(database_url: str, since: datetime) -> dict[str, float]:
+    """event id -> created_at as unix seconds, for events created at or after ``since`` (naive UTC)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as con:
+            rows = con.execute(text("SELECT id, created_at FROM events WHERE created_at >= :since"),
+                               {"since": since}).all()
+    finally:
+        engine.dispose()
+    out = {}
+    for event_id, created in rows:
+        if isinstance(created, str):  # SQLite without type information
+            created = datetime.fromisoformat(created)
+        out[event_id] = created.replace(tzinfo=timezone.utc).timestamp()
+    return out
+
+
+def callback_lag(stack: BenchStack, since: datetime, *, timeout: float = 60) -> dict:
+    """Waits (up to ``timeout`` s) until every event created since ``since`` has reached the receiver,
+    then returns ``{"events", "p50_ms", "p99_ms", "max_ms", "missing"}``."""
+    events = _events_since(stack.database_url, since)
+    deadline = time.monotonic() + timeout
+    while True:
+        got = _received(stack.record)
+        missing = [e for e in events if e not in got]
+        if not missing or time.monotonic() >= deadline:
+            break
+        stack.check_alive()
+        time.sleep(0.2)
+    lags = [got[e] - created for e, created in events.items() if e in got]
+    if not lags:
+        raise BenchError("no callback reached the receiver")
+    return {"events": len(lags), "p50_ms": round(percentile(lags, 50) * 1000, 1),
+            "p99_ms": round(percentile(lags, 99) * 1000, 1), "max_ms": round(max(lags) * 1000, 1),
+            "missing": len(missing)}
+
+
+# --- the run ----------------------------------------------------------------------------------------------
+
+def _machine() -> dict:
+    info = {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()}
+    try:
+        info["os"] = next(line.split("=", 1)[1].strip('"') for line in Path("/etc/os-release").read_text()
+                          .splitlines() if line.startswith("PRETTY_NAME="))
+    except (OSError, StopIteration):
+        info["os"] = platform.platform()
+    try:
+        info["cpu"] = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
+                           .splitlines() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return info
+
+
+def _median(rounds: list[dict], *keys: str) -> float:
+    values = []
+    for r in rounds:
+        v = r
+        for k in keys:
+            v = v[k]
+        values.append(v)
+    return round(statistics.median(values), 2)
+
+
+def bench(args: argparse.Namespace, log) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="paygate-bench-"))
+    stack = BenchStack(tmp, args.database_url)
+    try:
+        t_start = time.monotonic()
+        log(f"starting the stack under {tmp} ...")
+        stack.start()
+        params = {"base": stack.base, "baseline": stack.baseline, "token": stack.token()}
+        load = dict(concurrency=args.concurrency, procs=args.procs)
+        log(f"stack up in {time.monotonic() - t_start:.1f} s; warming up ...")
+        for scenario in ("baseline", "create", "submit"):
+            run_load(scenario, params, duration=args.warmup, **load)
+        rounds = []
+
+        def measure(scenario: str) -> dict:
+            before, cpu0, harness0 = stack.redis_commands(), stack.cpu_seconds(), _harness_cpu()
+            result = asdict(run_load(scenario, params, duration=args.duration, **load))
+            ops = result["count"] + result["errors"]
+            result["redis_commands_per_op"] = round((stack.redis_commands() - before - 1) / ops, 1)
+            cpu1 = stack.cpu_seconds()
+            result["cpu_ms_per_op"] = {k: round((cpu1[k] - cpu0[k]) * 1000 / ops, 2) for k in cpu1}
+            result["cpu_ms_per_op"]["load harness"] = round((_harness_cpu() - harness0) * 1000 / ops, 2)
+            stack.check_alive()
+            return result
+
+        for i in range(1, args.rounds + 1):
+            rnd = {}
+            rnd["baseline"] = measure("baseline")
+            rnd["create"] = measure("create")
+            rnd["create_ratio"] = round(rnd["create"]["rps"] / rnd["baseline"]["rps"], 3)
+            since = datetime.now(timezone.utc).replace(tzinfo=None)
+            rnd["submit"] = measure("submit")
+            rnd["callback_lag"] = callback_lag(stack, since)
+            rounds.append(rnd)
+            log(f"round {i}: baseline {rnd['baseline']['rps']} req/s, create {rnd['create']['rps']} req/s "
+                f"({rnd['create_ratio']:.0%}), submit {rnd['submit']['rps']}/s p99 {rnd['submit']['p99_ms']} ms, "
+                f"callback lag p99 {rnd['callback_lag']['p99_ms']} ms")
+        rss = stack.peak_rss()
+    finally:
+        stack.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    med = {
+        "baseline": {k: _median(rounds, "baseline", k) for k in ("rps", "p50_ms", "p99_ms")},
+        "create": {k: _median(rounds, "create", k) for k in ("rps", "p50_ms", "p99_ms")},
+        "create_ratio": _median(rounds, "create_ratio"),
+        "submit": {k: _median(rounds, "submit", k) for k in ("rps", "p50_ms", "p99_ms")},
+        "callback_lag": {k: _median(rounds, "callback_lag", k) for k in ("p50_ms", "p99_ms", "max_ms")},
+    }
+    workers = [v for k, v in rss.items() if k.startswith("web worker")]
+    targets = {
+        "session creations >= 40% of baseline req/s": med["create_ratio"] >= TARGETS["create_ratio_min"],
+        "card submission p99 <= 100 ms": med["submit"]["p99_ms"] <= TARGETS["submit_p99_ms_max"],
+        "callback lag p99 <= 1 s": med["callback_lag"]["p99_ms"] <= TARGETS["callback_lag_p99_ms_max"],
+        "each web worker peak RSS <= 150 MB": bool(workers) and max(workers) <= TARGETS["web_worker_peak_rss_mb_max"],
+    }
+    return {
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": "python -m bench.run " + " ".join(sys.argv[1:]),
+        "config": {"duration_s": args.duration, "warmup_s": args.warmup, "rounds": args.rounds,
+                   "concurrency": args.concurrency, "harness_processes": args.procs,
+                   "gunicorn": "--workers 2 --no-control-socket (sync worker class)",
+                   "database": stack.database_url.split(":", 1)[0],
+                   "gateway": "sandbox", "fraud_limits": HIGH_LIMIT},
+        "machine": _machine(),
+        "rounds": rounds,
+        "median": med,
+        "peak_rss_mb": rss,
+        "targets": targets,
+        "wall_seconds": round(time.monotonic() - t_start, 1),
+    }
+
+
+def table(result: dict) -> str:
+    m, rounds = result["median"], result["rounds"]
+
+    def row(label, keys, unit="", target=""):
+        per = [_dig(r, keys) for r in rounds]
+        return f"{label:<34}{_dig(m, keys):>10}{unit:<6} {'  '.join(f'{v:>8}' for v in per):<32} {target}"
+
+    lines = [f"{'figure (median of ' + str(len(rounds)) + ' rounds)':<34}{'median':>10}{'':<6} "
+             f"{'per round':<32} target",
+             row("baseline req/s", ("baseline", "rps")),
+             row("baseline p50", ("baseline", "p50_ms"), " ms"),
+             row("baseline p99", ("baseline", "p99_ms"), " ms"),
+             row("session creations/s", ("create", "rps")),
+             row("session creation p50", ("create", "p50_ms"), " ms"),
+             row("session creation p99", ("create", "p99_ms"), " ms"),
+             row("creations / baseline", ("create_ratio",), "", _met(result, 0) + " >= 0.40"),
+             row("card submissions/s", ("submit", "rps")),
+             row("card submission p50", ("submit", "p50_ms"), " ms"),
+             row("card submission p99", ("submit", "p99_ms"), " ms", _met(result, 1) + " <= 100 ms"),
+             row("callback lag p50", ("callback_lag", "p50_ms"), " ms"),
+             row("callback lag p99", ("callback_lag", "p99_ms"), " ms", _met(result, 2) + " <= 1000 ms"),
+             row("callback lag max", ("callback_lag", "max_ms"), " ms"),
+             "",
+             f"{'peak RSS (VmHWM)':<34}{'MB':>10}"]
+    for name, mb in result["peak_rss_mb"].items():
+        target = (_met(result, 3) + " <= 150 MB") if name.startswith("web worker") else ""
+        lines.append(f"{name:<34}{mb:>10}       {target}")
+    errors = {k: sum(r[k]["errors"] for r in rounds) for k in ("baseline", "create", "submit")}
+    per_op = {k: _median(rounds, k, "redis_commands_per_op") for k in ("create", "submit")}
+    lines += ["", "CPU ms per timed operation (median; 'submit' = one customer: create + page + card POST)"]
+    for k in ("baseline", "create", "submit"):
+        groups = rounds[0][k]["cpu_ms_per_op"].keys()
+        values = {g: _median(rounds, k, "cpu_ms_per_op", g) for g in groups}
+        lines.append(f"  {k:<10}" + ", ".join(f"{g} {v}" for g, v in values.items() if v))
+    lines += [f"redis commands per session creation: {per_op['create']}; per customer (create + page + "
+              f"submit): {per_op['submit']}",
+              f"failed requests: {errors}; callbacks not received: "
+                  f"{sum(r['callback_lag']['missing'] for r in rounds)}; wall time {result['wall_seconds']} s"]
+    return "\n".join(lines)
+
+
+def _dig(d, keys):
+    for k in keys:
+        d = d[k]
+    return d
+
+
+def _met(result: dict, i: int) -> str:
+    return "MET    " if list(result["targets"].values())[i] else "NOT MET"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per measured phase per round")
+    parser.add_argument("--concurrency", type=int, default=20, help="simulated clients (threads) per phase")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; each figure is the median")
+    parser.add_argument("--warmup", type=float, default=1.5, help="untimed seconds per phase before round 1")
+    parser.add_argument("--procs", type=int, default=4, help="harness processes the threads are spread over")
+    parser.add_argument("--database-url", default=None,
+                        help="an EMPTY database for paygate instead of the default temp SQLite file "
+                             "(e.g. postgresql+psycopg://…); it is migrated and written to")
+    args = parser.parse_args(argv)
+
+    def log(msg: str) -> None:
+        print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+    def on_term(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)  # also when started in the background with SIGINT ignored
+    try:
+        result = bench(args, log)
+    except KeyboardInterrupt:
+        log("interrupted; everything stopped")
+        return 130
+    except (BenchError, subprocess.CalledProcessError) as err:
+        log(f"failed: {err}")
+        return 1
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(table(result))
+    log(f"results written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
