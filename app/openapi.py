@@ -95,11 +95,27 @@ SCHEMAS = {
         "attempts_remaining": {"type": "integer"}},
         ["outcome", "status", "token", "card_brand", "card_last4", "decline_code", "message", "field_errors",
          "attempts_remaining"]),
+    "SendLink": _obj({
+        "to": {"type": "string", "pattern": "^\\+[1-9][0-9]{6,14}$",
+               "description": "The customer's number in E.164 (for WhatsApp too; sent without the +)."},
+        "messenger_type": {"type": "string", "enum": ["sms", "whatsapp"]},
+        "from_address": {"type": "string", "maxLength": 200,
+                         "description": "Genesys SMS number or WhatsApp integration id; for SMS defaults to the "
+                                        "client's configured sms_from_address."},
+    }, ["to", "messenger_type"], additionalProperties=False),
+    "LinkSent": _obj({"sent": {"type": "boolean", "enum": [True]},
+                      "message_id": {"type": "string", "description": "Genesys agentless message id."},
+                      "to": STRING, "messenger_type": {"type": "string", "enum": ["sms", "whatsapp"]}},
+                     ["sent", "message_id", "to", "messenger_type"]),
     "DeliveryAttempt": _obj({"number": {"type": "integer"}, "started_at": TIME, "status_code": NINT,
                              "latency_ms": {"type": "number"}, "error": NSTRING,
                              "outcome": {"type": "string", "enum": ["delivered", "retry", "dead"]}},
                             ["number", "started_at", "status_code", "latency_ms", "error", "outcome"]),
-    "Delivery": _obj({"id": {"type": "integer"}, "kind": STRING, "target": STRING,
+    "Delivery": _obj({"id": {"type": "integer"},
+                      "kind": {"type": "string", "description": "webhook, genesys_attributes (participant "
+                               "attributes) or genesys_workflow (Architect workflow start)."},
+                      "target": {"type": "string", "description": "The webhook URL, genesys:attributes or "
+                                 "genesys:flow:<workflow id>."},
                       "status": {"type": "string", "enum": ["pending", "delivered", "dead"]},
                       "attempts": {"type": "integer"}, "last_status_code": NINT, "last_error": NSTRING,
                       "next_attempt_at": NTIME, "delivered_at": NTIME,
@@ -171,6 +187,18 @@ def openapi_document(base_url: str) -> dict:
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("SubmitCard")}}},
                 "responses": {"200": _json("CardOutcome", "The outcome; declines and fraud blocks are 200 results."),
                               **ERRORS, **IDEMPOTENT}}},
+            "/v1/payment-sessions/{session_id}/send-link": {"post": {
+                "operationId": "sendPaymentLink", "parameters": [SESSION_ID, IDEM_HEADER],
+                "summary": "Text the checkout link through Genesys agentless messaging (SMS ≤ 765 characters).",
+                "description": "Needs the API client's Genesys settings. Only for pending sessions; at most 3 "
+                               "sends per session in 10 minutes.",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("SendLink")}}},
+                "responses": {"200": _json("LinkSent", "Genesys accepted the message."), **ERRORS,
+                              "409": _json("Error", "session_not_pending, genesys_not_configured, "
+                                                    "idempotency_key_in_use."),
+                              "422": {"$ref": "#/components/responses/IdempotencyKeyReused"},
+                              "429": {"$ref": "#/components/responses/RateLimited"},
+                              "502": _json("Error", "genesys_unavailable: Genesys did not accept the message.")}}},
             "/v1/events": {"get": {
                 "operationId": "listEvents",
                 "parameters": [{"name": "session_id", "in": "query", "required": False, "schema": STRING}],
@@ -197,6 +225,8 @@ def openapi_document(base_url: str) -> dict:
                 "Conflict": _json("Error", "idempotency_key_in_use, or the session is in a state that does not "
                                            "allow this (session_not_cancelable)."),
                 "IdempotencyKeyReused": _json("Error", "idempotency_key_reused."),
+                "RateLimited": {**_json("Error", "rate_limited; wait Retry-After seconds."),
+                                "headers": {"Retry-After": {"schema": {"type": "integer"}}}},
             },
             "schemas": SCHEMAS,
         },

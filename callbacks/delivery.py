@@ -11,8 +11,10 @@ is repeated in the outer WHERE: a concurrent worker blocked on the same rows re-
 first commit and skips them. On PostgreSQL the inner SELECT also uses ``FOR UPDATE SKIP LOCKED`` so
 concurrent workers take different rows instead of waiting.
 
-Senders: ``kind -> callable(job) -> SendResult``. Only ``webhook`` ships now; the Genesys write-back kinds
-of contract §6 plug in through ``senders=``. An unknown kind is dead at once.
+Senders: ``kind -> callable(job) -> SendResult``. ``webhook`` is built in; the Genesys write-back kinds
+of contract §6 (:mod:`callbacks.genesys`) plug in through ``senders=``. An unknown kind is dead at once.
+A sender may return ``retry_after`` (a 429's ``Retry-After``): the next attempt is then not before it,
+so a rate-limited destination is honoured by rescheduling, never by sleeping in the worker.
 """
 
 from __future__ import annotations
@@ -75,6 +77,12 @@ class SendResult:
     latency_ms: float
     permanent: bool = False
     """True when retrying cannot help (unknown kind, no secret, invalid target): dead at once."""
+    skipped: bool = False
+    """True when the sender found nothing worth sending (e.g. a newer state was already written): the
+    delivery counts as delivered without a request; ``error`` says why, in the attempt log."""
+    retry_after: float | None = None
+    """Seconds the destination asked us to wait (``Retry-After`` of a 429/503): a retry is scheduled no
+    earlier than ``now + retry_after``; past the event's retry window the delivery is dead instead."""
 
 
 Sender = Callable[[DeliveryJob], SendResult]
@@ -230,14 +238,28 @@ class Deliverer:
         return len(jobs)
 
     # -- recording ----------------------------------------------------------------------------------
+    def _honour_retry_after(self, decision: retry.Decision, retry_after: float, now: datetime,
+                            job: DeliveryJob) -> retry.Decision:
+        """The later of the backoff time and ``now + retry_after`` (RFC 9110 §10.2.3); dead when that is
+        past the retry window (``max_age`` after the event), since the destination asked us to wait longer."""
+        earliest = now + timedelta(seconds=max(0.0, retry_after))
+        deadline = as_utc(job.event_created_at) + timedelta(seconds=self.policy.max_age)
+        if earliest > deadline:
+            return retry.Decision(retry.DEAD, None)
+        return retry.Decision(retry.RETRY, max(earliest, decision.next_attempt_at or earliest))
+
     def _record(self, token: str, job: DeliveryJob, started_at: datetime, result: SendResult) -> None:
         now = self.clock()
-        if result.permanent:
+        if result.skipped:
+            decision = retry.Decision(retry.DELIVERED, None)
+        elif result.permanent:
             decision = retry.Decision(retry.DEAD, None)
         else:
             decision = retry.decide(result.status_code, result.transport_error, job.attempt, now=now,
                                     event_created_at=as_utc(job.event_created_at), policy=self.policy,
                                     rng=self.rng)
+            if decision.outcome == retry.RETRY and result.retry_after is not None:
+                decision = self._honour_retry_after(decision, result.retry_after, now, job)
         error = result.error[:_ERROR_MAX] if result.error else None
         values = {"attempts": job.attempt, "last_status_code": result.status_code, "last_error": error,
                   "locked_until": None, "lock_token": None, "status": "pending"}

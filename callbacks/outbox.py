@@ -5,8 +5,9 @@ same transaction as the state change, so either both exist or neither does (no e
 process dies between the two, contract §5). After the commit the caller calls :func:`wake` so a worker
 picks the delivery up at once instead of on its next poll.
 
-Delivery kinds: ``webhook`` (the signed POST of §5) now; ``genesys_attributes`` and ``genesys_workflow``
-(§6) will be added with :func:`add_delivery` by the code that knows a client's Genesys settings.
+Delivery kinds: ``webhook`` (the signed POST of §5), and, for API clients with Genesys settings (§6),
+``genesys_attributes`` (target ``genesys:attributes``) and ``genesys_workflow`` (target
+``genesys:flow:<flow id>``), sent by :mod:`callbacks.genesys`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from paygate.clock import IdFactory, rfc3339
 from paygate.errors import NotFound
+from paygate.genesys_settings import settings_of
 from paygate.models import ApiClient, Delivery, DeliveryAttempt, Event, PaymentSession
 
 from .events import build_body
@@ -33,6 +35,8 @@ WAKE_LIST_MAX = 10
 KIND_WEBHOOK = "webhook"
 KIND_GENESYS_ATTRIBUTES = "genesys_attributes"
 KIND_GENESYS_WORKFLOW = "genesys_workflow"
+GENESYS_ATTRIBUTES_TARGET = "genesys:attributes"
+GENESYS_WORKFLOW_TARGET_PREFIX = "genesys:flow:"
 
 
 def naive_utc(moment: datetime) -> datetime:
@@ -53,6 +57,10 @@ def record_event(db: DbSession, *, client: ApiClient, session: PaymentSession | 
     - ``id``: ``new_id("evt")``; ``created_at``: ``now`` (aware UTC).
     - one ``webhook`` Delivery, due at ``now``, to ``session.callback_url`` or else ``client.callback_url``;
       none when neither is set (the event is still kept and listed).
+    - when the client has Genesys settings (``client.genesys``, contract §6): a ``genesys_attributes``
+      Delivery (target ``genesys:attributes``) if ``write_attributes`` is on and the session has a
+      ``participant_id``, and a ``genesys_workflow`` Delivery (target ``genesys:flow:<workflow_id>``) if
+      ``start_workflow`` is on and a ``workflow_id`` is set. All due at ``now``, in the same transaction.
 
     ``data`` must hold no card number or CVC (contract §5): pass the session view.
     """
@@ -70,7 +78,14 @@ def record_event(db: DbSession, *, client: ApiClient, session: PaymentSession | 
     target = (session.callback_url if session is not None else None) or client.callback_url
     if target:
         add_delivery(db, event, kind=KIND_WEBHOOK, target=target, now=now)
-        db.flush()
+    genesys = settings_of(client)
+    if genesys is not None:
+        if genesys.write_attributes and session is not None and session.participant_id:
+            add_delivery(db, event, kind=KIND_GENESYS_ATTRIBUTES, target=GENESYS_ATTRIBUTES_TARGET, now=now)
+        if genesys.workflow_enabled:
+            add_delivery(db, event, kind=KIND_GENESYS_WORKFLOW,
+                         target=GENESYS_WORKFLOW_TARGET_PREFIX + genesys.workflow_id, now=now)
+    db.flush()
     return event
 
 

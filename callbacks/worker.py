@@ -23,9 +23,11 @@ import redis as redis_lib
 
 from paygate.clock import system_clock
 from paygate.db import make_engine, make_sessionmaker
+from paygate.genesys_settings import SecretBox
 from paygate.settings import Settings
 
 from .delivery import USER_AGENT, Deliverer
+from .genesys import build_senders
 from .outbox import WAKE_KEY
 
 log = logging.getLogger("paygate.callbacks")
@@ -36,12 +38,17 @@ _ERROR_PAUSE_MAX = 10.0
 
 
 def build_deliverer(settings: Settings, Session, http: httpx.Client, **overrides) -> Deliverer:
-    """A :class:`Deliverer` configured from the settings' ``delivery_*`` fields (system clock, fresh RNG)."""
+    """A :class:`Deliverer` configured from the settings' ``delivery_*`` fields (system clock, fresh RNG),
+    sending webhooks and the Genesys write-backs of contract §6 (:func:`callbacks.genesys.build_senders`,
+    secrets opened with a :class:`~paygate.genesys_settings.SecretBox` of ``PAYGATE_SECRET_KEY``)."""
     kwargs = dict(clock=system_clock, rng=random.Random(), backoff_base=settings.delivery_backoff_base,
                   backoff_cap=settings.delivery_backoff_cap, max_age_seconds=settings.delivery_max_age_seconds,
                   lease_seconds=settings.delivery_lease_seconds,
                   timeout_seconds=settings.delivery_timeout_seconds)
     kwargs.update(overrides)
+    if "senders" not in overrides:
+        kwargs["senders"] = build_senders(Session, http, clock=kwargs["clock"], box=SecretBox(settings.secret_key),
+                                          timeout=settings.delivery_timeout_seconds)
     return Deliverer(Session, http, **kwargs)
 
 

@@ -66,6 +66,79 @@ def clients_rotate(client_id: str, keep: int) -> None:
     click.echo(json.dumps({"client_id": client_id, "signing_secret": new}))
 
 
+@clients.command("genesys")
+@click.argument("client_id")
+@click.option("--region", default=None, help="Genesys Cloud region, e.g. us_east_1 (api/login hosts follow).")
+@click.option("--api-base", default=None, help="Override of the API host URL (emulator, tests).")
+@click.option("--login-base", default=None, help="Override of the login host URL (emulator, tests).")
+@click.option("--oauth-client-id", default=None, help="Genesys OAuth client (client credentials) id.")
+@click.option("--oauth-client-secret", default=None, envvar="PAYGATE_GENESYS_OAUTH_CLIENT_SECRET",
+              show_envvar=True, help="Its secret (prefer the environment variable; stored encrypted).")
+@click.option("--workflow-id", default=None, help="Architect workflow started for each event.")
+@click.option("--attributes/--no-attributes", "write_attributes", default=None,
+              help="Write the payment attributes onto the conversation's participant (default on).")
+@click.option("--workflow/--no-workflow", "start_workflow", default=None,
+              help="Start the workflow for each event (default: on when a workflow id is set).")
+@click.option("--sms-from", default=None, help="Default fromAddress of send-link SMS messages.")
+@click.option("--remove", is_flag=True, help="Remove the client's Genesys settings.")
+def clients_genesys(client_id: str, region: str | None, api_base: str | None, login_base: str | None,
+                    oauth_client_id: str | None, oauth_client_secret: str | None, workflow_id: str | None,
+                    write_attributes: bool | None, start_workflow: bool | None, sms_from: str | None,
+                    remove: bool) -> None:
+    """Configure write-back into Genesys Cloud (contract §6) and link sending for CLIENT_ID.
+
+    Options left out keep their stored value, so a flag can be flipped without repeating the secret.
+    Prints the stored settings as JSON, never the secret.
+    """
+    from .db import make_engine, make_sessionmaker, upgrade
+    from .errors import NotFound, ValidationFailed
+    from .genesys_settings import GenesysSettings, SecretBox, configure, settings_of
+    from .models import ApiClient
+
+    settings = _settings()
+    if settings.database_url.startswith("sqlite"):
+        upgrade(settings.database_url, lock_dir=settings.instance_path)
+    box = SecretBox(settings.secret_key)
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessionmaker(engine).begin() as session:
+            client = session.get(ApiClient, client_id)
+            if client is None:
+                raise click.ClickException(f"no client {client_id}")
+            if remove:
+                configure(session, client_id, None, box, production=settings.production)
+                stored = None
+            else:
+                old = settings_of(client)
+                workflow_id = workflow_id if workflow_id is not None else (old.workflow_id if old else None)
+                if start_workflow is None:
+                    start_workflow = old.start_workflow if old else bool(workflow_id)
+                new = GenesysSettings(
+                    region=region or (old.region if old else ""),
+                    client_id=oauth_client_id or (old.client_id if old else ""),
+                    api_base=api_base if api_base is not None else (old.api_base if old else None),
+                    login_base=login_base if login_base is not None else (old.login_base if old else None),
+                    client_secret=oauth_client_secret or None,
+                    client_secret_sealed=None if oauth_client_secret else (old.client_secret_sealed if old else None),
+                    workflow_id=workflow_id,
+                    write_attributes=write_attributes if write_attributes is not None else (
+                        old.write_attributes if old else True),
+                    start_workflow=start_workflow,
+                    sms_from_address=sms_from if sms_from is not None else (old.sms_from_address if old else None))
+                if old is not None and old.client_secret and not oauth_client_secret:
+                    new = new.with_secret(old.client_secret)  # a hand-written plaintext secret gets sealed now
+                try:
+                    stored = configure(session, client_id, new, box, production=settings.production)
+                except ValidationFailed as err:
+                    fields = ", ".join(f"{k}: {v}" for k, v in err.details.get("fields", {}).items())
+                    raise click.ClickException(f"{err.message} ({fields})") from None
+    except NotFound:
+        raise click.ClickException(f"no client {client_id}") from None
+    finally:
+        engine.dispose()
+    click.echo(json.dumps({"client_id": client_id, "genesys": stored.public_view() if stored else None}))
+
+
 @main.group()
 def db() -> None:
     """Database migrations."""

@@ -36,8 +36,10 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # pragma: no cover - trivial
-            # take the write lock at BEGIN so read-then-write transactions cannot deadlock
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Session.begin() (read-then-write) takes the write lock at BEGIN so two such transactions
+            # cannot deadlock on the lock upgrade; plain Session() reads share the database (see PaygateSessions)
+            deferred = conn.get_execution_options().get("paygate_begin") == "deferred"
+            conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
         # let SQLAlchemy emit our BEGIN instead of pysqlite's implicit one
         @event.listens_for(engine, "connect")
@@ -48,9 +50,33 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker:
-    """A ``sessionmaker`` whose objects stay readable after commit."""
-    return sessionmaker(engine, expire_on_commit=False)
+class PaygateSessions(sessionmaker):
+    """Two kinds of unit of work on one engine; objects stay readable after commit.
+
+    * ``with Session.begin() as db:`` — a transaction that may read and then write. On SQLite it
+      starts with ``BEGIN IMMEDIATE`` (the write lock up front).
+    * ``with Session() as db:`` — reads, or a transaction whose *first* statement is the write. On
+      SQLite it starts with a deferred ``BEGIN``, so readers never queue behind the write lock
+      (WAL mode lets them run beside a writer).
+    PostgreSQL ignores the distinction.
+    """
+
+    def __init__(self, engine: Engine):
+        super().__init__(engine, expire_on_commit=False)
+        self._deferred_bind = engine.execution_options(paygate_begin="deferred")
+
+    def __call__(self, **kw):
+        kw.setdefault("bind", self._deferred_bind)
+        return super().__call__(**kw)
+
+    def begin(self):
+        session = super().__call__()  # bound to the engine itself: BEGIN IMMEDIATE on SQLite
+        return session._maker_context_manager()
+
+
+def make_sessionmaker(engine: Engine) -> PaygateSessions:
+    """The :class:`PaygateSessions` factory for ``engine``."""
+    return PaygateSessions(engine)
 
 
 def alembic_config(url: str):

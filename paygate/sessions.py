@@ -157,29 +157,23 @@ class SessionService:
                 "amount": s.amount, "currency": s.currency}
 
     # -- create -------------------------------------------------------------------------------
-    def create_for(self, client_id: str, body: dict) -> PaymentSession:
-        """Same as :meth:`create` for the client with id ``client_id``."""
-        with self.Session() as db:
-            client = db.get(ApiClient, client_id)
-        if client is None:
-            raise NotFound("No such API client.", code="client_not_found")
-        return self.create(client, body)
-
-    def create(self, client: ApiClient, body: dict) -> PaymentSession:
+    def create(self, client_id: str, body: dict) -> PaymentSession:
         """Validates ``body`` (contract §2 fields) and creates a pending session.
 
-        Raises :class:`ValidationFailed` with ``details["fields"]`` (field → code) on bad input.
+        ``client_id`` is the authenticated API client's id. Raises :class:`ValidationFailed` with
+        ``details["fields"]`` (field → code) on bad input.
         """
         fields = self.validate_create(body)
         now = self.clock()
         naive_now = now.replace(tzinfo=None)
-        with self.Session.begin() as db:
+        with self.Session() as db:  # a single INSERT: no read first, so a deferred BEGIN is enough
             s = PaymentSession(
-                id=self.new_id("ps"), client_id=client.id, status="pending", attempts=0,
+                id=self.new_id("ps"), client_id=client_id, status="pending", attempts=0,
                 max_attempts=self.defaults.max_attempts, gateway=self.defaults.gateway, event_sequence=0,
                 created_at=naive_now, updated_at=naive_now,
                 expires_at=naive_now + timedelta(seconds=fields.pop("ttl_seconds")), **fields)
             db.add(s)
+            db.commit()
         return s
 
     def validate_create(self, body: dict) -> dict:
