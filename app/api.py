@@ -6,14 +6,9 @@ import base64
 import binascii
 import functools
 
-import threading
-
-import httpx
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from callbacks import outbox
-from callbacks.genesys import GenesysApi, LinkSender, TokenProvider, settings_loader
-from paygate.genesys_settings import SecretBox
 from paygate.clients import authenticate_client
 from paygate.errors import PaygateError, Unauthorized, ValidationFailed
 from paygate.idempotency import StoredResponse
@@ -143,30 +138,6 @@ def cancel_session(session_id: str):
     return jsonify(session_view(services().sessions.cancel(g.client_id, session_id)))
 
 
-SEND_LINK_TIMEOUT_SECONDS = 10.0
-_link_sender_lock = threading.Lock()
-
-
-def link_sender() -> LinkSender:
-    """The app's :class:`callbacks.genesys.LinkSender` (built once per app: one HTTP client and one
-    Genesys token cache per process). The agent view can use it to send a link again."""
-    found = current_app.extensions.get("paygate.link_sender")
-    if found is not None:
-        return found
-    with _link_sender_lock:
-        found = current_app.extensions.get("paygate.link_sender")
-        if found is None:
-            svc = services()
-            http = httpx.Client(follow_redirects=False, timeout=SEND_LINK_TIMEOUT_SECONDS)
-            api = GenesysApi(http, TokenProvider(http, svc.clock, timeout=SEND_LINK_TIMEOUT_SECONDS),
-                             timeout=SEND_LINK_TIMEOUT_SECONDS)
-            found = LinkSender(sessions=svc.sessions, redis=svc.redis, api=api,
-                               box=SecretBox(svc.settings.secret_key), load_settings=settings_loader(svc.Session),
-                               clock=svc.clock, new_id=svc.new_id)
-            current_app.extensions["paygate.link_sender"] = found
-    return found
-
-
 @bp.post("/payment-sessions/<session_id>/send-link")
 @idempotent
 def send_link(session_id: str):
@@ -174,7 +145,7 @@ def send_link(session_id: str):
     Genesys settings, §6). 429 ``rate_limited`` carries ``Retry-After``."""
     body = request.get_json(silent=True)
     try:
-        sent = link_sender().send(g.client_id, session_id, body)
+        sent = services().link_sender.send(g.client_id, session_id, body)
     except PaygateError as err:
         if err.code != "rate_limited":
             raise

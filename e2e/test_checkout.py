@@ -144,3 +144,31 @@ def test_terminal_link_shows_outcome_not_form(e2e_stack, page):
     page.goto(s["checkout_url"])
     assert page.locator('input[name="number"]').count() == 0
     assert "canceled" in page.content().lower()
+
+
+def test_agent_view_follows_a_payment_live_and_can_cancel(e2e_stack, browser):
+    """The agent's Script page updates by itself when the customer pays in another window, shows only
+    brand and last4, and a second session is canceled from its button."""
+    context = browser.new_context(viewport={"width": 420, "height": 700})
+    try:
+        agent, customer = context.new_page(), context.new_page()
+        s = e2e_stack.create_session()
+        agent.goto(s["agent_url"])
+        assert agent.locator("#agent-status").inner_text() == "pending"
+        customer.goto(s["checkout_url"])
+        fill(customer, "5555555555554444")
+        customer.locator('button[type="submit"]').click()
+        customer.get_by_text("approved", exact=False).first.wait_for()
+        # no reload by the test: agent.js notices the new status
+        agent.locator("#agent-status", has_text="approved").wait_for()
+        assert "ending 4444" in agent.locator("#agent-card").inner_text()
+        assert "555555" not in agent.content() and agent.locator("#agent-cancel").count() == 0
+
+        other = e2e_stack.create_session()
+        agent.goto(other["agent_url"])
+        agent.locator("#agent-cancel").click()
+        agent.locator("#agent-notice", has_text="canceled").wait_for()
+        assert agent.locator("#agent-status").inner_text() == "canceled"
+        assert e2e_stack.session(other["session_id"])["status"] == "canceled"
+    finally:
+        context.close()

@@ -7,8 +7,10 @@ worker build their own. Nothing here reads the environment.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
+import httpx
 import redis as redis_lib
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
@@ -44,8 +46,32 @@ class Services:
     fraud: FraudScreen
     sessions: SessionService
     payments: PaymentProcessor
+    _link_sender: object = field(default=None, repr=False)
+    _guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def link_sender(self):
+        """The :class:`callbacks.genesys.LinkSender` (send-link, the agent view's resend), built on first
+        use: one HTTP client and one Genesys token cache per process, requests bounded by
+        ``PAYGATE_DELIVERY_TIMEOUT_SECONDS``."""
+        with self._guard:
+            if self._link_sender is None:
+                from callbacks.genesys import GenesysApi, LinkSender, TokenProvider, settings_loader
+
+                from .genesys_settings import SecretBox
+
+                timeout = self.settings.delivery_timeout_seconds
+                http = httpx.Client(follow_redirects=False, timeout=timeout)
+                api = GenesysApi(http, TokenProvider(http, self.clock, timeout=timeout), timeout=timeout)
+                self._link_sender = LinkSender(sessions=self.sessions, redis=self.redis, api=api,
+                                               box=SecretBox(self.settings.secret_key),
+                                               load_settings=settings_loader(self.Session), clock=self.clock,
+                                               new_id=self.new_id)
+            return self._link_sender
 
     def close(self) -> None:
+        if self._link_sender is not None:
+            self._link_sender.api.http.close()
         self.engine.dispose()
         self.redis.close()
 

@@ -80,3 +80,57 @@ def test_agent_view_link_expires(stack):
     agent = created["agent_url"].replace("http://127.0.0.1:8000", "")
     stack.clock.advance(60 + 86400 + 1)
     assert stack.http.get(agent).status_code == 404
+
+
+def _csrf(html: str) -> str:
+    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html)
+    assert match, "the agent view has no CSRF token in its forms"
+    return match.group(1)
+
+
+def test_agent_view_follows_the_status_without_card_data(stack):
+    created = stack.create_session()
+    agent = created["agent_url"].replace("http://127.0.0.1:8000", "")
+    html = stack.http.get(agent).get_data(as_text=True)
+    status_url = re.search(r'data-status-url="([^"]+)"', html).group(1).replace("&amp;", "&")
+    assert stack.http.get(status_url).get_json()["status"] == "pending"
+    pay(stack, created["checkout_url"], number="3782 822463 10005", cvc="1234")
+    state = stack.http.get(status_url).get_json()
+    assert state == {"status": "approved", "attempts": 1, "max_attempts": 3, "card_brand_name": "American Express",
+                     "card_last4": "0005", "decline_code": None, "message": state["message"], "live": False}
+    # a finished session is no longer followed, and offers no actions
+    html = stack.http.get(agent).get_data(as_text=True)
+    assert "data-status-url" not in html and "agent-cancel" not in html and "agent-resend" not in html
+    # status.json is signed like the page
+    assert stack.http.get(re.sub(r"t=[^&]+", "t=AAAA", status_url)).status_code == 404
+
+
+def test_agent_cancels_a_pending_session_from_the_view(stack):
+    created = stack.create_session()
+    agent = created["agent_url"].replace("http://127.0.0.1:8000", "")
+    html = stack.http.get(agent).get_data(as_text=True)
+    assert 'id="agent-cancel"' in html and 'id="agent-resend"' not in html  # never sent: nothing to resend
+    cancel_url = agent.replace("/agent/" + created["session_id"], f"/agent/{created['session_id']}/cancel")
+    # without the CSRF token nothing changes
+    r = stack.http.post(cancel_url, data={})
+    assert r.status_code == 303 and "notice=expired_form" in r.headers["Location"]
+    assert stack.http.get(f"/v1/payment-sessions/{created['session_id']}", headers=stack.auth()).get_json()[
+        "status"] == "pending"
+    r = stack.http.post(cancel_url, data={"csrf_token": _csrf(html)})
+    assert r.status_code == 303 and "notice=canceled" in r.headers["Location"]
+    after = stack.http.get(r.headers["Location"]).get_data(as_text=True)
+    assert "canceled" in after and "No card was charged" in after and 'id="agent-cancel"' not in after
+    assert [t for t, _ in events_of(stack, created["session_id"])][-1] == "payment_session.canceled"
+    # a forged signature cannot cancel
+    forged = re.sub(r"t=[^&]+", "t=AAAA", cancel_url)
+    assert stack.http.post(forged, data={"csrf_token": _csrf(html)}).status_code == 404
+
+
+def test_agent_resend_without_a_previous_send_says_so(stack):
+    created = stack.create_session()
+    agent = created["agent_url"].replace("http://127.0.0.1:8000", "")
+    html = stack.http.get(agent).get_data(as_text=True)
+    resend_url = agent.replace("/agent/" + created["session_id"], f"/agent/{created['session_id']}/resend")
+    r = stack.http.post(resend_url, data={"csrf_token": _csrf(html)})
+    assert r.status_code == 303 and "notice=no_previous_send" in r.headers["Location"]
+    assert "never sent by message" in stack.http.get(r.headers["Location"]).get_data(as_text=True)
