@@ -4,20 +4,23 @@ Processes, all on 127.0.0.1, each in its own process group and with its output p
 
 * ``redis``: a private redis-server in a temporary directory (skipped when ``PAYGATE_REDIS_URL`` is set);
 * ``emulator``: the Genesys emulator (``python -m genesys_emulator``), holding the demo client's signing
-  secret so it can verify every callback;
+  secret so it can verify every callback, and a Genesys OAuth client for the write-back;
 * ``web``: ``gunicorn --workers 2 'app:create_app()'``;
 * ``worker``: ``paygate worker``, which delivers the events to the emulator.
 
 Before starting them it migrates the configured database and creates an API client named ``demo`` whose
-callback URL is the emulator. Once everything answers it does what a Genesys data action does, a
-client-credentials token then ``POST /v1/payment-sessions``, and prints the checkout link, the emulator
-pages and the test cards. Ctrl-C (SIGINT) or SIGTERM stops every child and removes the temporary files;
+callback URL is the emulator and whose Genesys settings (contract §6) point at the emulator: participant
+attributes and a workflow start per event, SMS from a demo number. Once everything answers it does what
+a Genesys flow does: creates a messaging conversation in the emulator, gets a client-credentials token,
+``POST /v1/payment-sessions`` for that conversation, texts the link with ``send-link``, and prints the
+checkout link, the agent view, the emulator pages and the test cards. Ctrl-C (SIGINT) or SIGTERM stops every child and removes the temporary files;
 if any child dies, everything is stopped and the exit status is 1.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -40,6 +43,11 @@ from .settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
+
+GENESYS_CLIENT_ID = "demo-genesys-oauth-client"
+DEMO_WORKFLOW_ID = "demo-billing-workflow"
+DEMO_SMS_FROM = "+15550100100"
+DEMO_CUSTOMER_PHONE = "+15550100199"
 
 TEST_CARDS = (
     ("4242 4242 4242 4242", "approves"),
@@ -126,6 +134,7 @@ class Demo:
         self.tmp = Path(tempfile.mkdtemp(prefix="paygate-demo-"))
         self.base_url = f"http://127.0.0.1:{port}"
         self.emulator_url = f"http://127.0.0.1:{emulator_port}"
+        self.genesys_secret = secrets.token_urlsafe(24)
         self.env = dict(os.environ)
 
     # --- processes --------------------------------------------------------------------------------------
@@ -228,6 +237,7 @@ class Demo:
         from .clients import create_client
         from .clock import random_id, system_clock
         from .db import make_engine, make_sessionmaker, upgrade
+        from .genesys_settings import GenesysSettings, SecretBox, configure
 
         try:
             settings = Settings.from_env(self.env)
@@ -242,6 +252,11 @@ class Demo:
             with make_sessionmaker(engine).begin() as db:
                 created = create_client(db, name="demo", callback_url=f"{self.emulator_url}/webhooks/paygate",
                                         now=system_clock(), new_id=random_id)
+                configure(db, created.client_id, GenesysSettings(
+                    region="us_east_1", client_id=GENESYS_CLIENT_ID, client_secret=self.genesys_secret,
+                    api_base=self.emulator_url, login_base=self.emulator_url, workflow_id=DEMO_WORKFLOW_ID,
+                    write_attributes=True, start_workflow=True, sms_from_address=DEMO_SMS_FROM),
+                    SecretBox(settings.secret_key), production=False)
         finally:
             engine.dispose()
         self.out.line("demo", f"database {_redact(settings.database_url)} migrated; API client {created.client_id}")
@@ -250,7 +265,8 @@ class Demo:
     def start_services(self, signing_secret: str) -> None:
         py = sys.executable
         self.spawn("emulator", [py, "-m", "genesys_emulator", "--host", "127.0.0.1", "--port",
-                                str(self.emulator_port), "--signing-secret", signing_secret, "--quiet"])
+                                str(self.emulator_port), "--signing-secret", signing_secret,
+                                "--genesys-client", f"{GENESYS_CLIENT_ID}:{self.genesys_secret}", "--quiet"])
         self.spawn("web", [py, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{self.port}",
                            "--no-control-socket", "app:create_app()"])
         # the lead's CLI (paygate/cli.py) provides `paygate worker`: delivery plus expiry/reconciliation
@@ -260,21 +276,38 @@ class Demo:
         self.wait_for("the web app", lambda: httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200)
 
     def create_session(self, client: dict[str, str]) -> dict:
-        """Exactly what a Genesys "User Defined (OAuth)" credential and a data action send."""
-        with httpx.Client(base_url=self.base_url, timeout=10) as http:
-            r = http.post("/oauth/token", data={"grant_type": "client_credentials"},
+        """What a Genesys messaging flow does: a conversation exists (created in the emulator), the flow's
+        "User Defined (OAuth)" credential gets a token, a data action creates the session for the
+        conversation's customer participant, another texts the link (a failed send is reported, not fatal)."""
+        with httpx.Client(timeout=10) as http:
+            r = http.post(f"{self.emulator_url}/api/genesys/conversations", json={
+                "media_type": "message", "participants": [
+                    {"purpose": "customer", "name": "Demo Customer", "address": DEMO_CUSTOMER_PHONE},
+                    {"purpose": "agent", "name": "Demo Agent"}]})
+            if r.status_code != 201:
+                raise DemoError("conversation_failed", f"the emulator answered {r.status_code}: {r.text[:200]}")
+            conversation = r.json()
+            customer = next(p for p in conversation["participants"] if p["purpose"] == "customer")
+            r = http.post(f"{self.base_url}/oauth/token", data={"grant_type": "client_credentials"},
                           auth=(client["client_id"], client["client_secret"]))
             if r.status_code != 200:
                 raise DemoError("token_failed", f"POST /oauth/token answered {r.status_code}: {r.text[:200]}")
-            token = r.json()["access_token"]
-            body = {"conversation_id": str(uuid.uuid4()), "participant_id": str(uuid.uuid4()),
+            auth = {"Authorization": f"Bearer {r.json()['access_token']}"}
+            body = {"conversation_id": conversation["id"], "participant_id": customer["id"],
                     "customer_account_id": "ACME-1001", "intent": "payment", "amount": 2500, "currency": "USD",
                     "channel": "messaging", "reference": "INV-1001"}
-            r = http.post("/v1/payment-sessions", json=body, headers={"Authorization": f"Bearer {token}"})
+            r = http.post(f"{self.base_url}/v1/payment-sessions", json=body, headers=auth)
             if r.status_code != 201:
                 raise DemoError("session_failed", f"POST /v1/payment-sessions answered {r.status_code}: "
                                                   f"{r.text[:200]}")
-            return r.json()
+            session = r.json()
+            r = http.post(f"{self.base_url}/v1/payment-sessions/{session['session_id']}/send-link", headers=auth,
+                          json={"to": DEMO_CUSTOMER_PHONE, "messenger_type": "sms"})
+            if r.status_code == 200:
+                self.out.line("demo", f"checkout link texted to {DEMO_CUSTOMER_PHONE} through the emulator")
+            else:
+                self.out.line("demo", f"send-link answered {r.status_code}: {r.text[:200]}")
+            return session
 
     def banner(self, info: DemoInfo) -> str:
         cards = "\n".join(f"      {number}   {what}" for number, what in TEST_CARDS)
@@ -286,6 +319,7 @@ class Demo:
             f"  Checkout page:              {info.checkout_url}\n"
             f"{agent}"
             f"  Genesys emulator:           {info.emulator_url}/   (signed callbacks as they arrive)\n"
+            f"  Genesys conversation:       {info.emulator_url}/genesys   (the SMS, attributes, workflow runs)\n"
             f"  Checkout in an agent desktop iframe:\n"
             f"      {info.embed_url}\n\n"
             "  Test cards (any future expiry such as 12/30, any CVC such as 123):\n"
