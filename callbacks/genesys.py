@@ -522,8 +522,6 @@ MESSENGER_TYPES = ("sms", "whatsapp")
 SEND_LINK_LIMIT = 3
 SEND_LINK_WINDOW_SECONDS = 600
 _SEND_KEY = "paygate:sendlink:{sid}:sent"
-_LAST_KEY = "paygate:sendlink:{sid}:last"
-_LAST_KEEP_SECONDS = 86400
 
 
 def mask_address(address: str) -> str:
@@ -557,10 +555,10 @@ class LinkSender:
     OAuth secret), ``load_settings`` (``client_id -> GenesysSettings | None``), ``clock``, ``new_id``.
 
     Per session at most ``limit`` sends (3) per ``window`` seconds (600), counted in a Redis sorted set
-    (attempts count, whether or not Genesys accepted them). Each send is recorded on the session as a
-    log line ``checkout link sent`` (session id, message id, messenger type, masked number) and as the
-    session's last send in Redis (``paygate:sendlink:<session id>:last``, kept a day past the link's
-    expiry) so the agent view can send it again (:meth:`resend`).
+    (attempts count, whether or not Genesys accepted them). Each accepted send is recorded on the
+    session (``link_sends``, ``link_sent_at`` and the last recipient, messenger, sender and Genesys
+    message id: :meth:`paygate.sessions.SessionService.record_link_sent`) and logged as
+    ``checkout link sent`` with the number masked, so the agent view can send it again (:meth:`resend`).
     """
 
     def __init__(self, *, sessions, redis, api: GenesysApi, box: SecretBox, load_settings: SettingsLoader,
@@ -637,19 +635,22 @@ class LinkSender:
                                                          "error": response.error or "no_message_id"})
             raise PaygateError("Genesys could not send the message; try again later.", code="genesys_unavailable",
                                http_status=502)
-        sent = LinkSent(s.id, message_id, to, kind, sender, rfc3339(self.clock()))
-        keep = max(60, int((expires - self.clock()).total_seconds()) + _LAST_KEEP_SECONDS)
-        self.redis.set(_LAST_KEY.format(sid=s.id), json.dumps(sent.__dict__), ex=keep)
+        now = self.clock()
+        sent = LinkSent(s.id, message_id, to, kind, sender, rfc3339(now))
+        self.sessions.record_link_sent(s.id, to=to, messenger_type=kind, from_address=sender,
+                                       message_id=message_id, now=now)
         log.info("checkout link sent", extra={"session_id": s.id, "message_id": message_id, "messenger_type": kind,
                                               "to": mask_address(to), "latency_ms": round(response.latency_ms, 1)})
         return sent
 
     def last_sent(self, session_id: str) -> LinkSent | None:
-        """The session's most recent successful send, or None."""
-        raw = self.redis.get(_LAST_KEY.format(sid=session_id))
-        if not raw:
+        """The session's most recent accepted send (from the session row), or None when there was none.
+        Raises ``session_not_found``."""
+        s = self.sessions.get(None, session_id)
+        if not s.link_sends or not s.link_sent_to:
             return None
-        return LinkSent(**json.loads(raw))
+        return LinkSent(s.id, s.link_message_id or "", s.link_sent_to, s.link_messenger_type or "sms",
+                        s.link_from_address or "", rfc3339(s.link_sent_at))
 
     def resend(self, client_id: str | None, session_id: str) -> LinkSent:
         """Sends the link again to the last recipient (same messenger and sender). Raises ``no_previous_send``

@@ -73,6 +73,13 @@ class PaymentSession(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    # the checkout link texted through Genesys (send-link): how often, and the last send
+    link_sends: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    link_sent_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    link_sent_to: Mapped[str | None] = mapped_column(String(16), nullable=True)             # E.164
+    link_messenger_type: Mapped[str | None] = mapped_column(String(16), nullable=True)      # sms | whatsapp
+    link_from_address: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    link_message_id: Mapped[str | None] = mapped_column(String(100), nullable=True)         # Genesys message id
 
 
 class PaymentAttempt(Base):

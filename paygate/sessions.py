@@ -116,6 +116,8 @@ def session_view(s: PaymentSession, *, status: str | None = None) -> dict:
         "decline_code": s.decline_code, "message": s.message or _STATUS_MESSAGES.get(shown_status),
         "metadata": dict(s.metadata_ or {}), "created_at": rfc3339(s.created_at),
         "updated_at": rfc3339(s.updated_at), "expires_at": rfc3339(s.expires_at),
+        "link_sends": s.link_sends or 0,
+        "link_last_sent_at": rfc3339(s.link_sent_at),
     }
 
 
@@ -265,6 +267,20 @@ class SessionService:
             with self.Session() as db:
                 s = db.get(PaymentSession, session_id)
         return s
+
+    # -- link sends -----------------------------------------------------------------------------
+    def record_link_sent(self, session_id: str, *, to: str, messenger_type: str, from_address: str,
+                         message_id: str, now: datetime) -> None:
+        """Counts one accepted send of the checkout link (``link_sends`` + 1) and keeps it as the last send:
+        recipient (E.164), ``messenger_type`` (``sms``/``whatsapp``), sender and the Genesys message id.
+        A single UPDATE, so concurrent sends never lose a count. Does not change ``updated_at``: the
+        payment's state did not move."""
+        with self.Session() as db:
+            db.execute(update(PaymentSession).where(PaymentSession.id == session_id).values(
+                link_sends=PaymentSession.link_sends + 1, link_sent_at=as_utc(now).replace(tzinfo=None),
+                link_sent_to=to, link_messenger_type=messenger_type, link_from_address=from_address[:200],
+                link_message_id=message_id[:100]))
+            db.commit()
 
     # -- cancel -------------------------------------------------------------------------------
     def cancel(self, client_id: str, session_id: str) -> PaymentSession:
