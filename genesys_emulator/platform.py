@@ -11,9 +11,11 @@ server here):
   case): missing → 401 ``authentication.required``, unknown or expired → 401 ``bad.credentials``. Past
   ``rate_limit_per_minute`` calls per token in a sliding minute → 429 with ``Retry-After`` and the
   normalized body of reference §3.2. Routes: conversations and participant attributes (§2a), workflow
-  executions (§2b), agentless messages (§5.1).
+  executions (§2b), agentless messages (§5.1), secure IVR sessions (§4.3; the flow itself is played by
+  :mod:`.flows`).
 * :data:`knobs_bp` — ``/api/genesys/*`` test and demo API (no auth): OAuth clients, settings, token
-  expiry, failure injection, conversation setup, state, reset. Plus the ``GET /genesys`` page.
+  expiry, failure injection, conversation setup, secure flows and the caller's DTMF, state, reset.
+  Plus the ``GET /genesys`` page.
 
 Errors from ``/api/v2`` use the Platform API body ``{"message", "code", "status", "messageParams",
 "contextId", "details", "errors"}`` with an ``ININ-Correlation-Id`` header.
@@ -28,7 +30,9 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, render_template, request
 
-from .platform_store import (MEDIA_TYPES, PARTICIPANT_PURPOSES, ApiBehaviour, NotFound, PlatformStore)
+from . import flows
+from .platform_store import (MEDIA_TYPES, PARTICIPANT_PURPOSES, ApiBehaviour, NotFound, PlatformStore,
+                             SecureSessionBusy)
 
 login_bp = Blueprint("genesys_login", __name__)
 api_bp = Blueprint("genesys_api", __name__, url_prefix="/api/v2")
@@ -372,6 +376,85 @@ def get_message(conversation_id: str, message_id: str):
     return jsonify({**message, "status": "delivery-success"})
 
 
+# --- secure IVR sessions (reference §4.3) ------------------------------------------------------------------
+def _secure_uri(record: dict[str, Any]) -> str:
+    return (f"/api/v2/conversations/{record['conversationId']}/participants/{record['participantId']}"
+            f"/secureivrsessions/{record['id']}")
+
+
+def secure_session_view(record: dict[str, Any]) -> dict[str, Any]:
+    """The SDK's ``SecureSession`` shape of a stored session: ``{id, flow:{id, name, selfUri}, userData,
+    state: PENDING|COMPLETED|FAILED, sourceParticipantId, disconnect, selfUri}``."""
+    flow = record["flow"]
+    return {"id": record["id"], "flow": {**flow, "selfUri": f"/api/v2/flows/{flow['id']}"},
+            "userData": record["userData"], "state": record["state"],
+            "sourceParticipantId": record["sourceParticipantId"], "disconnect": record["disconnect"],
+            "selfUri": _secure_uri(record)}
+
+
+@api_bp.post("/conversations/<conversation_id>/participants/<participant_id>/secureivrsessions")
+def create_secure_session(conversation_id: str, participant_id: str):
+    """``CreateSecureSession`` ``{"flowId", "userData"?, "sourceParticipantId", "disconnect"?}`` → 200
+    ``SecureSession`` with ``state: "PENDING"``: the participant (the caller) enters the published
+    secure flow, ``userData`` becomes its ``Flow.InvocationData`` and the source participant (the agent)
+    is held until the flow returns. 404 for an unknown conversation or participant; 400 for a missing
+    or mistyped field, a ``flowId`` no secure flow was published under (``POST /api/genesys/secure-flows``)
+    or a ``sourceParticipantId`` that is not in the conversation (the emulator requires it: the flow's
+    result is handed back to that participant)."""
+    body = _json_object()
+    if body is None:
+        return _bad_request("The request body must be a JSON object.")
+    flow_id, user_data = body.get("flowId"), body.get("userData", "")
+    source, disconnect = body.get("sourceParticipantId"), body.get("disconnect", False)
+    for name, ok in (("flowId", isinstance(flow_id, str) and flow_id), ("userData", isinstance(user_data, str)),
+                     ("sourceParticipantId", isinstance(source, str) and source),
+                     ("disconnect", isinstance(disconnect, bool))):
+        if not ok:
+            return _bad_request(f"{name} is missing or has the wrong type.", field=name)
+    store = platform()
+    now = iso(_now())
+    try:
+        steps = flows.start_steps(store.secure_flow(flow_id), user_data, source, now)
+    except NotFound:
+        steps = []  # the store refuses the unknown flow below, after the conversation checks
+    try:
+        record = store.create_secure_session(conversation_id=conversation_id, participant_id=participant_id,
+                                             flow_id=flow_id, user_data=user_data, source_participant_id=source,
+                                             disconnect=disconnect, now=now, steps=steps)
+    except NotFound as err:
+        if err.what == "flow":
+            return _bad_request(f"Secure flow {flow_id} not found.", field="flowId")
+        if err.what == "sourceParticipant":
+            return _bad_request(f"Participant {source} is not in conversation {conversation_id}.",
+                                field="sourceParticipantId")
+        missing = participant_id if err.what == "participant" else conversation_id
+        return genesys_error(404, f"{err.what.capitalize()} {missing} not found",
+                             conversationId=conversation_id, participantId=participant_id)
+    return jsonify(secure_session_view(record))
+
+
+@api_bp.get("/conversations/<conversation_id>/participants/<participant_id>/secureivrsessions")
+def list_secure_sessions(conversation_id: str, participant_id: str):
+    """``{"entities": [SecureSession, ...]}`` of the participant, oldest first; 404 for an unknown
+    conversation."""
+    try:
+        platform().conversation(conversation_id)
+    except NotFound:
+        return genesys_error(404, f"Conversation {conversation_id} not found", conversationId=conversation_id)
+    records = platform().secure_sessions(conversation_id, participant_id)
+    return jsonify({"entities": [secure_session_view(r) for r in records]})
+
+
+@api_bp.get("/conversations/<conversation_id>/participants/<participant_id>/secureivrsessions/<session_id>")
+def get_secure_session(conversation_id: str, participant_id: str, session_id: str):
+    """One ``SecureSession``; 404 when unknown or not the participant's."""
+    try:
+        record = platform().secure_session(session_id, conversation_id, participant_id)
+    except NotFound:
+        return genesys_error(404, f"Secure session {session_id} not found", secureSessionId=session_id)
+    return jsonify(secure_session_view(record))
+
+
 # --- test and demo knobs -----------------------------------------------------------------------------------
 def _knob_error(field: str):
     return jsonify({"error": "invalid_value", "field": field}), 400
@@ -509,6 +592,80 @@ def list_executions():
     return jsonify(views)
 
 
+@knobs_bp.post("/api/genesys/secure-flows")
+def publish_secure_flow():
+    """Publishes a secure call flow that plays :mod:`genesys_emulator.flows` with the paygate integration's
+    credential: ``{"id"?, "name"?, "credentials": {"clientId", "clientSecret", "loginUrl", "baseUrl"}}``
+    → 201 ``{id, name, credentials: {clientId, loginUrl, baseUrl}}`` (the secret is never shown again).
+    Publishing an existing id replaces it."""
+    payload = request.get_json(silent=True) or {}
+    flow_id, name = payload.get("id"), payload.get("name", flows.SECURE_FLOW_NAME)
+    if flow_id is not None and (not isinstance(flow_id, str) or not flow_id or "/" in flow_id):
+        return _knob_error("id")
+    if not isinstance(name, str) or not name:
+        return _knob_error("name")
+    problem = flows.credentials_problem(payload.get("credentials"))
+    if problem:
+        return _knob_error(problem)
+    credentials = {k: payload["credentials"][k] for k in flows.CREDENTIAL_FIELDS}
+    return jsonify(platform().add_secure_flow(flow_id=flow_id, name=name, credentials=credentials)), 201
+
+
+@knobs_bp.get("/api/genesys/secure-flows")
+def list_secure_flows():
+    """Every published secure flow (without the credential's secret)."""
+    return jsonify(platform().secure_flows())
+
+
+def _secure_knob_view(record: dict[str, Any]) -> dict[str, Any]:
+    return {**record, "selfUri": _secure_uri(record)}
+
+
+@knobs_bp.get("/api/genesys/secure-sessions")
+def list_secure_sessions_knob():
+    """Every secure session with its steps and the flow's non-secure variables, oldest first; optional
+    filter ``conversation_id``."""
+    records = platform().secure_sessions(request.args.get("conversation_id"))
+    return jsonify([_secure_knob_view(r) for r in records])
+
+
+@knobs_bp.get("/api/genesys/secure-sessions/<session_id>")
+def peek_secure_session(session_id: str):
+    """One secure session with steps and variables (404 ``{"error"}`` when unknown)."""
+    try:
+        return jsonify(_secure_knob_view(platform().secure_session(session_id)))
+    except NotFound:
+        return jsonify({"error": "not_found"}), 404
+
+
+def _data_action_transport():
+    injected = current_app.extensions.get("genesys_data_action_transport")
+    return (lambda: injected) if injected is not None else flows.http_transport
+
+
+@knobs_bp.post("/api/genesys/secure-sessions/<session_id>/keys")
+def key_digits(session_id: str):
+    """The caller keys DTMF into a PENDING secure session: ``{"card_number", "exp_month", "exp_year",
+    "cvc", "confirm"?: "1"}`` (digit strings). The flow plays one round with them — data actions called
+    on paygate, then either the result handed back (COMPLETED / FAILED) or the loop asking again
+    (PENDING) — and the session is answered as ``GET /api/genesys/secure-sessions/{id}`` shows it.
+    400 ``{"error": "invalid_value", "field"}`` for a value that is not digits; 404 unknown session;
+    409 ``{"error": "not_pending", "state"}`` when the session is over or another round is playing.
+    The digits are never stored, logged or recorded."""
+    try:
+        keyed = flows.Keyed.from_json(request.get_json(silent=True))
+    except flows.KeyedInvalid as err:
+        return _knob_error(err.field)
+    try:
+        record = flows.play_round(platform(), session_id, keyed, transport_factory=_data_action_transport(),
+                                  clock_iso=lambda: iso(_now()))
+    except NotFound:
+        return jsonify({"error": "not_found"}), 404
+    except SecureSessionBusy as err:
+        return jsonify({"error": "not_pending", "state": err.state}), 409
+    return jsonify(_secure_knob_view(record))
+
+
 def _state() -> dict[str, Any]:
     snap = platform().snapshot()
     now = _now()
@@ -519,28 +676,33 @@ def _state() -> dict[str, Any]:
 
 @knobs_bp.get("/api/genesys/state")
 def state():
-    """Everything but secrets and tokens: ``{clients, settings, behaviour, conversations, executions,
-    messages, requests:[{at, method, path, status, client_id}]}``."""
+    """Everything but secrets, tokens and keyed digits: ``{clients, settings, behaviour, conversations,
+    executions, messages, requests:[{at, method, path, status, client_id}], secure_flows,
+    secure_sessions}``."""
     return jsonify(_state())
 
 
 @knobs_bp.post("/api/genesys/reset")
 def reset():
-    """Forgets conversations, executions, messages, tokens, budgets, the request log and the failure knob."""
+    """Forgets conversations, executions, messages, secure sessions, tokens, budgets, the request log and
+    the failure knob (clients, settings and published secure flows stay)."""
     platform().reset()
     return jsonify({"reset": True})
 
 
 @knobs_bp.get("/genesys")
 def page():
-    """Each conversation's participants and attributes with the workflow executions started for it,
-    then other executions, the agentless messages and the latest requests. Reloads every 2 s."""
+    """Each conversation's participants and attributes with the workflow executions and secure flow
+    sessions started for it, then other executions, the agentless messages and the latest requests.
+    Reloads every 2 s."""
     snap = _state()
     conv_ids = {c["id"] for c in snap["conversations"]}
     for conv in snap["conversations"]:
         conv["executions"] = [e for e in snap["executions"]
                               if e["inputData"].get("Flow.conversationId") == conv["id"]]
+        conv["secure_sessions"] = [r for r in snap["secure_sessions"] if r["conversationId"] == conv["id"]]
     other = [e for e in snap["executions"] if e["inputData"].get("Flow.conversationId") not in conv_ids]
     return render_template("genesys.html", conversations=snap["conversations"], other_executions=other,
                            messages=list(reversed(snap["messages"])), requests=list(reversed(snap["requests"]))[:50],
-                           clients=snap["clients"], settings=snap["settings"], behaviour=snap["behaviour"])
+                           clients=snap["clients"], settings=snap["settings"], behaviour=snap["behaviour"],
+                           secure_flows=snap["secure_flows"])

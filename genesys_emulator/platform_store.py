@@ -26,6 +26,7 @@ REQUEST_LOG_LIMIT = 5000
 
 PARTICIPANT_PURPOSES = ("customer", "agent", "acd", "ivr", "external", "workflow")
 MEDIA_TYPES = ("call", "message")
+SECURE_SESSION_STATES = ("PENDING", "COMPLETED", "FAILED")  # SDK ``SecureSession.state`` (reference §4.3)
 
 
 @dataclass
@@ -67,6 +68,15 @@ class NotFound(LookupError):
         self.what = what
 
 
+class SecureSessionBusy(Exception):
+    """A secure session cannot take DTMF now: it is over (``state`` COMPLETED or FAILED) or another
+    entry for it is being played (``state`` PENDING)."""
+
+    def __init__(self, state: str):
+        super().__init__(state)
+        self.state = state
+
+
 class PlatformStore:
     """Thread-safe state of the fake Platform API.
 
@@ -90,6 +100,9 @@ class PlatformStore:
         self._executions: dict[str, dict[str, Any]] = {}
         self._messages: list[dict[str, Any]] = []
         self._requests: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_LIMIT)
+        self._secure_flows: dict[str, dict[str, Any]] = {}
+        self._secure_sessions: dict[str, dict[str, Any]] = {}
+        self._secure_running: set[str] = set()
 
     def new_id(self) -> str:
         """A fresh id from the injected generator."""
@@ -190,6 +203,8 @@ class PlatformStore:
                 d.clear()
             self._messages.clear()
             self._requests.clear()
+            self._secure_sessions.clear()
+            self._secure_running.clear()
 
     # --- write-back record ----------------------------------------------------------------------------
     def record(self, entry: dict[str, Any]) -> None:
@@ -289,7 +304,8 @@ class PlatformStore:
 
     def snapshot(self) -> dict[str, Any]:
         """Everything except secrets and tokens: clients (ids), settings, behaviour, conversations,
-        executions, messages and the request log (copies)."""
+        executions, messages, the request log, secure flows (without their credential's secret) and
+        secure sessions (copies)."""
         with self._lock:
             return {
                 "clients": sorted(self._clients),
@@ -299,4 +315,112 @@ class PlatformStore:
                 "executions": [copy.deepcopy(r) for r in self._executions.values()],
                 "messages": [copy.deepcopy(m) for m in self._messages],
                 "requests": [dict(r) for r in self._requests],
+                "secure_flows": [_public_flow(f) for f in self._secure_flows.values()],
+                "secure_sessions": [copy.deepcopy(r) for r in self._secure_sessions.values()],
             }
+
+    # --- secure flows and secure IVR sessions (reference §4.3) ----------------------------------------
+    def add_secure_flow(self, *, flow_id: str | None, name: str, credentials: Mapping[str, str]) -> dict[str, Any]:
+        """Publishes (or replaces) a secure call flow that calls paygate's data actions with the given
+        integration credential (``clientId``, ``clientSecret``, ``loginUrl``, ``baseUrl``). Returns the
+        public view ``{id, name, credentials: {clientId, loginUrl, baseUrl}}`` (never the secret)."""
+        flow = {"id": flow_id or self._new_id(), "name": name, "credentials": dict(credentials)}
+        with self._lock:
+            self._secure_flows[flow["id"]] = flow
+            return _public_flow(flow)
+
+    def secure_flow(self, flow_id: str) -> dict[str, Any]:
+        """The flow WITH its credential (for the flow runner only); raises :class:`NotFound` (``flow``)."""
+        with self._lock:
+            flow = self._secure_flows.get(flow_id)
+            if flow is None:
+                raise NotFound("flow")
+            return copy.deepcopy(flow)
+
+    def secure_flows(self) -> list[dict[str, Any]]:
+        """Public views of every published secure flow."""
+        with self._lock:
+            return [_public_flow(f) for f in self._secure_flows.values()]
+
+    def create_secure_session(self, *, conversation_id: str, participant_id: str, flow_id: str, user_data: str,
+                              source_participant_id: str, disconnect: bool, now: str,
+                              steps: list[dict[str, Any]]) -> dict[str, Any]:
+        """Stores a PENDING secure session for a participant of a conversation and returns a copy.
+
+        Record: ``{id, conversationId, participantId, flow:{id, name}, userData, sourceParticipantId,
+        disconnect, state, dateCreated, dateUpdated, attempt, variables, steps}``. Raises
+        :class:`NotFound` with ``what`` ``conversation``, ``participant``, ``sourceParticipant`` (not a
+        participant of this conversation) or ``flow``."""
+        with self._lock:
+            conv = self._conversations.get(conversation_id)
+            if conv is None:
+                raise NotFound("conversation")
+            ids = {p["id"] for p in conv["participants"]}
+            if participant_id not in ids:
+                raise NotFound("participant")
+            if source_participant_id not in ids:
+                raise NotFound("sourceParticipant")
+            flow = self._secure_flows.get(flow_id)
+            if flow is None:
+                raise NotFound("flow")
+            record = {"id": self._new_id(), "conversationId": conversation_id, "participantId": participant_id,
+                      "flow": {"id": flow["id"], "name": flow["name"]}, "userData": user_data,
+                      "sourceParticipantId": source_participant_id, "disconnect": disconnect,
+                      "state": "PENDING", "dateCreated": now, "dateUpdated": now, "attempt": 0,
+                      "variables": {}, "steps": copy.deepcopy(steps)}
+            self._secure_sessions[record["id"]] = record
+            return copy.deepcopy(record)
+
+    def secure_session(self, session_id: str, conversation_id: str | None = None,
+                       participant_id: str | None = None) -> dict[str, Any]:
+        """A copy of one secure session; with ``conversation_id``/``participant_id`` it must belong to
+        them. Raises :class:`NotFound` (``secureSession``)."""
+        with self._lock:
+            record = self._secure_sessions.get(session_id)
+            if record is None or (conversation_id is not None and record["conversationId"] != conversation_id) \
+                    or (participant_id is not None and record["participantId"] != participant_id):
+                raise NotFound("secureSession")
+            return copy.deepcopy(record)
+
+    def secure_sessions(self, conversation_id: str | None = None,
+                        participant_id: str | None = None) -> list[dict[str, Any]]:
+        """Copies of the secure sessions, oldest first, optionally of one conversation / participant."""
+        with self._lock:
+            return [copy.deepcopy(r) for r in self._secure_sessions.values()
+                    if (conversation_id is None or r["conversationId"] == conversation_id)
+                    and (participant_id is None or r["participantId"] == participant_id)]
+
+    def begin_secure_entry(self, session_id: str) -> dict[str, Any]:
+        """Claims a PENDING secure session for one round of caller input and returns a copy. Raises
+        :class:`NotFound` (``secureSession``) or :class:`SecureSessionBusy` (over, or already claimed);
+        :meth:`end_secure_entry` releases the claim."""
+        with self._lock:
+            record = self._secure_sessions.get(session_id)
+            if record is None:
+                raise NotFound("secureSession")
+            if record["state"] != "PENDING" or session_id in self._secure_running:
+                raise SecureSessionBusy(record["state"])
+            self._secure_running.add(session_id)
+            return copy.deepcopy(record)
+
+    def end_secure_entry(self, session_id: str, *, state: str, attempt: int, variables: Mapping[str, Any],
+                         steps: list[dict[str, Any]], now: str) -> dict[str, Any]:
+        """Stores the result of one round (new ``state``, ``attempt`` count, the flow's non-secure
+        ``variables``, ``steps`` appended), releases the claim and returns a copy. The caller passes
+        only non-secure values: this store never sees keyed digits."""
+        if state not in SECURE_SESSION_STATES:
+            raise ValueError("state")
+        with self._lock:
+            self._secure_running.discard(session_id)
+            record = self._secure_sessions.get(session_id)
+            if record is None:  # reset while the round was played
+                raise NotFound("secureSession")
+            record.update(state=state, attempt=attempt, variables=dict(variables), dateUpdated=now)
+            record["steps"].extend(copy.deepcopy(steps))
+            return copy.deepcopy(record)
+
+
+def _public_flow(flow: Mapping[str, Any]) -> dict[str, Any]:
+    creds = flow["credentials"]
+    return {"id": flow["id"], "name": flow["name"],
+            "credentials": {k: creds.get(k) for k in ("clientId", "loginUrl", "baseUrl")}}

@@ -496,3 +496,345 @@ def test_concurrent_writes_over_a_threaded_server(app):
     finally:
         server.shutdown()
         thread.join(10)
+
+
+# --- secure flows: secureivrsessions and the flow played on the caller's DTMF (reference §4.3, §7) ------
+AMEX, AMEX_CVC = "378282246310005", "7294"
+VISA = "4242424242424242"
+FLOW_CREDENTIALS = {"clientId": "cli_flow", "clientSecret": "flow-secret", "loginUrl": "http://paygate.test/oauth/token",
+                    "baseUrl": "http://paygate.test"}
+
+
+class FakePaygate:
+    """A harness transport answering the custom auth and the two secure data actions the way paygate
+    does (contract §4). ``submits`` are the answers to the card submissions in order (default:
+    approved); ``fail`` maps a path suffix to an HTTP status. ``calls`` keeps ``(path, headers, body)``:
+    the only place in these tests where keyed digits may legitimately go."""
+
+    accepts_timeout = False
+
+    def __init__(self, submits=(), fail=None):
+        self.submits = list(submits)
+        self.fail = dict(fail or {})
+        self.calls: list[tuple[str, dict, dict | None]] = []
+
+    @staticmethod
+    def _answer(status, body):
+        from genesys.harness import HttpResponse
+
+        return HttpResponse(status, {"Content-Type": "application/json"}, json.dumps(body).encode())
+
+    def request(self, method, url, *, headers, content):
+        from urllib.parse import urlsplit
+
+        path = urlsplit(url).path
+        body = json.loads(content) if content and path != "/oauth/token" else None
+        self.calls.append((path, dict(headers), body))
+        for suffix, status in self.fail.items():
+            if path.endswith(suffix):
+                return self._answer(status, {"error": {"code": "unavailable", "message": "down", "request_id": "r"}})
+        if path == "/oauth/token":
+            return self._answer(200, {"access_token": "pg-token", "token_type": "Bearer", "expires_in": 3600})
+        if path == "/v1/cards/inspect":
+            amex = body["number"].startswith(("34", "37"))
+            return self._answer(200, {"brand": "amex" if amex else "visa", "allowed": True,
+                                      "pan_lengths": [15] if amex else [16], "cvc_length": 4 if amex else 3,
+                                      "requires_expiry": True, "requires_cvc": True, "luhn_valid": True})
+        number = body["number"]
+        answer = {"outcome": "approved", "status": "approved", "token": "tok_1", "card_brand": "amex",
+                  "card_last4": number[-4:], "decline_code": None, "message": "Payment approved.",
+                  "field_errors": {}, "attempts_remaining": 2}
+        if self.submits:
+            answer.update(self.submits.pop(0))
+        return self._answer(200, answer)
+
+
+DECLINED = {"outcome": "declined", "status": "pending", "token": None, "decline_code": "generic_decline",
+            "message": "Your card was declined."}
+
+
+def publish_flow(http, **overrides):
+    body = {"id": "flow-secure", "credentials": FLOW_CREDENTIALS, **overrides}
+    r = http.post("/api/genesys/secure-flows", json=body)
+    assert r.status_code == 201, r.get_data(as_text=True)
+    return r.get_json()
+
+
+def secure_url(conversation="conv-1", participant="cust-1", session=""):
+    return f"/api/v2/conversations/{conversation}/participants/{participant}/secureivrsessions" + \
+        (f"/{session}" if session else "")
+
+
+def start_secure(http, auth, **overrides):
+    body = {"flowId": "flow-secure", "userData": "ps_abc", "sourceParticipantId": "agent-1", "disconnect": False}
+    body.update(overrides)
+    r = http.post(secure_url(), json=body, headers=auth)
+    assert r.status_code == 200, r.get_data(as_text=True)
+    return r.get_json()
+
+
+def keys(http, session_id, number=AMEX, cvc=AMEX_CVC, month="12", year="30", **extra):
+    return http.post(f"/api/genesys/secure-sessions/{session_id}/keys",
+                     json={"card_number": number, "exp_month": month, "exp_year": year, "cvc": cvc, **extra})
+
+
+@pytest.fixture
+def paygate(app):
+    fake = FakePaygate()
+    app.extensions["genesys_data_action_transport"] = fake
+    return fake
+
+
+def assert_no_card_digits(text: str, number: str = AMEX, cvc: str = AMEX_CVC) -> None:
+    assert number not in text and number[:6] not in text and f'"{cvc}"' not in text
+    assert not any(number[i:i + 5] in text for i in range(len(number) - 4 - 1))  # every window but the last four's
+
+
+def test_secure_session_is_created_pending_and_read_back(http, auth, conv, record, paygate):
+    published = publish_flow(http)
+    assert published == {"id": "flow-secure", "name": "paygate Secure Card Entry", "credentials": {
+        "clientId": "cli_flow", "loginUrl": FLOW_CREDENTIALS["loginUrl"], "baseUrl": FLOW_CREDENTIALS["baseUrl"]}}
+    created = start_secure(http, auth)
+    assert created == {"id": created["id"], "state": "PENDING",
+                       "flow": {"id": "flow-secure", "name": "paygate Secure Card Entry",
+                                "selfUri": "/api/v2/flows/flow-secure"},
+                       "userData": "ps_abc", "sourceParticipantId": "agent-1", "disconnect": False,
+                       "selfUri": secure_url(session=created["id"])}
+    assert list(created) == ["id", "flow", "userData", "state", "sourceParticipantId", "disconnect", "selfUri"]
+    assert http.get(created["selfUri"], headers=auth).get_json() == created
+    assert http.get(secure_url(), headers=auth).get_json() == {"entities": [created]}
+    assert http.get(secure_url(participant="agent-1"), headers=auth).get_json() == {"entities": []}
+    knob = http.get(f"/api/genesys/secure-sessions/{created['id']}").get_json()
+    assert [s["kind"] for s in knob["steps"]] == ["transfer", "update_data", "prompt"]
+    assert knob["steps"][0]["at"] == "2026-11-18T11:06:40.000Z" and knob["attempt"] == 0
+    assert paygate.calls == []  # nothing runs before the caller keys
+    entries = [json.loads(line) for line in record.read_text().splitlines()]
+    assert entries[-1]["path"] == secure_url() and entries[-1]["body"]["userData"] == "ps_abc"
+
+
+@pytest.mark.parametrize("body, status, field", [
+    ({"userData": "ps_abc", "sourceParticipantId": "agent-1"}, 400, "flowId"),
+    ({"flowId": "nope", "sourceParticipantId": "agent-1"}, 400, "flowId"),
+    ({"flowId": "flow-secure", "sourceParticipantId": "someone-else"}, 400, "sourceParticipantId"),
+    ({"flowId": "flow-secure"}, 400, "sourceParticipantId"),
+    ({"flowId": "flow-secure", "sourceParticipantId": "agent-1", "userData": 7}, 400, "userData"),
+    ({"flowId": "flow-secure", "sourceParticipantId": "agent-1", "disconnect": "no"}, 400, "disconnect"),
+])
+def test_secure_session_requests_are_validated(http, auth, conv, body, status, field):
+    publish_flow(http)
+    r = http.post(secure_url(), json=body, headers=auth)
+    assert r.status_code == status and r.get_json()["messageParams"]["field"] == field
+
+
+def test_secure_sessions_need_a_token_and_known_ids(http, auth, conv):
+    publish_flow(http)
+    body = {"flowId": "flow-secure", "sourceParticipantId": "agent-1"}
+    assert http.post(secure_url(), json=body).status_code == 401
+    assert http.post(secure_url(conversation="nope"), json=body, headers=auth).status_code == 404
+    assert http.post(secure_url(participant="nope"), json=body, headers=auth).status_code == 404
+    assert http.get(secure_url(conversation="nope"), headers=auth).status_code == 404
+    assert http.get(secure_url(session="nope"), headers=auth).get_json()["code"] == "not.found"
+    created = start_secure(http, auth)
+    assert http.get(secure_url(participant="agent-1", session=created["id"]), headers=auth).status_code == 404
+
+
+def test_amex_is_asked_four_cvc_digits_and_the_result_goes_back_to_the_agent(http, auth, conv, record, paygate):
+    publish_flow(http)
+    created = start_secure(http, auth)
+    r = keys(http, created["id"])
+    assert r.status_code == 200, r.get_data(as_text=True)
+    done = r.get_json()
+    assert done["state"] == "COMPLETED" and done["attempt"] == 1
+    steps = done["steps"]
+    inspect = next(s for s in steps if s["name"] == "paygate - Inspect Card")
+    assert inspect["success"] and inspect["output"]["brand"] == "amex" and inspect["output"]["cvcLength"] == 4
+    cvc_step = next(s for s in steps if s["kind"] == "collect_input" and s["name"] == "Security code")
+    assert cvc_step == {"at": cvc_step["at"], "kind": "collect_input", "name": "Security code",
+                        "variable": "Task.cvc", "secure": True, "digits": 4, "result": "success"}
+    prompts = [s["text"] for s in steps if s["kind"] == "prompt"]
+    assert "Enter the four digit security code printed on the front of the card." in prompts
+    assert "You entered a amex card ending 0005. Press 1 if that is right, 2 to enter it again." in prompts
+    assert prompts[-1] == "Thank you. The payment on your card ending 0005 is approved."
+    assert [s["kind"] for s in steps[-2:]] == ["set_participant_data", "return_to_agent"]
+
+    # paygate got the digits through the shipped secure actions, custom auth first
+    assert [c[0] for c in paygate.calls] == ["/oauth/token", "/v1/cards/inspect", "/v1/payment-sessions/ps_abc/card"]
+    assert paygate.calls[1][2] == {"number": AMEX}
+    assert paygate.calls[2][2] == {"number": AMEX, "exp_month": "12", "exp_year": "30", "cvc": AMEX_CVC}
+    assert paygate.calls[2][1]["Idempotency-Key"] == "ps_abc:card:1"
+    assert paygate.calls[2][1]["Authorization"] == "Bearer pg-token"
+
+    conversation = http.get("/api/v2/conversations/conv-1", headers=auth).get_json()
+    customer, agent = conversation["participants"]
+    assert customer["attributes"] == {"existing": "yes"}
+    assert agent["attributes"] == {"paymentSessionId": "ps_abc", "paymentOutcome": "approved",
+                                   "paymentStatus": "approved", "paymentToken": "tok_1", "paymentCardLast4": "0005"}
+    assert http.get(created["selfUri"], headers=auth).get_json()["state"] == "COMPLETED"
+    # secure variables: no digits in the state, the page, the request log or the record file
+    for text in (json.dumps(http.get("/api/genesys/state").get_json()), http.get("/genesys").get_data(as_text=True),
+                 record.read_text()):
+        assert_no_card_digits(text)
+    assert "flow-secret" not in json.dumps(http.get("/api/genesys/state").get_json())
+    assert json.loads(record.read_text().splitlines()[-1])["source"] == "secure_flow"
+    assert keys(http, created["id"]).get_json() == {"error": "not_pending", "state": "COMPLETED"}
+
+
+def test_visa_gets_three_cvc_digits_and_a_wrong_length_asks_again(http, auth, conv, paygate):
+    publish_flow(http)
+    sid = start_secure(http, auth)["id"]
+    again = keys(http, sid, number=VISA, cvc="1234").get_json()
+    assert again["state"] == "PENDING" and again["attempt"] == 1
+    assert [s["result"] for s in again["steps"] if s["kind"] == "collect_input" and s["name"] == "Security code"] \
+        == ["no_match"]
+    assert "Enter the three digit security code on the back of the card." in [s.get("text") for s in again["steps"]]
+    assert [c[0] for c in paygate.calls] == ["/oauth/token", "/v1/cards/inspect"]  # no submission
+    done = keys(http, sid, number=VISA, cvc="123").get_json()
+    assert done["state"] == "COMPLETED" and done["attempt"] == 2 and done["variables"]["cardLast4"] == "4242"
+    assert paygate.calls[-1][1]["Idempotency-Key"] == "ps_abc:card:2"
+
+
+def test_declines_loop_until_the_flow_runs_out_of_attempts(http, auth, conv, paygate):
+    paygate.submits = [DECLINED, DECLINED, DECLINED]
+    publish_flow(http)
+    sid = start_secure(http, auth)["id"]
+    first = keys(http, sid).get_json()
+    assert first["state"] == "PENDING"
+    assert [s["text"] for s in first["steps"] if s["kind"] == "prompt"][-2:] == [
+        "Your card was declined.", "Please key in your card number, then press hash."]
+    assert keys(http, sid).get_json()["state"] == "PENDING"
+    last = keys(http, sid).get_json()
+    assert last["state"] == "COMPLETED" and last["attempt"] == 3
+    assert [s["kind"] for s in last["steps"][-3:]] == ["exit_loop", "set_participant_data", "return_to_agent"]
+    agent = http.get("/api/genesys/conversations/conv-1").get_json()["participants"][1]
+    assert (agent["attributes"]["paymentOutcome"], agent["attributes"]["paymentToken"]) == ("declined", "")
+    assert [c[1]["Idempotency-Key"] for c in paygate.calls if c[0].endswith("/card")] == [
+        "ps_abc:card:1", "ps_abc:card:2", "ps_abc:card:3"]
+
+
+def play_once(app, http, auth, fake: FakePaygate) -> dict:
+    """Publishes the flow, starts a secure session and keys the amex once with ``fake`` as paygate."""
+    app.extensions["genesys_data_action_transport"] = fake
+    publish_flow(http)
+    return keys(http, start_secure(http, auth)["id"]).get_json()
+
+
+def test_inspect_failure_returns_to_the_agent_without_data(http, auth, conv, app):
+    done = play_once(app, http, auth, FakePaygate(fail={"/v1/cards/inspect": 503}))
+    assert done["state"] == "FAILED"
+    failure = next(s for s in done["steps"] if s["kind"] == "call_secure_data")
+    assert failure == {"at": failure["at"], "kind": "call_secure_data", "name": "paygate - Inspect Card",
+                       "success": False, "status": 503, "errorCode": "ACTION.REMOTE_ENDPOINT"}
+    assert done["steps"][-1]["kind"] == "return_to_agent"
+    assert http.get("/api/genesys/conversations/conv-1").get_json()["participants"][1]["attributes"] == {}
+
+
+def test_submit_failure_hands_back_unavailable(http, auth, conv, app):
+    done = play_once(app, http, auth, FakePaygate(fail={"/card": 500}))
+    assert done["state"] == "FAILED"
+    agent = http.get("/api/genesys/conversations/conv-1").get_json()["participants"][1]
+    assert agent["attributes"]["paymentStatus"] == "unavailable" and agent["attributes"]["paymentOutcome"] == ""
+    assert_no_card_digits(json.dumps(done))
+
+
+def test_auth_failure_and_unreachable_paygate_fail_the_session(http, auth, conv, app):
+    done = play_once(app, http, auth, FakePaygate(fail={"/oauth/token": 401}))
+    failure = next(s for s in done["steps"] if s["kind"] == "call_secure_data")
+    assert done["state"] == "FAILED" and failure["errorCode"] == "ACTION.AUTHENTICATION"
+    # the real HTTP transport against a closed port
+    del app.extensions["genesys_data_action_transport"]
+    publish_flow(http, credentials={**FLOW_CREDENTIALS, "loginUrl": "http://127.0.0.1:9/oauth/token",
+                                    "baseUrl": "http://127.0.0.1:9"})
+    done = keys(http, start_secure(http, auth)["id"]).get_json()
+    assert done["state"] == "FAILED"
+    assert next(s for s in done["steps"] if s["kind"] == "call_secure_data")["errorCode"] == "ACTION.AUTHENTICATION"
+
+
+def test_short_card_number_takes_the_collect_failure_path(http, auth, conv, paygate):
+    publish_flow(http)
+    done = keys(http, start_secure(http, auth, disconnect=True)["id"], number="42424242").get_json()
+    assert done["state"] == "COMPLETED" and paygate.calls == []
+    assert [s["kind"] for s in done["steps"][-2:]] == ["collect_input", "return_to_agent"]
+
+
+def test_disconnect_ends_without_returning_and_a_no_confirms_asks_again(http, auth, conv, paygate):
+    publish_flow(http)
+    sid = start_secure(http, auth, disconnect=True)["id"]
+    again = keys(http, sid, confirm="2").get_json()
+    assert again["state"] == "PENDING"
+    assert next(s for s in again["steps"] if s["name"] == "Confirm")["value"] == "2"
+    done = keys(http, sid).get_json()
+    assert done["state"] == "COMPLETED" and done["steps"][-1]["kind"] == "disconnect"
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"card_number": "3782 8224", "exp_month": "12", "exp_year": "30", "cvc": "7294"}, "card_number"),
+    ({"card_number": AMEX, "exp_month": 12, "exp_year": "30", "cvc": "7294"}, "exp_month"),
+    ({"card_number": AMEX, "exp_month": "12", "exp_year": "30"}, "cvc"),
+    ({"card_number": AMEX, "exp_month": "12", "exp_year": "30", "cvc": "7294", "confirm": "yes"}, "confirm"),
+])
+def test_keys_must_be_digits(http, auth, conv, paygate, body, field):
+    publish_flow(http)
+    r = http.post(f"/api/genesys/secure-sessions/{start_secure(http, auth)['id']}/keys", json=body)
+    assert r.status_code == 400 and r.get_json() == {"error": "invalid_value", "field": field}
+    assert "7294" not in r.get_data(as_text=True)
+    assert keys(http, "nope").status_code == 404
+
+
+@pytest.mark.parametrize("credentials, field", [
+    ({k: v for k, v in FLOW_CREDENTIALS.items() if k != "clientSecret"}, "credentials.clientSecret"),
+    ({**FLOW_CREDENTIALS, "baseUrl": "paygate.test"}, "credentials.baseUrl"),
+    (None, "credentials"),
+])
+def test_secure_flow_publication_is_validated(http, credentials, field):
+    r = http.post("/api/genesys/secure-flows", json={"credentials": credentials})
+    assert r.status_code == 400 and r.get_json()["field"] == field
+
+
+def test_page_shows_secure_sessions_and_reset_keeps_flows(http, auth, conv, paygate):
+    publish_flow(http)
+    sid = start_secure(http, auth)["id"]
+    keys(http, sid)
+    html = http.get("/genesys").get_data(as_text=True)
+    section = html[html.index(f'id="secure-session-{sid}"'):]
+    assert "COMPLETED" in section and "paygate - Inspect Card" in section and "Task.cvc" in section
+    assert "ending 0005" in section and "paymentCardLast4" in section
+    assert_no_card_digits(html)
+    assert [s["id"] for s in http.get("/api/genesys/secure-sessions?conversation_id=conv-1").get_json()] == [sid]
+    http.post("/api/genesys/reset")
+    state = http.get("/api/genesys/state").get_json()
+    assert state["secure_sessions"] == [] and [f["id"] for f in state["secure_flows"]] == ["flow-secure"]
+
+
+def test_secure_flow_against_the_real_app(stack, state_dir):
+    """The emulator plays the flow with the shipped data actions against paygate itself: the voice
+    session is approved as amex 0005 and neither the emulator's record nor its state holds a digit more."""
+    from genesys.harness import FlaskTransport
+
+    folder = state_dir / "emulator-secure-flow"
+    folder.mkdir(exist_ok=True)
+    record = folder / f"record-{stack.client.client_id}.jsonl"
+    counter = itertools.count(1)
+    emulator = create_app(record_path=record, clock=Clock(NOW), genesys_clients={CLIENT_ID: CLIENT_SECRET},
+                          new_id=lambda: f"id-{next(counter)}")
+    emulator.extensions["genesys_data_action_transport"] = FlaskTransport(stack.http)
+    http = emulator.test_client()
+    session = stack.create_session(conversation_id="conv-1", participant_id="cust-1", channel="voice")
+    http.post("/api/genesys/conversations", json={"id": "conv-1", "participants": [
+        {"id": "cust-1", "purpose": "customer"}, {"id": "agent-1", "purpose": "agent"}]})
+    base = "http://127.0.0.1:8000"
+    publish_flow(http, credentials={"clientId": stack.client.client_id, "clientSecret": stack.client.client_secret,
+                                    "loginUrl": f"{base}/oauth/token", "baseUrl": base})
+    auth = {"Authorization": "bearer " + get_token(http)}
+    created = start_secure(http, auth, userData=session["session_id"])
+    done = keys(http, created["id"]).get_json()
+    assert done["state"] == "COMPLETED", done["steps"]
+    assert done["variables"]["outcome"] == "approved" and done["variables"]["cardBrand"] == "amex"
+    view = stack.http.get(f"/v1/payment-sessions/{session['session_id']}", headers=stack.auth()).get_json()
+    assert (view["status"], view["card"]["brand"], view["card"]["last4"], view["channel"]) == \
+        ("approved", "amex", "0005", "voice")
+    agent = http.get("/api/genesys/conversations/conv-1").get_json()["participants"][1]["attributes"]
+    assert agent["paymentToken"] == view["token"] and agent["paymentStatus"] == "approved"
+    state = json.dumps(http.get("/api/genesys/state").get_json())
+    (folder / f"state-{stack.client.client_id}.json").write_text(state)
+    for text in (state, record.read_text()):
+        assert_no_card_digits(text)
