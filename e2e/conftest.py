@@ -1,11 +1,21 @@
 """The end-to-end stack: gunicorn (2 workers) serving the app, the delivery worker, the Genesys
 emulator (an allowed iframe parent) and a second emulator on an origin that is NOT allowed to frame
-the page — all real processes on loopback — driven by Playwright with Debian's Chromium."""
+the page — all real processes on loopback — driven by Playwright with Debian's Chromium.
+
+The e2e API client is set up the way an operator sets up a Genesys org (``paygate clients genesys``):
+write-back (participant attributes and the workflow :data:`WORKFLOW_ID`) and link sending go to the
+emulator, which knows the Genesys OAuth client :data:`GENESYS_CLIENT_ID` and has the secure flow
+:data:`SECURE_FLOW_ID` published with the paygate data actions' credential. The emulator records every
+callback and write-back body into ``logs/callbacks.jsonl``; its whole state is dumped to
+``logs/genesys-state.json`` after every test (and at stop) so the PCI scan, which runs before the
+session's fixtures are torn down, reads it.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -23,6 +33,14 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-b
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+GENESYS_CLIENT_ID = "gc-e2e"
+"""The Genesys OAuth client (client credentials) paygate and the test's "agent" use at the emulator."""
+WORKFLOW_ID = "wf-e2e-payment-result"
+"""The Architect workflow paygate starts for every event of the e2e client."""
+SECURE_FLOW_ID = "flow-paygate-secure-card-entry"
+"""The secure call flow published at the emulator (recipe 3, played by ``genesys_emulator.flows``)."""
+SMS_FROM = "+13175550100"
+"""The e2e client's default agentless SMS sender."""
 
 
 def poll(fn, *, timeout=15.0, interval=0.1, what="condition"):
@@ -50,6 +68,7 @@ class Stack:
         self.emulator = f"http://127.0.0.1:{self.emu_port}"
         self.evil = f"http://127.0.0.1:{self.evil_port}"
         self.redis_url = services.redis_url()
+        self.genesys_secret = secrets.token_urlsafe(24)
         self.env = {
             **os.environ,
             "PAYGATE_ENV": "development",
@@ -78,8 +97,15 @@ class Stack:
                               f"{self.emulator}/webhooks/paygate"], cwd=ROOT, env=self.env, check=True,
                              capture_output=True, text=True).stdout
         self.client = json.loads(out.strip().splitlines()[-1])
+        subprocess.run([str(BIN / "paygate"), "clients", "genesys", self.client["client_id"], "--region", "us_east_1",
+                        "--api-base", self.emulator, "--login-base", self.emulator,
+                        "--oauth-client-id", GENESYS_CLIENT_ID, "--workflow-id", WORKFLOW_ID,
+                        "--attributes", "--workflow", "--sms-from", SMS_FROM], cwd=ROOT, check=True,
+                       env={**self.env, "PAYGATE_GENESYS_OAUTH_CLIENT_SECRET": self.genesys_secret},
+                       stdout=subprocess.DEVNULL)
         self.spawn("emulator", [sys.executable, "-m", "genesys_emulator", "--host", "127.0.0.1", "--port",
                                 str(self.emu_port), "--signing-secret", self.client["signing_secret"],
+                                "--genesys-client", f"{GENESYS_CLIENT_ID}:{self.genesys_secret}",
                                 "--record", str(self.logs / "callbacks.jsonl")])
         self.spawn("evil", [sys.executable, "-m", "genesys_emulator", "--host", "127.0.0.1", "--port",
                             str(self.evil_port)])
@@ -90,6 +116,11 @@ class Stack:
             services.wait_for_port(port, timeout=30)
         poll(lambda: self._ok(f"{self.base}/healthz"), what="web app health")
         self.token = self._token()
+        # the conversation the checkout tests' sessions name, so their write-backs land somewhere
+        self.create_conversation(conversation_id="e2e-conv", customer_id="e2e-part")
+        r = httpx.post(f"{self.emulator}/api/genesys/secure-flows",
+                       json={"id": SECURE_FLOW_ID, "credentials": self.data_action_credentials()})
+        r.raise_for_status()
 
     def _ok(self, url):
         try:
@@ -116,6 +147,55 @@ class Stack:
         return httpx.get(f"{self.base}/v1/payment-sessions/{session_id}",
                          headers={"Authorization": f"Bearer {self.token}"}).json()
 
+    def data_action_credentials(self) -> dict:
+        """The paygate integration's User Defined (OAuth) credential fields (genesys/data-actions/README.md)."""
+        return {"clientId": self.client["client_id"], "clientSecret": self.client["client_secret"],
+                "loginUrl": f"{self.base}/oauth/token", "baseUrl": self.base}
+
+    def events(self, session_id: str) -> list[dict]:
+        """``GET /v1/events?session_id=``: the session's events in sequence order."""
+        r = httpx.get(f"{self.base}/v1/events", params={"session_id": session_id},
+                      headers={"Authorization": f"Bearer {self.token}"})
+        r.raise_for_status()
+        return r.json()["data"]
+
+    # --- the Genesys emulator ------------------------------------------------------------------------------
+    def create_conversation(self, media_type: str = "call", *, conversation_id: str | None = None,
+                            customer_id: str | None = None) -> dict:
+        """A conversation at the emulator with a customer and an agent participant →
+        ``{"id", "customer", "agent"}`` (ids; fresh UUIDs unless given)."""
+        r = httpx.post(f"{self.emulator}/api/genesys/conversations", json={
+            **({"id": conversation_id} if conversation_id else {}), "media_type": media_type,
+            "participants": [{"purpose": "customer", **({"id": customer_id} if customer_id else {})},
+                             {"purpose": "agent"}]})
+        r.raise_for_status()
+        conv = r.json()
+        by_purpose = {p["purpose"]: p["id"] for p in conv["participants"]}
+        return {"id": conv["id"], "customer": by_purpose["customer"], "agent": by_purpose["agent"]}
+
+    def participant_attributes(self, conversation_id: str, participant_id: str) -> dict:
+        """The participant's attributes as the emulator holds them."""
+        conv = httpx.get(f"{self.emulator}/api/genesys/conversations/{conversation_id}").json()
+        return next(p["attributes"] for p in conv["participants"] if p["id"] == participant_id)
+
+    def executions(self, conversation_id: str) -> list[dict]:
+        """Workflow executions whose ``Flow.conversationId`` is ``conversation_id``."""
+        return httpx.get(f"{self.emulator}/api/genesys/executions",
+                         params={"conversation_id": conversation_id}).json()
+
+    def genesys_auth(self) -> dict:
+        """A bearer header from the emulator's login endpoint for the Genesys OAuth client."""
+        r = httpx.post(f"{self.emulator}/oauth/token", data={"grant_type": "client_credentials"},
+                       auth=(GENESYS_CLIENT_ID, self.genesys_secret))
+        r.raise_for_status()
+        return {"Authorization": f"bearer {r.json()['access_token']}"}
+
+    def dump_state(self) -> Path:
+        """Writes the emulator's ``/api/genesys/state`` to ``logs/genesys-state.json`` (for the PCI scan)."""
+        path = self.logs / "genesys-state.json"
+        path.write_text(httpx.get(f"{self.emulator}/api/genesys/state", timeout=10).text, encoding="utf-8")
+        return path
+
     def received(self, session_id: str | None = None) -> list[dict]:
         items = httpx.get(f"{self.emulator}/api/received").json()
         return [i for i in items if session_id is None or i.get("session_id") == session_id]
@@ -132,6 +212,10 @@ class Stack:
             client.close()
 
     def stop(self):
+        try:
+            self.dump_state()
+        except (httpx.HTTPError, OSError):
+            pass  # the emulator is already gone; the dump after the last test stays
         for proc in self.procs:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -152,6 +236,14 @@ def e2e_stack():
         yield stack
     finally:
         stack.stop()
+
+
+@pytest.fixture(autouse=True)
+def _dump_emulator_state(request):
+    """After each test that used the stack: the emulator's state into the logs for the PCI scan."""
+    yield
+    if "e2e_stack" in request.fixturenames:
+        request.getfixturevalue("e2e_stack").dump_state()
 
 
 @pytest.fixture(scope="session")

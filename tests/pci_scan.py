@@ -22,9 +22,15 @@ TEST_PANS = [
     "4000000000006975", "4100000000000019", "4000000000004954", "4000000000009235", "4242424242424241",
     "4000000000009904", "4111111111111111", "4000002500003155", "4000002760003184",
 ]
+TEST_CVCS = ["7294"]
+"""CVCs distinctive enough to be looked for by value, whatever the field around them is called: the
+amex CVC keyed into the Genesys emulator's secure flow (e2e/test_genesys.py, the emulator's secure flow
+tests). Found as a whole quoted value (``"7294"``, ``'7294'``), e.g. a DTMF variable, a recorded flow
+step or a form value; common CVCs such as ``123`` are only looked for in a CVC-named field."""
 VAULT_CIPHER_COLUMNS = {("vault_cards", "ciphertext"), ("vault_cards", "wrapped_key"), ("vault_cards", "nonce")}
 # a CVC-named field carrying digits, in JSON, form encoding or key=value text
-_CVC_RE = re.compile(rb"""(?i)["']?\b(cvc|cvv|csc|cc-csc|cvc2|security_code)\b["']?\s*[:=]\s*["']?(\d{3,4})\b""")
+_CVC_RE = re.compile(rb"""(?i)["']?\b(cvc|cvv|csc|cc-csc|cvc2|security[_ -]?code)\b["']?\s*[:=]\s*["']?(\d{3,4})\b""")
+_CVC_VALUE_RE = re.compile(rb"""(["'])(""" + b"|".join(re.escape(c.encode()) for c in TEST_CVCS) + rb""")\1""")
 
 
 def _pan_patterns(pans) -> re.Pattern:
@@ -49,13 +55,16 @@ class Finding:
 
 
 def scan_bytes(where: str, data: bytes) -> list[Finding]:
-    """Findings in one blob: any test PAN (plain or grouped) and any CVC-named field with digits."""
+    """Findings in one blob: any test PAN (plain or grouped), any CVC-named field with digits and any
+    :data:`TEST_CVCS` value quoted on its own."""
     found = []
     for m in _PAN_BYTES.finditer(data):
         digits = re.sub(rb"\D", b"", m.group(0)).decode()
         found.append(Finding(where, f"PAN ending {digits[-4:]} at byte {m.start()}"))
     for m in _CVC_RE.finditer(data):
         found.append(Finding(where, f"CVC field {m.group(1).decode()!r} at byte {m.start()}"))
+    for m in _CVC_VALUE_RE.finditer(data):
+        found.append(Finding(where, f"test CVC value at byte {m.start()}"))
     return found
 
 

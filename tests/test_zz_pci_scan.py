@@ -1,5 +1,6 @@
 """Runs after every other suite (see tests/conftest.py): proves no PAN or CVC reached a log, Redis, a
-database column outside the vault's ciphertext, or a callback body."""
+database column outside the vault's ciphertext, a callback body, a body written to the Genesys
+emulator, the emulator's state (secure flow steps included) or a saved agent view."""
 
 from __future__ import annotations
 
@@ -17,6 +18,32 @@ def test_scanner_finds_planted_card_data(tmp_path):
     assert files == 1
     assert any("PAN ending 4242" in str(f) for f in findings) and any("CVC" in str(f) for f in findings)
     assert pci_scan.scan_bytes("x", b"tok_abc last4=4242 fp_xyz amount=2500") == []
+
+
+def test_scanner_finds_the_secure_flow_amex_and_its_cvc(tmp_path):
+    (tmp_path / "genesys-state.json").write_text('{"steps": [{"kind": "collect_input", "value": "7294"}]}')
+    (tmp_path / "agent.html").write_text("<dd>3782 822463 10005</dd>")
+    (tmp_path / "record.jsonl").write_text('{"body": {"Task.cvc": "7294", "securityCode": 7294}}\n')
+    findings, files = pci_scan.scan_files(tmp_path)
+    assert files == 3
+    by_file = {name: [f.what.split(" at byte")[0] for f in findings if f.where.endswith(name)]
+               for name in ("genesys-state.json", "agent.html", "record.jsonl")}
+    assert by_file["genesys-state.json"] == ["test CVC value"]
+    assert by_file["agent.html"] == ["PAN ending 0005"]
+    assert by_file["record.jsonl"] == ["CVC field 'cvc'", "CVC field 'securityCode'", "test CVC value"]
+    # what the secure flow does keep is clean: counts, the last four, the CVC length
+    assert pci_scan.scan_bytes("x", b'{"variable": "Task.cvc", "digits": 4, "cvcLength": 4, "last4": "0005", '
+                                    b'"pid": 7294, "at": "2026-11-23T12:07:29.400Z"}') == []
+
+
+def test_e2e_genesys_traces_are_scanned(state_dir):
+    """The e2e stack leaves the emulator's record file and its state dump in its logs (scanned below)."""
+    logs = state_dir / "e2e" / "logs"
+    if not logs.is_dir():
+        pytest.skip("the e2e suite did not run")
+    assert (logs / "callbacks.jsonl").is_file() and (logs / "genesys-state.json").is_file()
+    for html in logs.glob("agent-view-*.html"):
+        assert 'id="agent-status"' in html.read_text(encoding="utf-8")
 
 
 def test_no_card_data_anywhere(state_dir):
