@@ -117,10 +117,16 @@ def test_voice_caller_keys_an_amex_into_the_secure_flow(e2e_stack, page):
     assert pan_leaks(html, AMEX) == []
 
 
-def test_messaging_link_through_the_shipped_data_actions(e2e_stack, page):
+@pytest.fixture
+def runner(e2e_stack):
+    """The shipped data actions, executed by the harness with the paygate integration's credential."""
+    with httpx.Client() as client:
+        yield ActionRunner(e2e_stack.data_action_credentials(), HttpxTransport(client))
+
+
+def test_messaging_link_through_the_shipped_data_actions(e2e_stack, runner, page):
     stack = e2e_stack
     conv = stack.create_conversation("message")
-    runner = ActionRunner(stack.data_action_credentials(), HttpxTransport())
     key = uuid.uuid4().hex
     created = runner.run("create-payment-session.custom.json", {
         "conversationId": conv["id"], "participantId": conv["customer"], "customerAccountId": "ACME-CHAT",
