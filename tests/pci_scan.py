@@ -2,7 +2,8 @@
 
 Scanned: every file under the test state directory (server logs, worker logs, Redis's append-only
 file — which holds every write ever made to Redis, so keys deleted or flushed between tests are
-still checked — emulator callback records), every column of every table of every test database
+still checked — the Genesys emulator's record files: callback bodies and every body written to its
+Platform API), every column of every table of every test database
 (SQLite files and PostgreSQL databases) except the vault's ciphertext, and every event body.
 """
 

@@ -1,12 +1,11 @@
-"""Genesys write-back (contract §6) on real databases (SQLite and PostgreSQL), real Redis and a real HTTP
-server speaking the Genesys wire format (tests/fakes/genesys_api.py). Time is a FrozenClock: retries come
-due only when a test moves it, and nothing sleeps."""
+"""Genesys write-back (contract §6) on real databases (SQLite and PostgreSQL), real Redis and the Genesys
+emulator (genesys_emulator/) on a real threaded HTTP server (tests/fakes/genesys.py). Time is a
+FrozenClock, shared with the emulator: retries come due only when a test moves it, and nothing sleeps."""
 
 from __future__ import annotations
 
 import json
 import re
-import threading
 from datetime import timedelta
 
 import httpx
@@ -22,7 +21,7 @@ from paygate.genesys_settings import GenesysSettings, SecretBox, configure
 from paygate.models import ApiClient, Delivery, DeliveryAttempt, PaymentSession
 from paygate.sessions import emit
 from paygate.settings import Settings
-from tests.fakes.genesys_api import FakeGenesys
+from tests.fakes.genesys import GenesysEmulator
 from tests.functional.test_delivery import START, make_client, make_deliverer, make_session
 
 GC_ID, GC_SECRET = "gc-oauth-client", "gc-oauth-secret-0123456789"
@@ -53,25 +52,25 @@ def http():
 
 @pytest.fixture
 def genesys(state_dir, clock):
-    fake = FakeGenesys({GC_ID: GC_SECRET}, clock=lambda: clock().timestamp(),
-                       dump_dir=state_dir / "genesys-bodies")
-    yield fake
-    fake.close()
+    """The emulator on the test's clock, with the conversation make_session points at (conv-1, part-1)."""
+    with GenesysEmulator({GC_ID: GC_SECRET}, state_dir, clock=lambda: clock().timestamp()) as emulator:
+        emulator.add_conversation("conv-1", "part-1")
+        yield emulator
 
 
-def genesys_settings(fake, **overrides) -> GenesysSettings:
-    values = dict(region="us_east_1", client_id=GC_ID, client_secret=GC_SECRET, api_base=fake.url,
-                  login_base=fake.url, workflow_id=FLOW_ID, write_attributes=True, start_workflow=True)
+def genesys_settings(emulator, **overrides) -> GenesysSettings:
+    values = dict(region="us_east_1", client_id=GC_ID, client_secret=GC_SECRET, api_base=emulator.url,
+                  login_base=emulator.url, workflow_id=FLOW_ID, write_attributes=True, start_workflow=True)
     values.update(overrides)
     return GenesysSettings(**values)
 
 
-def approved_event(Session, fake, *, participant_id="part-1", callback_url=None, **settings) -> tuple[str, str]:
+def approved_event(Session, emulator, *, participant_id="part-1", callback_url=None, **settings) -> tuple[str, str]:
     """A client with Genesys settings and an approved session; records payment.approved. → (session, event)."""
     with Session.begin() as db:
         client = make_client(db, callback_url=callback_url)
-        if fake is not None:
-            configure(db, client.id, genesys_settings(fake, **settings), BOX, production=False)
+        if emulator is not None:
+            configure(db, client.id, genesys_settings(emulator, **settings), BOX, production=False)
             db.refresh(client)
         s = make_session(db, client)
         s.participant_id = participant_id
@@ -141,21 +140,24 @@ def test_attributes_and_workflow_are_written_with_string_values(Session, genesys
     assert {k: (d.status, d.attempts, d.last_status_code) for k, d in rows.items()} == {
         "genesys_attributes": ("delivered", 1, 202), "genesys_workflow": ("delivered", 1, 200)}
     assert genesys.token_requests == 1  # one token, cached, for both calls
-    (token_call,) = [r for r in genesys.requests if r.path == "/oauth/token"]
-    assert token_call.authorization.startswith("Basic ")
+    (token_call,) = genesys.requests(path_prefix="/oauth/token")
+    assert (token_call["status"], token_call["client_id"]) == (200, GC_ID)  # HTTP Basic, the right secret
 
     (patch,) = genesys.api_requests("PATCH")
-    assert patch.path == "/api/v2/conversations/conv-1/participants/part-1/attributes"
-    assert patch.authorization.startswith("Bearer gtok-")
-    attributes = patch.body["attributes"]
-    assert list(patch.body) == ["attributes"] and tuple(attributes) == ATTRIBUTE_NAMES
+    assert patch["path"] == "/api/v2/conversations/conv-1/participants/part-1/attributes"
+    assert (patch["status"], patch["client_id"]) == (202, GC_ID)  # a bearer token the emulator issued
+    (body,) = genesys.bodies("PATCH")
+    attributes = body["attributes"]
+    assert list(body) == ["attributes"] and tuple(attributes) == ATTRIBUTE_NAMES
     assert all(isinstance(v, str) for v in attributes.values())
     assert attributes == {
         "paymentStatus": "approved", "paymentOutcome": "approved", "paymentToken": "tok_abc123",
         "paymentCardBrand": "visa", "paymentCardLast4": "4242", "paymentId": "pay_xyz789",
         "paymentDeclineCode": "", "paymentMessage": "Payment approved.", "paymentSessionId": session_id}
-    assert genesys.attributes[("conv-1", "part-1")] == attributes
+    assert genesys.attributes("conv-1", "part-1") == attributes
 
+    (launch,) = genesys.api_requests("POST")
+    assert (launch["path"], launch["status"], launch["client_id"]) == ("/api/v2/flows/executions", 200, GC_ID)
     (execution,) = genesys.executions
     assert execution["flowId"] == FLOW_ID
     assert execution["name"] == f"paygate payment.approved {session_id}"
@@ -170,7 +172,7 @@ def test_attributes_and_workflow_are_written_with_string_values(Session, genesys
     assert (inputs["Flow.conversationId"], inputs["Flow.customerAccountId"], inputs["Flow.intent"]) == (
         "conv-1", "ACME-1", "payment")
     assert inputs["Flow.declineCode"] == "" and inputs["Flow.eventSequence"] == "1"
-    assert_no_card_data([r.body for r in genesys.api_requests()])
+    assert_no_card_data(genesys.bodies())
 
 
 def test_500_is_retried_then_delivered(Session, genesys, clock, http):
@@ -179,13 +181,13 @@ def test_500_is_retried_then_delivered(Session, genesys, clock, http):
     d = deliverer(Session, http, clock)
     assert d.run_once() == 1
     row = deliveries(Session, event_id)["genesys_attributes"]
-    assert (row.status, row.last_status_code, row.last_error) == ("pending", 500, "http_500: injected.failure")
+    assert (row.status, row.last_status_code, row.last_error) == ("pending", 500, "http_500: internal.server.error")
     assert d.run_once() == 0  # not due until the clock moves
     clock.advance(1)
     assert d.run_once() == 1
     row = deliveries(Session, event_id)["genesys_attributes"]
     assert (row.status, row.attempts) == ("delivered", 2)
-    assert attempt_log(Session, row.id) == [(1, 500, "retry", "http_500: injected.failure"),
+    assert attempt_log(Session, row.id) == [(1, 500, "retry", "http_500: internal.server.error"),
                                             (2, 202, "delivered", None)]
 
 
@@ -208,8 +210,8 @@ def test_an_older_event_never_overwrites_newer_attributes(Session, genesys, cloc
     row = deliveries(Session, declined)["genesys_attributes"]
     assert (row.status, row.attempts) == ("delivered", 2)
     assert attempt_log(Session, row.id)[-1] == (2, None, "delivered", "superseded_by_newer_event")
-    assert [r.status for r in genesys.api_requests("PATCH")] == [500, 202]  # no stale write
-    assert genesys.attributes[("conv-1", "part-1")]["paymentStatus"] == "approved"
+    assert [r["status"] for r in genesys.api_requests("PATCH")] == [500, 202]  # no stale write
+    assert genesys.attributes("conv-1", "part-1")["paymentStatus"] == "approved"
 
 
 def test_429_reschedules_at_retry_after_without_sleeping(Session, genesys, clock, http):
@@ -241,7 +243,7 @@ def test_retry_after_past_the_retry_window_is_dead(Session, genesys, clock, http
 
 
 def test_per_minute_budget_429_is_honoured(Session, genesys, clock, http):
-    genesys.rate_limit_per_minute = 1
+    genesys.update_settings(rate_limit_per_minute=1)
     _, first = approved_event(Session, genesys, start_workflow=False)
     _, second = approved_event(Session, genesys, start_workflow=False)
     d = deliverer(Session, http, clock, concurrency=1)
@@ -266,11 +268,11 @@ def test_expired_token_is_replaced_within_the_attempt(Session, genesys, clock, h
     row = deliveries(Session, second)["genesys_attributes"]
     assert (row.status, row.attempts, row.last_status_code) == ("delivered", 1, 202)
     assert genesys.token_requests == 2
-    assert [r.status for r in genesys.api_requests("PATCH")] == [202, 401, 202]
+    assert [r["status"] for r in genesys.api_requests("PATCH")] == [202, 401, 202]
 
 
 def test_token_is_fetched_again_near_expiry(Session, genesys, clock, http):
-    genesys.token_ttl = 300
+    genesys.update_settings(token_ttl_seconds=300)
     d = deliverer(Session, http, clock)
     approved_event(Session, genesys, start_workflow=False)
     d.run_once()
@@ -282,7 +284,7 @@ def test_token_is_fetched_again_near_expiry(Session, genesys, clock, http):
     approved_event(Session, genesys, start_workflow=False)
     d.run_once()
     assert genesys.token_requests == 2
-    assert {r.status for r in genesys.api_requests("PATCH")} == {202}  # never sent an expired token
+    assert {r["status"] for r in genesys.api_requests("PATCH")} == {202}  # never sent an expired token
 
 
 def test_rejected_credentials_are_retried_and_not_leaked(Session, genesys, clock, http):
@@ -322,6 +324,7 @@ def test_payment_write_back_attempts_visible_in_events_and_redelivered(stack, ge
     box = SecretBox(stack.services.settings.secret_key)
     with stack.services.Session.begin() as db:
         configure(db, stack.client.client_id, genesys_settings(genesys), box, production=False)
+    genesys.add_conversation("conv-9", "cust-part-9", media_type="message")
     created = stack.create_session(participant_id="cust-part-9", conversation_id="conv-9")
     assert pay(stack, created["checkout_url"], number="4242 4242 4242 4242").status_code == 303
 
@@ -346,7 +349,7 @@ def test_payment_write_back_attempts_visible_in_events_and_redelivered(stack, ge
     assert len(failed_first) == 1
     assert logs[failed_first[0]][0] == (503, "retry") and logs[failed_first[0]][1][1] == "delivered"
     assert by_kind["genesys_workflow"]["target"] == f"genesys:flow:{FLOW_ID}"
-    assert genesys.attributes[("conv-9", "cust-part-9")]["paymentCardLast4"] == "4242"
+    assert genesys.attributes("conv-9", "cust-part-9")["paymentCardLast4"] == "4242"
     assert genesys.executions[-1]["inputData"]["Flow.eventId"] == event["id"]
 
     r = stack.http.post(f"/v1/events/{event['id']}/redeliver", headers=stack.auth())
@@ -357,29 +360,15 @@ def test_payment_write_back_attempts_visible_in_events_and_redelivered(stack, ge
     assert again["genesys_workflow"]["attempt_log"][-1]["outcome"] == "delivered"
     assert len(genesys.executions) == 2
     assert genesys.executions[1]["inputData"]["Flow.eventId"] == event["id"]  # the workflow can dedupe on it
-    assert_no_card_data([r.body for r in genesys.api_requests()])
+    assert_no_card_data(genesys.bodies())
     assert GC_SECRET not in json.dumps(listed)
 
 
-# -- against the Genesys emulator (genesys_emulator/) -----------------------------------------------
-@pytest.fixture
-def emulator():
-    from werkzeug.serving import make_server
-
-    from genesys_emulator import create_app as create_emulator
-    from tests.fakes.genesys_api import _QuietHandler
-
-    server = make_server("127.0.0.1", 0, create_emulator(genesys_clients={GC_ID: GC_SECRET}), threaded=True,
-                         request_handler=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
-
-
-def test_send_link_and_write_back_against_the_emulator(stack, emulator, http):
+# -- the emulator's HTTP knobs: send-link and write-back in one conversation -------------------------
+def test_send_link_and_write_back_against_the_emulator(stack, genesys, http):
     from tests.functional.test_checkout_flow import pay
+
+    emulator = genesys.url
 
     r = http.post(f"{emulator}/api/genesys/conversations", json={
         "id": "conv-emu", "participants": [{"id": "cust-emu", "purpose": "customer"},
@@ -420,5 +409,5 @@ def test_send_link_and_write_back_against_the_emulator(stack, emulator, http):
     assert customer["attributes"]["paymentCardLast4"] == "0005"
     (execution,) = http.get(f"{emulator}/api/genesys/executions").json()
     assert execution["inputData"]["Flow.eventId"] == listed["data"][0]["id"]
-    assert_no_card_data([customer["attributes"], execution["inputData"], message])
+    assert_no_card_data([customer["attributes"], execution["inputData"], message, genesys.bodies()])
     assert "378282246310005" not in json.dumps(http.get(f"{emulator}/api/genesys/state").json())
