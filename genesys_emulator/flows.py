@@ -12,7 +12,9 @@ The flow played is ``paygate Secure Card Entry`` of ``docs/architect-recipes.md`
 5. collect the expiry as four digits, month then year (only when inspect says ``requiresExpiry``);
 6. collect the security code with exactly ``cvcLength`` digits (only when ``requiresCvc``);
 7. Call Secure Data ``paygate - Submit Card`` with ``Flow.InvocationData`` (the secure session's
-   ``userData``, paygate's ``ps_`` id) and ``idempotencyKey`` ``<sessionId>:card:<attempt>``;
+   ``userData``, paygate's ``ps_`` id) and ``idempotencyKey`` ``<sessionId>:card:<flow start>:<attempt>``
+   (the flow start, ``Flow.StartDateTimeUtc`` in Architect, is the secure session's ``dateCreated``: a
+   second secure session for the same payment must not replay the first one's answers);
    approved or terminal ends the loop, a decline or an invalid field is read out and the loop goes on;
    a Failure sets ``Task.status`` to ``unavailable`` and ends the loop (session FAILED);
 8. after the loop (at most :data:`LOOP_COUNT` iterations): Set Participant Data on the source (agent)
@@ -267,7 +269,7 @@ def _play(rnd: _Round, credentials: Mapping[str, str], keyed: Keyed, transport) 
     session_id = rnd.session["userData"]
     submitted = runner.run(SUBMIT_ACTION, {"sessionId": session_id, "cardNumber": keyed.card_number,
                                            "expMonth": exp_month, "expYear": exp_year, "cvc": cvc,
-                                           "idempotencyKey": f"{session_id}:card:{rnd.attempt}"})
+                                           "idempotencyKey": f"{session_id}:card:{rnd.session['dateCreated']}:{rnd.attempt}"})
     if not submitted.success:
         rnd.step("call_secure_data", "paygate - Submit Card", success=False, **_failure(submitted))
         rnd.variables["status"] = "unavailable"

@@ -3,7 +3,10 @@
 Every record — ours, Flask's, gunicorn's, the stripe SDK's — passes through
 :class:`RedactingFilter`, which masks any run of 13–19 digits (spaces or dashes
 allowed between them) that looks like a card number, keeping at most the last
-four digits, and drops values of keys named like a card field. The code never
+four digits, and drops values of keys named like a card field. A run glued to
+letters (inside a UUID or a hex id such as ``…-b123-4567-8901-2318…``) is masked
+only when it passes the Luhn check, so ids stay traceable while a real PAN, which
+always passes it, is masked wherever it sits. The code never
 logs card data on purpose; this catches the accident.
 """
 
@@ -16,6 +19,8 @@ from typing import Any
 
 import structlog
 
+from tokenizer.cards import luhn_valid
+
 # 13-19 digits, optionally grouped with single spaces or dashes
 _PAN_RE = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 _SENSITIVE_KEYS = re.compile(r"(?i)(card_?number|\bpan\b|\bnumber\b|cvc|cvv|csc|cc-number|cc-csc)")
@@ -25,6 +30,10 @@ def redact_text(text: str) -> str:
     """Masks every card-number-like digit run in ``text``: ``4242 4242 4242 4242`` → ``[PAN ****4242]``."""
     def _mask(match: re.Match) -> str:
         digits = re.sub(r"\D", "", match.group(0))
+        start, end = match.span()
+        glued = (start > 0 and text[start - 1].isalpha()) or (end < len(text) and text[end].isalpha())
+        if glued and not luhn_valid(digits):
+            return match.group(0)
         return f"[PAN ****{digits[-4:]}]"
     return _PAN_RE.sub(_mask, text)
 

@@ -416,14 +416,10 @@ def test_wrong_credentials_are_an_authentication_failure(stack):
     assert not expired.success and expired.status == 401 and expired.error_code == REMOTE_ENDPOINT
 
 
-def test_send_link_action_texts_the_link_through_the_genesys_emulator(stack):
+def test_send_link_action_texts_the_link_through_the_genesys_emulator(stack, state_dir):
     """The export drives the real endpoint, which calls the Genesys emulator's agentless API over HTTP."""
-    import threading
-
-    from werkzeug.serving import make_server
-
-    from genesys_emulator import create_app as create_emulator
     from paygate.genesys_settings import GenesysSettings, SecretBox, configure
+    from tests.fakes.genesys import GenesysEmulator
 
     runner = ActionRunner(credentials_for(stack), FlaskTransport(stack.http))
     sid = stack.create_session()["session_id"]
@@ -437,23 +433,18 @@ def test_send_link_action_texts_the_link_through_the_genesys_emulator(stack):
     assert not unconfigured.success and unconfigured.status == 409  # no Genesys settings: Failure path
     assert "genesys_not_configured" in unconfigured.error["userMessage"]
 
-    emulator = create_emulator(genesys_clients={"gc-client": "gc-secret"})
-    server = make_server("127.0.0.1", 0, emulator, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    emulator_base = f"http://127.0.0.1:{server.server_port}"
-    with stack.services.Session.begin() as db:
-        configure(db, stack.client.client_id,
-                  GenesysSettings(region="us_east_1", client_id="gc-client", client_secret="gc-secret",
-                                  api_base=emulator_base, login_base=emulator_base),
-                  SecretBox(stack.services.settings.secret_key), production=False)
-    try:
+    # the emulator records every body sent to it under state_dir, for the final PCI scan
+    with GenesysEmulator({"gc-client": "gc-secret"}, state_dir) as emulator:
+        with stack.services.Session.begin() as db:
+            configure(db, stack.client.client_id,
+                      GenesysSettings(region="us_east_1", client_id="gc-client", client_secret="gc-secret",
+                                      api_base=emulator.url, login_base=emulator.url),
+                      SecretBox(stack.services.settings.secret_key), production=False)
         sent = runner.run("send-payment-link.custom.json", {**send, "idempotencyKey": f"{sid}:sms:2"})
-    finally:
-        server.shutdown()
+        messages = emulator.messages
     assert sent.success, sent.error
     assert sent.output["sent"] is True and sent.output["messageId"]
     assert (sent.output["to"], sent.output["messengerType"]) == ("+15551234567", "sms")
-    messages = emulator.extensions["genesys_platform"].messages()
     assert [(m["toAddress"], m["fromAddress"]) for m in messages] == [("+15551234567", "+15550001111")]
     assert f"/checkout/{sid}" in messages[0]["textBody"]
 

@@ -560,6 +560,9 @@ def publish_flow(http, **overrides):
     return r.get_json()
 
 
+FLOW_START = "2026-11-18T11:06:40.000Z"  # the secure session's dateCreated under the test clock (NOW)
+
+
 def secure_url(conversation="conv-1", participant="cust-1", session=""):
     return f"/api/v2/conversations/{conversation}/participants/{participant}/secureivrsessions" + \
         (f"/{session}" if session else "")
@@ -661,7 +664,7 @@ def test_amex_is_asked_four_cvc_digits_and_the_result_goes_back_to_the_agent(htt
     assert [c[0] for c in paygate.calls] == ["/oauth/token", "/v1/cards/inspect", "/v1/payment-sessions/ps_abc/card"]
     assert paygate.calls[1][2] == {"number": AMEX}
     assert paygate.calls[2][2] == {"number": AMEX, "exp_month": "12", "exp_year": "30", "cvc": AMEX_CVC}
-    assert paygate.calls[2][1]["Idempotency-Key"] == "ps_abc:card:1"
+    assert paygate.calls[2][1]["Idempotency-Key"] == f"ps_abc:card:{FLOW_START}:1"
     assert paygate.calls[2][1]["Authorization"] == "Bearer pg-token"
 
     conversation = http.get("/api/v2/conversations/conv-1", headers=auth).get_json()
@@ -690,7 +693,7 @@ def test_visa_gets_three_cvc_digits_and_a_wrong_length_asks_again(http, auth, co
     assert [c[0] for c in paygate.calls] == ["/oauth/token", "/v1/cards/inspect"]  # no submission
     done = keys(http, sid, number=VISA, cvc="123").get_json()
     assert done["state"] == "COMPLETED" and done["attempt"] == 2 and done["variables"]["cardLast4"] == "4242"
-    assert paygate.calls[-1][1]["Idempotency-Key"] == "ps_abc:card:2"
+    assert paygate.calls[-1][1]["Idempotency-Key"] == f"ps_abc:card:{FLOW_START}:2"
 
 
 def test_declines_loop_until_the_flow_runs_out_of_attempts(http, auth, conv, paygate):
@@ -708,7 +711,7 @@ def test_declines_loop_until_the_flow_runs_out_of_attempts(http, auth, conv, pay
     agent = http.get("/api/genesys/conversations/conv-1").get_json()["participants"][1]
     assert (agent["attributes"]["paymentOutcome"], agent["attributes"]["paymentToken"]) == ("declined", "")
     assert [c[1]["Idempotency-Key"] for c in paygate.calls if c[0].endswith("/card")] == [
-        "ps_abc:card:1", "ps_abc:card:2", "ps_abc:card:3"]
+        f"ps_abc:card:{FLOW_START}:{n}" for n in (1, 2, 3)]
 
 
 def play_once(app, http, auth, fake: FakePaygate) -> dict:
@@ -838,3 +841,31 @@ def test_secure_flow_against_the_real_app(stack, state_dir):
     (folder / f"state-{stack.client.client_id}.json").write_text(state)
     for text in (state, record.read_text()):
         assert_no_card_digits(text)
+
+
+def test_a_second_secure_flow_run_for_the_same_session_is_not_a_replay(stack, state_dir):
+    """The agent starts the secure flow again after a decline: the new run's first submission must reach
+    paygate as a new attempt (its idempotency key carries the flow's start), not replay the old decline
+    or collide with it as idempotency_key_reused."""
+    from genesys.harness import FlaskTransport
+
+    clock = Clock(NOW)
+    emulator = create_app(clock=clock, genesys_clients={CLIENT_ID: CLIENT_SECRET})
+    emulator.extensions["genesys_data_action_transport"] = FlaskTransport(stack.http)
+    http = emulator.test_client()
+    session = stack.create_session(conversation_id="conv-1", participant_id="cust-1", channel="voice")
+    http.post("/api/genesys/conversations", json={"id": "conv-1", "participants": [
+        {"id": "cust-1", "purpose": "customer"}, {"id": "agent-1", "purpose": "agent"}]})
+    base = "http://127.0.0.1:8000"
+    publish_flow(http, credentials={"clientId": stack.client.client_id, "clientSecret": stack.client.client_secret,
+                                    "loginUrl": f"{base}/oauth/token", "baseUrl": base})
+    auth = {"Authorization": "bearer " + get_token(http)}
+    first = start_secure(http, auth, userData=session["session_id"])
+    declined = keys(http, first["id"], number="4000000000000002", cvc="123").get_json()
+    assert declined["variables"]["outcome"] == "declined"
+    clock.now += 90
+    second = start_secure(http, auth, userData=session["session_id"])  # the agent starts it again
+    done = keys(http, second["id"], number=VISA, cvc="123").get_json()
+    assert done["variables"]["outcome"] == "approved", done["steps"]
+    view = stack.http.get(f"/v1/payment-sessions/{session['session_id']}", headers=stack.auth()).get_json()
+    assert (view["status"], view["attempts"], view["card"]["last4"]) == ("approved", 2, "4242")

@@ -74,6 +74,8 @@ def test_sms_happy_path(ready, genesys, caplog):
     with ready.app.app_context():
         sent = app_services().link_sender.last_sent(created["session_id"])
     assert (sent.message_id, sent.to, sent.messenger_type, sent.from_address) == (message["id"], TO, "sms", SMS_FROM)
+    view = ready.http.get(f"/v1/payment-sessions/{created['session_id']}", headers=ready.auth()).get_json()
+    assert (view["link_sends"], view["link_last_sent_at"]) == (1, "2026-11-23T12:00:00Z")
 
 
 def test_whatsapp_uses_the_number_without_plus_and_needs_a_sender(ready, genesys):
@@ -228,3 +230,26 @@ def test_no_secret_or_card_data_in_what_was_sent(ready, genesys):
     assert len(bodies) == 2
     text = json.dumps(bodies)
     assert "4000000000000002" not in text and GC_SECRET not in text
+
+
+def test_agent_view_shows_the_last_send_and_sends_again(ready, genesys):
+    """The agent's Script page names the last send (masked number) and its button texts the link again."""
+    import re
+
+    created = ready.create_session()
+    agent = created["agent_url"].replace("http://127.0.0.1:8000", "")
+    assert 'id="agent-resend"' not in ready.http.get(agent).get_data(as_text=True)
+    send(ready, created["session_id"], {"to": TO, "messenger_type": "sms"})
+    html = ready.http.get(agent).get_data(as_text=True)
+    assert "by SMS to +1555***4567 at 12:00 UTC" in html and TO not in html
+    csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html).group(1)
+    resend_url = agent.replace(f"/agent/{created['session_id']}", f"/agent/{created['session_id']}/resend")
+    r = ready.http.post(resend_url, data={"csrf_token": csrf})
+    assert r.status_code == 303 and "notice=link_sent" in r.headers["Location"]
+    assert [m["toAddress"] for m in genesys.messages] == [TO, TO]
+    view = ready.http.get(f"/v1/payment-sessions/{created['session_id']}", headers=ready.auth()).get_json()
+    assert view["link_sends"] == 2
+    # the third send in ten minutes is the last one allowed; the fourth is refused with a notice
+    assert "notice=link_sent" in ready.http.post(resend_url, data={"csrf_token": csrf}).headers["Location"]
+    refused = ready.http.post(resend_url, data={"csrf_token": csrf})
+    assert "notice=rate_limited" in refused.headers["Location"] and len(genesys.messages) == 3
