@@ -808,17 +808,13 @@ def test_page_shows_secure_sessions_and_reset_keeps_flows(http, auth, conv, payg
     assert state["secure_sessions"] == [] and [f["id"] for f in state["secure_flows"]] == ["flow-secure"]
 
 
-def test_secure_flow_against_the_real_app(stack, state_dir):
-    """The emulator plays the flow with the shipped data actions against paygate itself: the voice
-    session is approved as amex 0005 and neither the emulator's record nor its state holds a digit more."""
+def emulator_for(stack, clock, **create_kwargs):
+    """An emulator whose data actions call ``stack``'s app, with conv-1 (customer cust-1, agent agent-1),
+    the secure flow published with the stack client's credential, a voice session for cust-1 and a
+    Genesys token. Returns ``(http, auth, session)``."""
     from genesys.harness import FlaskTransport
 
-    folder = state_dir / "emulator-secure-flow"
-    folder.mkdir(exist_ok=True)
-    record = folder / f"record-{stack.client.client_id}.jsonl"
-    counter = itertools.count(1)
-    emulator = create_app(record_path=record, clock=Clock(NOW), genesys_clients={CLIENT_ID: CLIENT_SECRET},
-                          new_id=lambda: f"id-{next(counter)}")
+    emulator = create_app(clock=clock, genesys_clients={CLIENT_ID: CLIENT_SECRET}, **create_kwargs)
     emulator.extensions["genesys_data_action_transport"] = FlaskTransport(stack.http)
     http = emulator.test_client()
     session = stack.create_session(conversation_id="conv-1", participant_id="cust-1", channel="voice")
@@ -827,7 +823,17 @@ def test_secure_flow_against_the_real_app(stack, state_dir):
     base = "http://127.0.0.1:8000"
     publish_flow(http, credentials={"clientId": stack.client.client_id, "clientSecret": stack.client.client_secret,
                                     "loginUrl": f"{base}/oauth/token", "baseUrl": base})
-    auth = {"Authorization": "bearer " + get_token(http)}
+    return http, {"Authorization": "bearer " + get_token(http)}, session
+
+
+def test_secure_flow_against_the_real_app(stack, state_dir):
+    """The emulator plays the flow with the shipped data actions against paygate itself: the voice
+    session is approved as amex 0005 and neither the emulator's record nor its state holds a digit more."""
+    folder = state_dir / "emulator-secure-flow"
+    folder.mkdir(exist_ok=True)
+    record = folder / f"record-{stack.client.client_id}.jsonl"
+    counter = itertools.count(1)
+    http, auth, session = emulator_for(stack, Clock(NOW), record_path=record, new_id=lambda: f"id-{next(counter)}")
     created = start_secure(http, auth, userData=session["session_id"])
     done = keys(http, created["id"]).get_json()
     assert done["state"] == "COMPLETED", done["steps"]
@@ -843,23 +849,12 @@ def test_secure_flow_against_the_real_app(stack, state_dir):
         assert_no_card_digits(text)
 
 
-def test_a_second_secure_flow_run_for_the_same_session_is_not_a_replay(stack, state_dir):
+def test_a_second_secure_flow_run_for_the_same_session_is_not_a_replay(stack):
     """The agent starts the secure flow again after a decline: the new run's first submission must reach
     paygate as a new attempt (its idempotency key carries the flow's start), not replay the old decline
     or collide with it as idempotency_key_reused."""
-    from genesys.harness import FlaskTransport
-
     clock = Clock(NOW)
-    emulator = create_app(clock=clock, genesys_clients={CLIENT_ID: CLIENT_SECRET})
-    emulator.extensions["genesys_data_action_transport"] = FlaskTransport(stack.http)
-    http = emulator.test_client()
-    session = stack.create_session(conversation_id="conv-1", participant_id="cust-1", channel="voice")
-    http.post("/api/genesys/conversations", json={"id": "conv-1", "participants": [
-        {"id": "cust-1", "purpose": "customer"}, {"id": "agent-1", "purpose": "agent"}]})
-    base = "http://127.0.0.1:8000"
-    publish_flow(http, credentials={"clientId": stack.client.client_id, "clientSecret": stack.client.client_secret,
-                                    "loginUrl": f"{base}/oauth/token", "baseUrl": base})
-    auth = {"Authorization": "bearer " + get_token(http)}
+    http, auth, session = emulator_for(stack, clock)
     first = start_secure(http, auth, userData=session["session_id"])
     declined = keys(http, first["id"], number="4000000000000002", cvc="123").get_json()
     assert declined["variables"]["outcome"] == "declined"
