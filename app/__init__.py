@@ -103,7 +103,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
 def error_response(err: PaygateError):
     """The contract's error envelope ``{"error": {"code", "message", "request_id"}}`` (+ ``fields`` for
-    validation errors)."""
+    validation errors); ``details["retry_after"]`` (seconds) becomes a ``Retry-After`` header."""
     body = {"code": err.code, "message": err.message, "request_id": getattr(g, "request_id", None)}
     if err.details.get("fields"):
         body["fields"] = err.details["fields"]
@@ -111,6 +111,8 @@ def error_response(err: PaygateError):
     response.status_code = err.http_status
     if err.http_status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="paygate"'
+    if err.details.get("retry_after") is not None:  # e.g. 429 rate_limited (RFC 9110 §10.2.3)
+        response.headers["Retry-After"] = str(int(err.details["retry_after"]))
     return response
 
 

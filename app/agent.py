@@ -18,7 +18,7 @@ from datetime import datetime
 from flask import Blueprint, jsonify, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 
-from callbacks.genesys import mask_address
+from callbacks.genesys import last_send_of, mask_address
 from paygate.errors import NotFound, PaygateError
 from paygate.models import PaymentSession
 from paygate.sessions import display_amount, session_view
@@ -73,8 +73,9 @@ def _status(s: PaymentSession) -> dict:
             "live": s.status in LIVE_STATUSES}
 
 
-def _last_send(session_id: str) -> dict | None:
-    sent = services().link_sender.last_sent(session_id)
+def _last_send(s: PaymentSession) -> dict | None:
+    """The last send as the page shows it (number masked), read from the already loaded session."""
+    sent = last_send_of(s)
     if sent is None:
         return None
     when = datetime.fromisoformat(sent.sent_at.replace("Z", "+00:00"))
@@ -89,7 +90,7 @@ def view(session_id: str):
         return _unavailable()
     notice = NOTICES.get(request.args.get("notice", ""))
     page = {**_status(s), "amount_display": display_amount(s), "intent_label": INTENT_LABELS[s.intent],
-            "reference": s.reference, "locale": "en", "last_send": _last_send(s.id),
+            "reference": s.reference, "locale": "en", "last_send": _last_send(s),
             "can_cancel": s.status == "pending", "notice": notice,
             "status_url": _here(s.id, "agent.status"), "cancel_url": _here(s.id, "agent.cancel"),
             "resend_url": _here(s.id, "agent.resend")}

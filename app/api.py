@@ -143,15 +143,7 @@ def cancel_session(session_id: str):
 def send_link(session_id: str):
     """Contract §4: texts the checkout link through Genesys's agentless messaging API (needs the client's
     Genesys settings, §6). 429 ``rate_limited`` carries ``Retry-After``."""
-    body = request.get_json(silent=True)
-    try:
-        sent = services().link_sender.send(g.client_id, session_id, body)
-    except PaygateError as err:
-        if err.code != "rate_limited":
-            raise
-        response = error_response(err)
-        response.headers["Retry-After"] = str(err.details.get("retry_after", 60))
-        return response
+    sent = services().link_sender.send(g.client_id, session_id, request.get_json(silent=True))
     return jsonify(sent.as_dict())
 
 

@@ -547,6 +547,15 @@ class LinkSent:
         return {"sent": True, "message_id": self.message_id, "to": self.to, "messenger_type": self.messenger_type}
 
 
+def last_send_of(s) -> LinkSent | None:
+    """The last accepted send recorded on a :class:`~paygate.models.PaymentSession` row (``link_*``
+    columns, written by ``SessionService.record_link_sent``), or None when the link was never sent."""
+    if not s.link_sends or not s.link_sent_to:
+        return None
+    return LinkSent(s.id, s.link_message_id or "", s.link_sent_to, s.link_messenger_type or "sms",
+                    s.link_from_address or "", rfc3339(s.link_sent_at))
+
+
 class LinkSender:
     """Texts a pending session's checkout link through Genesys's agentless messaging API, synchronously.
 
@@ -646,11 +655,7 @@ class LinkSender:
     def last_sent(self, session_id: str) -> LinkSent | None:
         """The session's most recent accepted send (from the session row), or None when there was none.
         Raises ``session_not_found``."""
-        s = self.sessions.get(None, session_id)
-        if not s.link_sends or not s.link_sent_to:
-            return None
-        return LinkSent(s.id, s.link_message_id or "", s.link_sent_to, s.link_messenger_type or "sms",
-                        s.link_from_address or "", rfc3339(s.link_sent_at))
+        return last_send_of(self.sessions.get(None, session_id))
 
     def resend(self, client_id: str | None, session_id: str) -> LinkSent:
         """Sends the link again to the last recipient (same messenger and sender). Raises ``no_previous_send``

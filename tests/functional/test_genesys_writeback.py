@@ -8,7 +8,6 @@ import json
 import re
 from datetime import timedelta
 
-import httpx
 import pytest
 from sqlalchemy import select
 
@@ -22,7 +21,8 @@ from paygate.models import ApiClient, Delivery, DeliveryAttempt, PaymentSession
 from paygate.sessions import emit
 from paygate.settings import Settings
 from tests.fakes.genesys import GenesysEmulator
-from tests.functional.test_delivery import START, make_client, make_deliverer, make_session
+from tests.functional.test_delivery import (START, clock, http, make_client, make_deliverer,  # noqa: F401 - fixtures
+                                            make_session)
 
 GC_ID, GC_SECRET = "gc-oauth-client", "gc-oauth-secret-0123456789"
 FLOW_ID = "wf-apply-payment"
@@ -37,17 +37,6 @@ def Session(db_url):
     engine = make_engine(db_url)
     yield make_sessionmaker(engine)
     engine.dispose()
-
-
-@pytest.fixture
-def clock():
-    return FrozenClock(START)
-
-
-@pytest.fixture
-def http():
-    with httpx.Client() as client:
-        yield client
 
 
 @pytest.fixture
