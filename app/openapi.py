@@ -218,7 +218,8 @@ def openapi_document(base_url: str) -> dict:
             "parameters": {"IdempotencyKey": {
                 "name": "Idempotency-Key", "in": "header", "required": False,
                 "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-                "description": "Replays the first completed response for 24 h; 422 on reuse with another body; "
+                "description": "Replays the first completed response for 24 h (not a 5xx or 429: those may be retried with "
+                               "the same key); 422 on reuse with another body; "
                                "409 while the first request is still running. Scoped per API client."}},
             "responses": {
                 "BadRequest": _json("Error", "Invalid request (code validation_error, invalid_json, ...)."),

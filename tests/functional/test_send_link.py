@@ -197,6 +197,20 @@ def test_rate_limited_per_session(ready, genesys):
     assert send(ready, created["session_id"], {"to": TO, "messenger_type": "sms"}).status_code == 200
 
 
+def test_a_rate_limited_request_can_be_retried_with_the_same_key(ready, genesys):
+    """A 429 is refused before any work, so (like a 5xx, and as Stripe does) it is not stored under the
+    Idempotency-Key: retrying after Retry-After with the same key sends the link."""
+    created = ready.create_session()
+    for n in range(3):
+        send(ready, created["session_id"], {"to": TO, "messenger_type": "sms"}, **{"Idempotency-Key": f"s{n}"})
+    body = {"to": TO, "messenger_type": "sms"}
+    assert error_of(send(ready, created["session_id"], body, **{"Idempotency-Key": "late"})) == (429, "rate_limited")
+    ready.clock.advance(600)
+    r = send(ready, created["session_id"], body, **{"Idempotency-Key": "late"})
+    assert r.status_code == 200 and "Idempotent-Replayed" not in r.headers
+    assert len(genesys.messages) == 4
+
+
 def test_idempotency_key_replays_without_sending_again(ready, genesys):
     created = ready.create_session()
     first = send(ready, created["session_id"], {"to": TO, "messenger_type": "sms"}, **{"Idempotency-Key": "k1"})
