@@ -92,7 +92,8 @@ def configure_logging(level: str = "INFO", *, stream=None) -> None:
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=pre_chain,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    _structlog_redactor, structlog.processors.format_exc_info,
+                    # tracebacks are rendered first so the redactor also sees exception messages
+                    structlog.processors.format_exc_info, _structlog_redactor,
                     structlog.processors.JSONRenderer()],
     )
     handler = logging.StreamHandler(stream or sys.stdout)

@@ -37,3 +37,22 @@ def test_the_filter_masks_message_arguments():
     record = logging.LogRecord("t", logging.INFO, __file__, 1, "got %s", ("4242424242424242",), None)
     assert RedactingFilter().filter(record) is True
     assert record.getMessage() == "got [PAN ****4242]"
+
+
+def test_a_traceback_carrying_a_pan_is_masked_in_the_output():
+    import io
+
+    from paygate.logging import configure_logging
+
+    out = io.StringIO()
+    configure_logging("INFO", stream=out)
+    try:
+        try:
+            raise ValueError("gateway refused 4242 4242 4242 4242")
+        except ValueError:
+            logging.getLogger("paygate.test").exception("unhandled error")
+    finally:
+        configure_logging("INFO")
+    text = out.getvalue()
+    assert "ValueError" in text and "[PAN ****4242]" in text
+    assert "4242 4242 4242 4242" not in text and "4242424242424242" not in text
