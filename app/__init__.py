@@ -1,7 +1,7 @@
 """The Flask web app: hosted checkout page, REST API and OAuth token endpoint.
 
 ``gunicorn 'app:create_app()'`` serves it. Configuration is read once from the
-environment (:meth:`paygate.settings.Settings.from_env`) and every service is built
+environment (:meth:`kernel.settings.Settings.from_env`) and every service is built
 by :func:`paygate.services.build_services`; views only parse, call a service and
 render.
 """
@@ -14,12 +14,12 @@ import time
 import structlog
 from flask import Flask, g, jsonify, request
 
-from paygate import db as pgdb
-from paygate.clock import random_id
-from paygate.errors import PaygateError
-from paygate.logging import configure_logging
+from kernel.clock import random_id
+from kernel.errors import PaygateError
+from kernel.logging import configure_logging
+from kernel.settings import Settings
+from paygate.migrate import upgrade
 from paygate.services import Services, build_services
-from paygate.settings import Settings
 
 log = logging.getLogger("paygate.http")
 
@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     settings = settings or (services.settings if services else Settings.from_env())
     configure_logging(settings.log_level)
     if settings.database_url.startswith("sqlite"):
-        pgdb.upgrade(settings.database_url, lock_dir=settings.instance_path)  # a fresh SQLite file migrates itself
+        upgrade(settings.database_url, lock_dir=settings.instance_path)  # a fresh SQLite file migrates itself
     services = services or build_services(settings)
 
     app = Flask(__name__, instance_path=str(settings.instance_path))

@@ -18,10 +18,11 @@ from datetime import datetime
 from flask import Blueprint, jsonify, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 
-from callbacks.genesys import last_send_of, mask_address
-from paygate.errors import NotFound, PaygateError
-from paygate.models import PaymentSession
-from paygate.sessions import display_amount, session_view
+from integrations.genesys.messaging import mask_address
+from kernel.errors import NotFound, PaygateError
+from payments.links import last_send_of
+from payments.models import PaymentSession
+from payments.sessions import display_amount, session_view
 from tokenizer.cards import BRANDS
 
 from . import services

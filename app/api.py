@@ -9,13 +9,14 @@ import functools
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from callbacks import outbox
-from paygate.clients import authenticate_client
-from paygate.errors import PaygateError, Unauthorized, ValidationFailed
-from paygate.idempotency import StoredResponse
-from paygate.models import Event, PaymentSession
-from paygate.payments import CardInput
+from callbacks.models import Event
+from kernel.errors import PaygateError, ValidationFailed
+from payments.clients import authenticate_client
+from payments.idempotency import StoredResponse
+from payments.models import PaymentSession
+from payments.sessions import session_view
+from payments.submission import CardInput
 from tokenizer.cards import inspect_number
-from paygate.sessions import session_view
 
 from . import error_response, services
 from .openapi import openapi_document

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import secrets
 
-from flask import Blueprint, render_template, request, url_for, redirect
+from flask import Blueprint, redirect, render_template, request, url_for
 
-from paygate.errors import NotFound
-from paygate.models import PaymentSession
-from paygate.payments import CardInput, brand_rules_json
-from paygate.sessions import display_amount
+from kernel.errors import NotFound
+from payments.models import PaymentSession
+from payments.sessions import display_amount
+from payments.submission import CardInput, brand_rules_json
 from tokenizer.cards import BRANDS, parse_expiry_text
 
 from . import services

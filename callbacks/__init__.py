@@ -7,7 +7,7 @@ Modules:
 - :mod:`callbacks.retry` — the pure retry policy (what is retried, backoff with jitter, maximum age).
 - :mod:`callbacks.outbox` — writing events and their deliveries in the caller's transaction, redelivery, views.
 - :mod:`callbacks.delivery` — claiming due deliveries under a lease and sending them.
-- :mod:`callbacks.worker` — the long-running process (``python -m callbacks.worker`` / ``paygate worker``).
+- :mod:`paygate.worker` — the long-running process (``python -m paygate.worker`` / ``paygate worker``).
 
 Nothing here imports Flask.
 """

@@ -12,7 +12,7 @@ first commit and skips them. On PostgreSQL the inner SELECT also uses ``FOR UPDA
 concurrent workers take different rows instead of waiting.
 
 Senders: ``kind -> callable(job) -> SendResult``. ``webhook`` is built in; the Genesys write-back kinds
-of contract §6 (:mod:`callbacks.genesys`) plug in through ``senders=``. An unknown kind is dead at once.
+of contract §6 (:mod:`integrations.genesys.writeback`) plug in through ``senders=``. An unknown kind is dead at once.
 A sender may return ``retry_after`` (a 429's ``Retry-After``): the next attempt is then not before it,
 so a rate-limited destination is honoured by rescheduling, never by sleeping in the worker.
 """
@@ -26,17 +26,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import sessionmaker
 
-from paygate.clock import Clock, as_utc
-from paygate.models import ApiClient, Delivery, DeliveryAttempt, Event
+from kernel.clock import Clock, as_utc
 
 from . import retry
+from .models import Delivery, DeliveryAttempt, Event
 from .outbox import KIND_WEBHOOK, naive_utc
 from .signing import EVENT_ID_HEADER, SIGNATURE_HEADER, sign
 
@@ -86,6 +86,9 @@ class SendResult:
 
 
 Sender = Callable[[DeliveryJob], SendResult]
+SecretsResolver = Callable[[Iterable[str]], Mapping[str, Sequence[str]]]
+"""``client ids -> {client_id: active signing secrets, newest first}`` (the API clients live above this
+layer, so the composition root supplies the lookup)."""
 
 
 def safe_origin(url: str) -> str:
@@ -149,13 +152,15 @@ class Deliverer:
     - ``clock``: aware-UTC clock (lease times, attempt times, signature ``t``); ``rng``: jitter source.
     - ``backoff_base``/``backoff_cap`` (s), ``max_age_seconds``: see :mod:`callbacks.retry`.
     - ``lease_seconds``: how long a claim blocks other workers; should exceed ``timeout_seconds``.
+    - ``signing_secrets``: a :data:`SecretsResolver` for the clients whose events are claimed.
     - ``concurrency``: parallel sends per batch; ``senders``: extra or replacement kind → sender.
     - ``new_token``: lock-token factory (default 128 random bits as hex).
     """
 
     def __init__(self, sessionmaker: sessionmaker, http: httpx.Client, *, clock: Clock, rng: random.Random,
                  backoff_base: float, backoff_cap: float, max_age_seconds: float, lease_seconds: float,
-                 timeout_seconds: float, concurrency: int = 8, senders: Mapping[str, Sender] | None = None,
+                 timeout_seconds: float, signing_secrets: SecretsResolver, concurrency: int = 8,
+                 senders: Mapping[str, Sender] | None = None,
                  new_token: Callable[[], str] = lambda: secrets.token_hex(16)):
         self.Session = sessionmaker
         self.clock = clock
@@ -164,6 +169,7 @@ class Deliverer:
         self.lease_seconds = lease_seconds
         self.concurrency = max(1, concurrency)
         self.new_token = new_token
+        self.signing_secrets = signing_secrets
         self.senders: dict[str, Sender] = {KIND_WEBHOOK: WebhookSender(http, clock=clock, timeout=timeout_seconds)}
         if senders:
             self.senders.update(senders)
@@ -191,16 +197,16 @@ class Deliverer:
             if not claimed:
                 return token, []
             rows = db.execute(
-                select(Delivery, Event, ApiClient.signing_secrets)
+                select(Delivery, Event)
                 .join(Event, Event.id == Delivery.event_id)
-                .join(ApiClient, ApiClient.id == Event.client_id)
                 .where(Delivery.id.in_(claimed), Delivery.lock_token == token)
                 .order_by(Delivery.next_attempt_at, Delivery.id)).all()
             db.commit()
+        secrets_by_client = self.signing_secrets({e.client_id for _, e in rows}) if rows else {}
         jobs = [DeliveryJob(delivery_id=d.id, kind=d.kind, target=d.target, attempt=d.attempts + 1,
                             event_id=e.id, event_type=e.type, event_created_at=e.created_at, body=e.body,
-                            client_id=e.client_id, signing_secrets=tuple(secrets_ or ()))
-                for d, e, secrets_ in rows]
+                            client_id=e.client_id, signing_secrets=tuple(secrets_by_client.get(e.client_id) or ()))
+                for d, e in rows]
         return token, jobs
 
     # -- sending ------------------------------------------------------------------------------------

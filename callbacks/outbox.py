@@ -5,15 +5,17 @@ same transaction as the state change, so either both exist or neither does (no e
 process dies between the two, contract §5). After the commit the caller calls :func:`wake` so a worker
 picks the delivery up at once instead of on its next poll.
 
-Delivery kinds: ``webhook`` (the signed POST of §5), and, for API clients with Genesys settings (§6),
-``genesys_attributes`` (target ``genesys:attributes``) and ``genesys_workflow`` (target
-``genesys:flow:<flow id>``), sent by :mod:`callbacks.genesys`.
+Delivery kinds: ``webhook`` (the signed POST of contract §5) is built in; other kinds (the Genesys
+write-backs of :mod:`integrations.genesys.writeback`) are senders plugged into the
+:class:`~callbacks.delivery.Deliverer`. The outbox does not decide where an event goes: the domain passes
+its :class:`Destination` list.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
@@ -21,22 +23,17 @@ import redis as redis_lib
 from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
 
-from paygate.clock import IdFactory, rfc3339
-from paygate.errors import NotFound
-from paygate.genesys_settings import settings_of
-from paygate.models import ApiClient, Delivery, DeliveryAttempt, Event, PaymentSession
+from kernel.clock import IdFactory, rfc3339
+from kernel.errors import NotFound
 
 from .events import build_body
+from .models import Delivery, DeliveryAttempt, Event
 
 log = logging.getLogger("paygate.callbacks")
 
 WAKE_KEY = "paygate:outbox:wake"
 WAKE_LIST_MAX = 10
 KIND_WEBHOOK = "webhook"
-KIND_GENESYS_ATTRIBUTES = "genesys_attributes"
-KIND_GENESYS_WORKFLOW = "genesys_workflow"
-GENESYS_ATTRIBUTES_TARGET = "genesys:attributes"
-GENESYS_WORKFLOW_TARGET_PREFIX = "genesys:flow:"
 
 
 def naive_utc(moment: datetime) -> datetime:
@@ -46,45 +43,35 @@ def naive_utc(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc).replace(tzinfo=None)
 
 
-def record_event(db: DbSession, *, client: ApiClient, session: PaymentSession | None, event_type: str,
-                 data: dict, now: datetime, new_id: IdFactory) -> Event:
-    """Adds an event and its webhook delivery to ``db`` without committing.
+@dataclass(frozen=True)
+class Destination:
+    """Where one delivery of an event goes: ``kind`` (``webhook``, or a kind a plugged-in sender handles,
+    e.g. ``genesys_attributes``) and ``target`` (a URL, or a destination that sender understands)."""
 
-    - ``sequence``: ``session.event_sequence`` is incremented and its new value used (1, 2, ... per
-      session). The caller must hold the session row for writing (SQLite's BEGIN IMMEDIATE, or a
-      ``SELECT ... FOR UPDATE`` on PostgreSQL); the unique (session_id, sequence) constraint turns a
-      race into an IntegrityError rather than a duplicate. An event without a session has sequence 1.
-    - ``id``: ``new_id("evt")``; ``created_at``: ``now`` (aware UTC).
-    - one ``webhook`` Delivery, due at ``now``, to ``session.callback_url`` or else ``client.callback_url``;
-      none when neither is set (the event is still kept and listed).
-    - when the client has Genesys settings (``client.genesys``, contract §6): a ``genesys_attributes``
-      Delivery (target ``genesys:attributes``) if ``write_attributes`` is on and the session has a
-      ``participant_id``, and a ``genesys_workflow`` Delivery (target ``genesys:flow:<workflow_id>``) if
-      ``start_workflow`` is on and a ``workflow_id`` is set. All due at ``now``, in the same transaction.
+    kind: str
+    target: str
 
-    ``data`` must hold no card number or CVC (contract §5): pass the session view.
+
+def record_event(db: DbSession, *, client_id: str, event_type: str, data: dict, now: datetime,
+                 new_id: IdFactory, sequence: int, session_id: str | None = None,
+                 destinations: Sequence[Destination] = ()) -> Event:
+    """Adds an event and one pending delivery per destination to ``db`` without committing.
+
+    - ``id``: ``new_id("evt")``; ``created_at``: ``now`` (aware UTC); ``sequence``: given by the caller,
+      who numbers the events of one root (1, 2, ...) while holding that root's row for writing. The unique
+      (session_id, sequence) constraint turns a race into an IntegrityError rather than a duplicate.
+    - ``data``: the object's view; it must hold no card number or CVC (contract §5).
+    - every destination gets a Delivery due at ``now`` in the same transaction (an event with none is still
+      kept and listed).
     """
-    if session is not None:
-        session.event_sequence = (session.event_sequence or 0) + 1
-        sequence = session.event_sequence
-    else:
-        sequence = 1
     event_id = new_id("evt")
     body = build_body(event_id, event_type, rfc3339(now), sequence, data)
-    event = Event(id=event_id, client_id=client.id, session_id=session.id if session is not None else None,
-                  type=event_type, sequence=sequence, body=body, created_at=naive_utc(now))
+    event = Event(id=event_id, client_id=client_id, session_id=session_id, type=event_type,
+                  sequence=sequence, body=body, created_at=naive_utc(now))
     db.add(event)
     db.flush()  # the models declare no relationships, so the event row must exist before its deliveries
-    target = (session.callback_url if session is not None else None) or client.callback_url
-    if target:
-        add_delivery(db, event, kind=KIND_WEBHOOK, target=target, now=now)
-    genesys = settings_of(client)
-    if genesys is not None:
-        if genesys.write_attributes and session is not None and session.participant_id:
-            add_delivery(db, event, kind=KIND_GENESYS_ATTRIBUTES, target=GENESYS_ATTRIBUTES_TARGET, now=now)
-        if genesys.workflow_enabled:
-            add_delivery(db, event, kind=KIND_GENESYS_WORKFLOW,
-                         target=GENESYS_WORKFLOW_TARGET_PREFIX + genesys.workflow_id, now=now)
+    for destination in destinations:
+        add_delivery(db, event, kind=destination.kind, target=destination.target, now=now)
     db.flush()
     return event
 
@@ -115,7 +102,7 @@ def redeliver(db: DbSession, event_id: str, now: datetime) -> list[Delivery]:
     """Queues every delivery of ``event_id`` again, due at ``now``, whatever its state (dead, delivered,
     pending or in flight — a lease is released so the next worker sends it again). Does not commit.
 
-    Attempt counts and the attempt log are kept. Raises :class:`paygate.errors.NotFound`
+    Attempt counts and the attempt log are kept. Raises :class:`kernel.errors.NotFound`
     (``event_not_found``) for an unknown event. Returns the deliveries (possibly empty when the event had
     no target).
     """

@@ -38,7 +38,7 @@ GENESYS_CLIENT_ID = "gc-e2e"
 WORKFLOW_ID = "wf-e2e-payment-result"
 """The Architect workflow paygate starts for every event of the e2e client."""
 SECURE_FLOW_ID = "flow-paygate-secure-card-entry"
-"""The secure call flow published at the emulator (recipe 3, played by ``genesys_emulator.flows``)."""
+"""The secure call flow published at the emulator (recipe 3, played by ``integrations.genesys.emulator.flows``)."""
 SMS_FROM = "+13175550100"
 """The e2e client's default agentless SMS sender."""
 
@@ -103,11 +103,11 @@ class Stack:
                         "--attributes", "--workflow", "--sms-from", SMS_FROM], cwd=ROOT, check=True,
                        env={**self.env, "PAYGATE_GENESYS_OAUTH_CLIENT_SECRET": self.genesys_secret},
                        stdout=subprocess.DEVNULL)
-        self.spawn("emulator", [sys.executable, "-m", "genesys_emulator", "--host", "127.0.0.1", "--port",
+        self.spawn("emulator", [sys.executable, "-m", "integrations.genesys.emulator", "--host", "127.0.0.1", "--port",
                                 str(self.emu_port), "--signing-secret", self.client["signing_secret"],
                                 "--genesys-client", f"{GENESYS_CLIENT_ID}:{self.genesys_secret}",
                                 "--record", str(self.logs / "callbacks.jsonl")])
-        self.spawn("evil", [sys.executable, "-m", "genesys_emulator", "--host", "127.0.0.1", "--port",
+        self.spawn("evil", [sys.executable, "-m", "integrations.genesys.emulator", "--host", "127.0.0.1", "--port",
                             str(self.evil_port)])
         self.spawn("web", [str(BIN / "gunicorn"), "--workers", "2", "--bind", f"127.0.0.1:{self.web_port}",
                            "--no-control-socket", "app:create_app()"])
@@ -148,7 +148,7 @@ class Stack:
                          headers={"Authorization": f"Bearer {self.token}"}).json()
 
     def data_action_credentials(self) -> dict:
-        """The paygate integration's User Defined (OAuth) credential fields (genesys/data-actions/README.md)."""
+        """The paygate integration's User Defined (OAuth) credential fields (integrations/genesys/data-actions/README.md)."""
         return {"clientId": self.client["client_id"], "clientSecret": self.client["client_secret"],
                 "loginUrl": f"{self.base}/oauth/token", "baseUrl": self.base}
 

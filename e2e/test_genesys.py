@@ -13,7 +13,7 @@ import pytest
 
 from e2e.conftest import SECURE_FLOW_ID, WORKFLOW_ID, poll
 from e2e.test_checkout import fill
-from genesys.harness import ActionRunner, HttpxTransport
+from integrations.genesys.harness import ActionRunner, HttpxTransport
 
 pytestmark = pytest.mark.e2e
 

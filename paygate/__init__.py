@@ -1,5 +1,5 @@
-"""paygate core: settings, storage, payment sessions, fraud screening and idempotency.
-
-The domain code here takes its clock, id generator, database sessions and Redis
-client as arguments; only :mod:`app` (Flask) and :mod:`paygate.cli` wire them up.
+"""The composition root and the processes: :mod:`paygate.services` wires every service from the settings;
+:mod:`paygate.cli` is the ``paygate`` command, :mod:`paygate.worker` the worker process,
+:mod:`paygate.demo` the demo, :mod:`paygate.migrate` the migrations. The web app (:mod:`app`) uses the same
+composition root.
 """

@@ -7,8 +7,8 @@ import sys
 
 import click
 
-from .errors import ConfigError
-from .settings import Settings
+from kernel.errors import ConfigError
+from kernel.settings import Settings
 
 
 def _settings() -> Settings:
@@ -33,9 +33,10 @@ def clients() -> None:
 @click.option("--callback-url", default=None, help="Default endpoint for this client's events.")
 def clients_create(name: str, callback_url: str | None) -> None:
     """Create an API client; prints its id and secrets once, as JSON."""
-    from .clock import random_id, system_clock
-    from .clients import create_client
-    from .db import make_engine, make_sessionmaker, upgrade
+    from kernel.clock import random_id, system_clock
+    from kernel.db import make_engine, make_sessionmaker
+    from paygate.migrate import upgrade
+    from payments.clients import create_client
 
     settings = _settings()
     if settings.database_url.startswith("sqlite"):
@@ -52,9 +53,9 @@ def clients_create(name: str, callback_url: str | None) -> None:
 @click.option("--keep", default=1, show_default=True, help="How many older secrets stay active.")
 def clients_rotate(client_id: str, keep: int) -> None:
     """Add a new event signing secret; events carry one v1= per active secret until the old ones go."""
-    from .clients import rotate_signing_secret
-    from .db import make_engine, make_sessionmaker
-    from .models import ApiClient
+    from kernel.db import make_engine, make_sessionmaker
+    from payments.clients import rotate_signing_secret
+    from payments.models import ApiClient
 
     engine = make_engine(_settings().database_url)
     with make_sessionmaker(engine).begin() as db:
@@ -90,10 +91,12 @@ def clients_genesys(client_id: str, region: str | None, api_base: str | None, lo
     Options left out keep their stored value, so a flag can be flipped without repeating the secret.
     Prints the stored settings as JSON, never the secret.
     """
-    from .db import make_engine, make_sessionmaker, upgrade
-    from .errors import NotFound, ValidationFailed
-    from .genesys_settings import GenesysSettings, SecretBox, configure, settings_of
-    from .models import ApiClient
+    from integrations.genesys.settings import GenesysSettings, SecretBox, settings_of
+    from kernel.db import make_engine, make_sessionmaker
+    from kernel.errors import NotFound, ValidationFailed
+    from paygate.migrate import upgrade
+    from payments.clients import configure_genesys
+    from payments.models import ApiClient
 
     settings = _settings()
     if settings.database_url.startswith("sqlite"):
@@ -106,7 +109,7 @@ def clients_genesys(client_id: str, region: str | None, api_base: str | None, lo
             if client is None:
                 raise click.ClickException(f"no client {client_id}")
             if remove:
-                configure(session, client_id, None, box, production=settings.production)
+                configure_genesys(session, client_id, None, box, production=settings.production)
                 stored = None
             else:
                 old = settings_of(client)
@@ -128,7 +131,7 @@ def clients_genesys(client_id: str, region: str | None, api_base: str | None, lo
                 if old is not None and old.client_secret and not oauth_client_secret:
                     new = new.with_secret(old.client_secret)  # a hand-written plaintext secret gets sealed now
                 try:
-                    stored = configure(session, client_id, new, box, production=settings.production)
+                    stored = configure_genesys(session, client_id, new, box, production=settings.production)
                 except ValidationFailed as err:
                     fields = ", ".join(f"{k}: {v}" for k, v in err.details.get("fields", {}).items())
                     raise click.ClickException(f"{err.message} ({fields})") from None
@@ -147,7 +150,7 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Apply every migration (Alembic) to PAYGATE_DATABASE_URL."""
-    from .db import upgrade
+    from paygate.migrate import upgrade
 
     settings = _settings()
     upgrade(settings.database_url, lock_dir=settings.instance_path)
@@ -157,10 +160,10 @@ def db_upgrade() -> None:
 @main.command()
 def worker() -> None:
     """Deliver events (outbox), expire sessions past their TTL and reconcile gateway timeouts."""
-    from callbacks.worker import run_worker
+    from kernel.logging import configure_logging
+    from paygate.migrate import upgrade
+    from paygate.worker import run_worker
 
-    from .db import upgrade
-    from .logging import configure_logging
     from .services import build_services
 
     settings = _settings()
@@ -181,8 +184,8 @@ def events() -> None:
 def events_redeliver(event_id: str) -> None:
     """Queue every delivery of EVENT_ID again (dead ones included)."""
     from callbacks import outbox
+    from kernel.errors import NotFound
 
-    from .errors import NotFound
     from .services import build_services
 
     svc = build_services(_settings())

@@ -3,7 +3,7 @@
 Processes, all on 127.0.0.1, each in its own process group and with its output prefixed by its name:
 
 * ``redis``: a private redis-server in a temporary directory (skipped when ``PAYGATE_REDIS_URL`` is set);
-* ``emulator``: the Genesys emulator (``python -m genesys_emulator``), holding the demo client's signing
+* ``emulator``: the Genesys emulator (``python -m integrations.genesys.emulator``), holding the demo client's signing
   secret so it can verify every callback, and a Genesys OAuth client for the write-back;
 * ``web``: ``gunicorn --workers 2 'app:create_app()'``;
 * ``worker``: ``paygate worker``, which delivers the events to the emulator.
@@ -29,7 +29,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TextIO
@@ -37,8 +36,8 @@ from urllib.parse import quote
 
 import httpx
 
-from .errors import ConfigError
-from .settings import Settings
+from kernel.errors import ConfigError
+from kernel.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 60.0
@@ -234,10 +233,11 @@ class Demo:
 
     def prepare_database(self) -> dict[str, str]:
         """Migrates the database and creates the ``demo`` API client; returns its id and secrets."""
-        from .clients import create_client
-        from .clock import random_id, system_clock
-        from .db import make_engine, make_sessionmaker, upgrade
-        from .genesys_settings import GenesysSettings, SecretBox, configure
+        from integrations.genesys.settings import GenesysSettings, SecretBox
+        from kernel.clock import random_id, system_clock
+        from kernel.db import make_engine, make_sessionmaker
+        from paygate.migrate import upgrade
+        from payments.clients import configure_genesys, create_client
 
         try:
             settings = Settings.from_env(self.env)
@@ -252,7 +252,7 @@ class Demo:
             with make_sessionmaker(engine).begin() as db:
                 created = create_client(db, name="demo", callback_url=f"{self.emulator_url}/webhooks/paygate",
                                         now=system_clock(), new_id=random_id)
-                configure(db, created.client_id, GenesysSettings(
+                configure_genesys(db, created.client_id, GenesysSettings(
                     region="us_east_1", client_id=GENESYS_CLIENT_ID, client_secret=self.genesys_secret,
                     api_base=self.emulator_url, login_base=self.emulator_url, workflow_id=DEMO_WORKFLOW_ID,
                     write_attributes=True, start_workflow=True, sms_from_address=DEMO_SMS_FROM),
@@ -264,7 +264,7 @@ class Demo:
 
     def start_services(self, signing_secret: str) -> None:
         py = sys.executable
-        self.spawn("emulator", [py, "-m", "genesys_emulator", "--host", "127.0.0.1", "--port",
+        self.spawn("emulator", [py, "-m", "integrations.genesys.emulator", "--host", "127.0.0.1", "--port",
                                 str(self.emulator_port), "--signing-secret", signing_secret,
                                 "--genesys-client", f"{GENESYS_CLIENT_ID}:{self.genesys_secret}", "--quiet"])
         self.spawn("web", [py, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{self.port}",

@@ -1,4 +1,4 @@
-"""Builds every service from :class:`~paygate.settings.Settings` — the one place dependencies are wired.
+"""Builds every service from :class:`~kernel.settings.Settings` — the one place dependencies are wired.
 
 The Flask app keeps the result in ``app.extensions["paygate"]``; the CLI and the
 worker build their own. Nothing here reads the environment.
@@ -15,17 +15,16 @@ import redis as redis_lib
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
+from kernel.clock import Clock, IdFactory, random_id, system_clock
+from kernel.db import make_engine, make_sessionmaker
+from kernel.settings import Settings
+from payments.clients import TokenIssuer
+from payments.fraud import FraudPolicy, FraudScreen
+from payments.idempotency import IdempotencyStore
+from payments.sessions import LinkSigner, SessionDefaults, SessionService
+from payments.submission import PaymentProcessor, ProcessorConfig
 from tokenizer.gateways.base import Gateway
 from tokenizer.vault import Vault
-
-from .clients import TokenIssuer
-from .clock import Clock, IdFactory, random_id, system_clock
-from .db import make_engine, make_sessionmaker
-from .fraud import FraudPolicy, FraudScreen
-from .idempotency import IdempotencyStore
-from .payments import PaymentProcessor, ProcessorConfig
-from .sessions import LinkSigner, SessionDefaults, SessionService
-from .settings import Settings
 
 
 @dataclass
@@ -51,21 +50,22 @@ class Services:
 
     @property
     def link_sender(self):
-        """The :class:`callbacks.genesys.LinkSender` (send-link, the agent view's resend), built on first
-        use: one HTTP client and one Genesys token cache per process, requests bounded by
+        """The :class:`payments.links.LinkSender` (send-link, the agent view's resend), built on first use:
+        one HTTP client and one Genesys token cache per process, requests bounded by
         ``PAYGATE_DELIVERY_TIMEOUT_SECONDS``."""
         with self._guard:
             if self._link_sender is None:
-                from callbacks.genesys import GenesysApi, LinkSender, TokenProvider, settings_loader
-
-                from .genesys_settings import SecretBox
+                from integrations.genesys.client import GenesysApi, TokenProvider
+                from integrations.genesys.settings import SecretBox
+                from payments.clients import genesys_settings_loader
+                from payments.links import LinkSender
 
                 timeout = self.settings.delivery_timeout_seconds
                 http = httpx.Client(follow_redirects=False, timeout=timeout)
                 api = GenesysApi(http, TokenProvider(http, self.clock, timeout=timeout), timeout=timeout)
                 self._link_sender = LinkSender(sessions=self.sessions, redis=self.redis, api=api,
                                                box=SecretBox(self.settings.secret_key),
-                                               load_settings=settings_loader(self.Session), clock=self.clock,
+                                               load_settings=genesys_settings_loader(self.Session), clock=self.clock,
                                                new_id=self.new_id)
             return self._link_sender
 
@@ -109,7 +109,7 @@ def build_services(settings: Settings, *, clock: Clock = system_clock, new_id: I
                                 ProcessorConfig(allowed_brands=settings.allowed_brands,
                                                 reconcile_after_seconds=settings.reconcile_after_seconds),
                                 clock=clock, new_id=new_id)
-    idem_secret = hashlib.sha256(b"paygate.idempotency|" + settings.secret_key.encode()).digest()
+    idem_secret = hashlib.sha256(b"payments.idempotency|" + settings.secret_key.encode()).digest()
     return Services(settings=settings, engine=engine, Session=Session, redis=redis, clock=clock, new_id=new_id,
                     tokens=TokenIssuer(settings.secret_key), idempotency=IdempotencyStore(redis, idem_secret),
                     links=links, vault=vault, gateway=gateway, fraud=fraud, sessions=sessions, payments=payments)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test suite (unit, functional, e2e in Chromium, the PCI scan) from scratch:
+# Runs every test suite (the import-layer contracts, unit, functional, e2e in Chromium, the PCI scan) from
+# scratch:
 #
 #   bash scripts/test.sh [pytest args...]      e.g.  bash scripts/test.sh tests/unit -x
 #
@@ -51,6 +52,10 @@ export PAYGATE_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 export PAYGATE_TEST_PG_URL="postgresql+psycopg://postgres@127.0.0.1:$PG_PORT/postgres"
 CHROMIUM_PATH="${CHROMIUM_PATH:-$(command -v chromium || echo /usr/bin/chromium)}"
 export CHROMIUM_PATH
+
+phase "import layers"
+.venv/bin/lint-imports --no-cache >/dev/null || { .venv/bin/lint-imports --no-cache; exit 1; }
+phase_done
 
 phase "pytest"
 rc=0

@@ -13,7 +13,7 @@ import pytest
 import redis as redis_lib
 from sqlalchemy import create_engine, text
 
-from paygate import db as pgdb
+from paygate.migrate import upgrade as migrate
 from tests import services
 
 _counter = itertools.count()
@@ -62,7 +62,7 @@ def _new_pg_url() -> str:
         if not _pg_template_ready:
             conn.execute(text("DROP DATABASE IF EXISTS paygate_template"))
             conn.execute(text("CREATE DATABASE paygate_template"))
-            pgdb.upgrade(base.rsplit("/", 1)[0] + "/paygate_template")
+            migrate(base.rsplit("/", 1)[0] + "/paygate_template")
             _pg_template_ready = True
         name = f"paygate_t{os.getpid()}_{next(_counter)}"
         conn.execute(text(f"CREATE DATABASE {name} TEMPLATE paygate_template"))
@@ -75,7 +75,7 @@ def db_url(request, state_dir):
     """A fresh migrated database URL, once per engine."""
     if request.param == "sqlite":
         url = _new_sqlite_url(state_dir)
-        pgdb.upgrade(url)
+        migrate(url)
         return url
     return _new_pg_url()
 
@@ -84,5 +84,5 @@ def db_url(request, state_dir):
 def sqlite_url(state_dir):
     """A fresh migrated SQLite database URL (for tests that need only one engine)."""
     url = _new_sqlite_url(state_dir)
-    pgdb.upgrade(url)
+    migrate(url)
     return url

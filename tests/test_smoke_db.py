@@ -1,6 +1,6 @@
 from sqlalchemy import inspect
 
-from paygate.db import make_engine
+from kernel.db import make_engine
 
 
 def test_migrations_create_every_table(db_url):
@@ -21,7 +21,7 @@ def test_migrations_match_the_models(db_url):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from paygate.models import Base
+    from payments.models import Base
 
     engine = make_engine(db_url)
     try:

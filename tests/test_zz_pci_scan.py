@@ -9,7 +9,7 @@ import os
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests import pci_scan, services
+from tests import pci_scan
 
 
 def test_scanner_finds_planted_card_data(tmp_path):

@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Iterable
 
+from kernel.luhn import luhn_valid
+
 __all__ = [
     "BRANDS", "BrandRule", "Card", "CardValidation", "MAX_RAW_NUMBER_LENGTH", "detect_brand", "inspect_number",
     "luhn_valid", "normalize_number", "parse_expiry_text", "validate_card",
@@ -120,21 +122,6 @@ def detect_brand(digits: str) -> str | None:
         if len(digits) >= width and low <= int(digits[:width]) <= high:
             return brand
     return None
-
-
-def luhn_valid(digits: str) -> bool:
-    """The Luhn (mod 10, ISO/IEC 7812-1) check over a string of digits; False for empty/non-digit input."""
-    if not digits or not digits.isascii() or not digits.isdigit():
-        return False
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        value = ord(char) - 48
-        if position % 2 == 1:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return total % 10 == 0
 
 
 def normalize_number(raw: str) -> str | None:

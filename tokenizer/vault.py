@@ -37,7 +37,7 @@ from typing import Callable, Protocol, Sequence
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from paygate.errors import PaygateError
+from kernel.errors import PaygateError
 
 from .cards import Card
 
@@ -57,7 +57,7 @@ class VaultError(PaygateError):
 
 class KeyEncryptionKey(Protocol):
     """One key of the ring: ``key_id`` (stored with each record) and 32 raw ``key`` bytes.
-    :class:`paygate.settings.VaultKey` satisfies it."""
+    :class:`kernel.settings.VaultKey` satisfies it."""
 
     key_id: str
     key: bytes

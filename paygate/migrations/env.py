@@ -3,11 +3,10 @@
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from paygate import models  # noqa: F401  (registers tables on Base.metadata)
-from paygate.db import Base
+from paygate.schema import metadata
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = metadata
 
 
 def run_migrations_online() -> None:

@@ -1,9 +1,9 @@
-"""The Genesys emulator (``genesys_emulator/``) on a real threaded HTTP server, for tests of paygate's
+"""The Genesys emulator (``integrations.genesys.emulator/``) on a real threaded HTTP server, for tests of paygate's
 Genesys write-back and send-link code.
 
 :class:`GenesysEmulator` adds no Genesys behaviour of its own: OAuth, participant attributes, workflow
 executions, agentless messages, 401/429 answers and failure injection are the emulator's. The class
-serves ``genesys_emulator.create_app(...)`` with ``werkzeug.serving.make_server(..., threaded=True)``
+serves ``integrations.genesys.emulator.create_app(...)`` with ``werkzeug.serving.make_server(..., threaded=True)``
 in a thread and reads what tests need from the emulator's own state (its ``PlatformStore`` at
 ``app.extensions["genesys_platform"]``: request log, conversations, executions, messages) and from its
 record file (every body written to the Platform API, before any validation).
@@ -23,9 +23,9 @@ from typing import Any, Callable, Mapping
 
 from werkzeug.serving import make_server
 
-from genesys_emulator import PlatformStore, create_app
-from genesys_emulator.platform import iso
-from genesys_emulator.platform_store import ApiBehaviour, Settings
+from integrations.genesys.emulator import PlatformStore, create_app
+from integrations.genesys.emulator.platform import iso
+from integrations.genesys.emulator.platform_store import ApiBehaviour, Settings
 from tests.fakes.stripe_server import _QuietHandler
 
 TOKEN_PATH = "/oauth/token"

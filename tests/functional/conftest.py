@@ -10,10 +10,10 @@ from datetime import datetime, timezone
 import pytest
 
 from app import create_app
-from paygate.clock import FrozenClock, random_id
-from paygate.clients import create_client
+from kernel.clock import FrozenClock, random_id
+from kernel.settings import Settings
 from paygate.services import build_services
-from paygate.settings import Settings
+from payments.clients import create_client
 
 _n = itertools.count()
 START = datetime(2026, 11, 23, 12, 0, 0, tzinfo=timezone.utc)

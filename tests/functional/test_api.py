@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 
-from paygate.models import Delivery, Event
+from callbacks.models import Delivery, Event
 
 
 def test_token_endpoint_follows_rfc6749(stack):

@@ -9,8 +9,10 @@ import threading
 
 import pytest
 
-from paygate.models import Event, Payment, PaymentAttempt, VaultCard
+from callbacks.models import Event
+from payments.models import Payment, PaymentAttempt
 from tokenizer.gateways.sandbox import RedisSandboxLedger
+from tokenizer.models import VaultCard
 
 VISA = "4242 4242 4242 4242"
 DECLINE = "4000 0000 0000 0002"
@@ -203,7 +205,7 @@ def test_lost_lock_still_cannot_charge_twice(stack):
     created = stack.create_session()
     sid = created["session_id"]
     processor = stack.services.payments
-    from paygate.payments import CardInput
+    from payments.submission import CardInput
     s = stack.services.sessions.get(None, sid)
     card = CardInput("4242424242424242", 12, 2030, "123", "Ada")
     from tokenizer.cards import validate_card

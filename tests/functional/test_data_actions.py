@@ -1,6 +1,6 @@
 """The shipped Genesys data action exports, proven by execution.
 
-Every export in ``genesys/data-actions/`` runs through :mod:`genesys.harness` (the Genesys data action
+Every export in ``integrations/genesys/data-actions/`` runs through :mod:`integrations.genesys.harness` (the Genesys data action
 engine's steps: input contract, custom auth, Velocity, HTTP, JSONPath translation map with defaults,
 success template, success schema) against the real app on a real database and Redis (``stack``), and
 statically against the OpenAPI document and against fake responses (renamed fields must fail).
@@ -15,11 +15,21 @@ from urllib.parse import urlsplit
 
 import jsonschema
 import pytest
+from integrations.genesys import DATA_ACTIONS_DIR
 
 from app.openapi import openapi_document
-from genesys import DATA_ACTIONS_DIR
-from genesys.harness import (AUTH_ACTION_FILE, AUTHENTICATION, PROCESSING, REMOTE_ENDPOINT, ActionRunner,
-                             FlaskTransport, HttpResponse, execute, load_action, load_actions)
+from integrations.genesys.harness import (
+    AUTH_ACTION_FILE,
+    AUTHENTICATION,
+    PROCESSING,
+    REMOTE_ENDPOINT,
+    ActionRunner,
+    FlaskTransport,
+    HttpResponse,
+    execute,
+    load_action,
+    load_actions,
+)
 
 BASE = "http://127.0.0.1:8000"
 ACTIONS = load_actions()
@@ -418,7 +428,8 @@ def test_wrong_credentials_are_an_authentication_failure(stack):
 
 def test_send_link_action_texts_the_link_through_the_genesys_emulator(stack, state_dir):
     """The export drives the real endpoint, which calls the Genesys emulator's agentless API over HTTP."""
-    from paygate.genesys_settings import GenesysSettings, SecretBox, configure
+    from integrations.genesys.settings import GenesysSettings, SecretBox
+    from payments.clients import configure_genesys
     from tests.fakes.genesys import GenesysEmulator
 
     runner = ActionRunner(credentials_for(stack), FlaskTransport(stack.http))
@@ -436,7 +447,7 @@ def test_send_link_action_texts_the_link_through_the_genesys_emulator(stack, sta
     # the emulator records every body sent to it under state_dir, for the final PCI scan
     with GenesysEmulator({"gc-client": "gc-secret"}, state_dir) as emulator:
         with stack.services.Session.begin() as db:
-            configure(db, stack.client.client_id,
+            configure_genesys(db, stack.client.client_id,
                       GenesysSettings(region="us_east_1", client_id="gc-client", client_secret="gc-secret",
                                       api_base=emulator.url, login_base=emulator.url),
                       SecretBox(stack.services.settings.secret_key), production=False)

@@ -19,13 +19,16 @@ from sqlalchemy import select
 from callbacks import events as ev
 from callbacks import outbox
 from callbacks.delivery import Deliverer, DeliveryJob, SendResult
+from callbacks.models import Delivery, DeliveryAttempt, Event
 from callbacks.signing import verify
-from callbacks.worker import run_worker
-from paygate.clock import FrozenClock, random_id
-from paygate.db import make_engine, make_sessionmaker
-from paygate.errors import NotFound
-from paygate.models import ApiClient, Delivery, DeliveryAttempt, Event, PaymentSession
-from paygate.settings import Settings
+from kernel.clock import FrozenClock, random_id
+from kernel.db import make_engine, make_sessionmaker
+from kernel.errors import NotFound
+from kernel.settings import Settings
+from paygate.worker import run_worker
+from payments import events as domain_events
+from payments.clients import signing_secrets_resolver
+from payments.models import ApiClient, PaymentSession
 
 START = datetime(2026, 11, 23, 12, 0, 0, tzinfo=timezone.utc)
 NEW_SECRET, OLD_SECRET = "whsec_new_0123456789", "whsec_old_9876543210"
@@ -186,7 +189,8 @@ def http():
 
 def make_deliverer(Session, http, clock, **overrides) -> Deliverer:
     kwargs = dict(clock=clock, rng=random.Random(5), backoff_base=0.01, backoff_cap=0.05, max_age_seconds=3600,
-                  lease_seconds=30, timeout_seconds=2.0, concurrency=4)
+                  lease_seconds=30, timeout_seconds=2.0, concurrency=4,
+                  signing_secrets=signing_secrets_resolver(Session))
     kwargs.update(overrides)
     return Deliverer(Session, http, **kwargs)
 
@@ -197,7 +201,7 @@ def emit(Session, *, url=None, client_url=None, secrets=(NEW_SECRET,), event_typ
     with Session.begin() as db:
         client = make_client(db, secrets=secrets, callback_url=client_url)
         s = make_session(db, client, callback_url=url)
-        ids = [outbox.record_event(db, client=client, session=s, event_type=event_type, data=session_data(s),
+        ids = [domain_events.record(db, client=client, session=s, event_type=event_type, data=session_data(s),
                                    now=now, new_id=random_id).id for _ in range(count)]
     return client.id, s.id, ids
 
@@ -219,11 +223,11 @@ def test_record_event_numbers_per_session_and_adds_a_delivery_only_with_a_target
         client = make_client(db, callback_url=None)
         with_url = make_session(db, client, callback_url="https://hooks.example/a")
         without = make_session(db, client)
-        e1 = outbox.record_event(db, client=client, session=with_url, event_type=ev.PAYMENT_DECLINED,
+        e1 = domain_events.record(db, client=client, session=with_url, event_type=ev.PAYMENT_DECLINED,
                                  data=session_data(with_url), now=START, new_id=random_id)
-        e2 = outbox.record_event(db, client=client, session=with_url, event_type=ev.PAYMENT_APPROVED,
+        e2 = domain_events.record(db, client=client, session=with_url, event_type=ev.PAYMENT_APPROVED,
                                  data=session_data(with_url), now=START, new_id=random_id)
-        e3 = outbox.record_event(db, client=client, session=without, event_type=ev.PAYMENT_SESSION_EXPIRED,
+        e3 = domain_events.record(db, client=client, session=without, event_type=ev.PAYMENT_SESSION_EXPIRED,
                                  data=session_data(without), now=START, new_id=random_id)
     with Session() as db:
         assert [e1.sequence, e2.sequence, e3.sequence] == [1, 2, 1]
@@ -257,7 +261,7 @@ def test_event_is_written_only_with_the_callers_commit(Session):
     db = Session()
     s = db.get(PaymentSession, session_id)
     s.status = "approved"
-    event_id = outbox.record_event(db, client=db.get(ApiClient, client.id), session=s,
+    event_id = domain_events.record(db, client=db.get(ApiClient, client.id), session=s,
                                    event_type=ev.PAYMENT_APPROVED, data=session_data(s), now=START,
                                    new_id=random_id).id
     db.rollback()
@@ -411,7 +415,7 @@ def test_unknown_kind_is_dead_and_senders_plug_in_new_kinds(Session, clock, http
     with Session.begin() as db:
         client = make_client(db)
         s = make_session(db, client)
-        event = outbox.record_event(db, client=client, session=s, event_type=ev.PAYMENT_APPROVED,
+        event = domain_events.record(db, client=client, session=s, event_type=ev.PAYMENT_APPROVED,
                                     data=session_data(s), now=START, new_id=random_id)
         outbox.add_delivery(db, event, kind="genesys_workflow", target="flow-1", now=START)
         outbox.add_delivery(db, event, kind="carrier_pigeon", target="coop", now=START)

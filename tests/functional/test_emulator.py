@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-
 import time
 from urllib.parse import quote
 
@@ -14,7 +13,7 @@ import httpx
 import pytest
 
 from callbacks.signing import sign
-from genesys_emulator import create_app
+from integrations.genesys.emulator import create_app
 from tests import services
 
 SECRET = "whsec_emulator_test_secret"
@@ -139,7 +138,7 @@ def test_fail_next_answers_the_status_then_recovers(http):
 
 def test_delay_knob_holds_the_answer(http, monkeypatch):
     slept = []
-    monkeypatch.setattr("genesys_emulator.webhooks.time.sleep", slept.append)
+    monkeypatch.setattr("integrations.genesys.emulator.webhooks.time.sleep", slept.append)
     assert http.post("/api/behaviour", json={"delay_seconds": 1.5}).get_json()["slow_next"] == 1
     assert post(http, event("evt_slow")).status_code == 200
     assert post(http, event("evt_fast")).status_code == 200
@@ -212,7 +211,7 @@ def test_embed_refuses_non_http_urls(http):
 def test_runs_as_a_process_with_the_cli_flags(tmp_path):
     port = services.free_port()
     record = tmp_path / "rec.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "genesys_emulator", "--host", "127.0.0.1", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "integrations.genesys.emulator", "--host", "127.0.0.1", "--port", str(port),
                              "--signing-secret", "whsec_other", "--signing-secret", SECRET, "--record", str(record),
                              "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

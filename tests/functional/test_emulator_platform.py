@@ -14,8 +14,8 @@ import httpx
 import pytest
 from werkzeug.serving import make_server
 
-from genesys_emulator import create_app
-from genesys_emulator.__main__ import build_app
+from integrations.genesys.emulator import create_app
+from integrations.genesys.emulator.__main__ import build_app
 
 NOW = 1_795_000_000.0
 CLIENT_ID, CLIENT_SECRET = "gc-client", "gc-secret"
@@ -520,7 +520,7 @@ class FakePaygate:
 
     @staticmethod
     def _answer(status, body):
-        from genesys.harness import HttpResponse
+        from integrations.genesys.harness import HttpResponse
 
         return HttpResponse(status, {"Content-Type": "application/json"}, json.dumps(body).encode())
 
@@ -812,7 +812,7 @@ def emulator_for(stack, clock, **create_kwargs):
     """An emulator whose data actions call ``stack``'s app, with conv-1 (customer cust-1, agent agent-1),
     the secure flow published with the stack client's credential, a voice session for cust-1 and a
     Genesys token. Returns ``(http, auth, session)``."""
-    from genesys.harness import FlaskTransport
+    from integrations.genesys.harness import FlaskTransport
 
     emulator = create_app(clock=clock, genesys_clients={CLIENT_ID: CLIENT_SECRET}, **create_kwargs)
     emulator.extensions["genesys_data_action_transport"] = FlaskTransport(stack.http)

@@ -1,4 +1,4 @@
-"""The fraud pre-screen against a real Redis with a FrozenClock (paygate.fraud)."""
+"""The fraud pre-screen against a real Redis with a FrozenClock (payments.fraud)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from paygate.clock import FrozenClock
-from paygate.fraud import FraudAssessment, FraudPolicy, FraudScreen, FraudSignal
+from kernel.clock import FrozenClock
+from payments.fraud import FraudAssessment, FraudPolicy, FraudScreen, FraudSignal
 
 START = datetime(2026, 11, 23, 12, 0, 0, tzinfo=timezone.utc)
 FP = "fp_card_one"

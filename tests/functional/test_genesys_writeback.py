@@ -1,5 +1,5 @@
 """Genesys write-back (contract §6) on real databases (SQLite and PostgreSQL), real Redis and the Genesys
-emulator (genesys_emulator/) on a real threaded HTTP server (tests/fakes/genesys.py). Time is a
+emulator (integrations.genesys.emulator/) on a real threaded HTTP server (tests/fakes/genesys.py). Time is a
 FrozenClock, shared with the emulator: retries come due only when a test moves it, and nothing sleeps."""
 
 from __future__ import annotations
@@ -13,16 +13,29 @@ from sqlalchemy import select
 
 from callbacks import events as ev
 from callbacks.delivery import Deliverer
-from callbacks.genesys import ATTRIBUTE_NAMES, WORKFLOW_INPUTS, TokenProvider, build_senders
-from callbacks.worker import build_deliverer
-from paygate.clock import FrozenClock, random_id
-from paygate.genesys_settings import GenesysSettings, SecretBox, configure
-from paygate.models import ApiClient, Delivery, DeliveryAttempt, PaymentSession
-from paygate.sessions import emit
-from paygate.settings import Settings
+from callbacks.models import Delivery, DeliveryAttempt
+from integrations.genesys.client import TokenProvider
+from integrations.genesys.settings import GenesysSettings, SecretBox
+from integrations.genesys.writeback import (
+    ATTRIBUTE_NAMES,
+    WORKFLOW_INPUTS,
+    build_senders,
+)
+from kernel.clock import FrozenClock, random_id
+from kernel.settings import Settings
+from paygate.worker import build_deliverer
+from payments.clients import configure_genesys, genesys_settings_loader
+from payments.models import ApiClient, PaymentSession
+from payments.sessions import emit
 from tests.fakes.genesys import GenesysEmulator
-from tests.functional.test_delivery import (START, clock, http, make_client, make_deliverer,  # noqa: F401 - fixtures
-                                            make_session)
+from tests.functional.test_delivery import (  # noqa: F401 - fixtures
+    START,
+    clock,
+    http,
+    make_client,
+    make_deliverer,
+    make_session,
+)
 
 GC_ID, GC_SECRET = "gc-oauth-client", "gc-oauth-secret-0123456789"
 FLOW_ID = "wf-apply-payment"
@@ -32,7 +45,7 @@ PAN = "4242424242424242"
 
 @pytest.fixture
 def Session(db_url):
-    from paygate.db import make_engine, make_sessionmaker
+    from kernel.db import make_engine, make_sessionmaker
 
     engine = make_engine(db_url)
     yield make_sessionmaker(engine)
@@ -59,7 +72,7 @@ def approved_event(Session, emulator, *, participant_id="part-1", callback_url=N
     with Session.begin() as db:
         client = make_client(db, callback_url=callback_url)
         if emulator is not None:
-            configure(db, client.id, genesys_settings(emulator, **settings), BOX, production=False)
+            configure_genesys(db, client.id, genesys_settings(emulator, **settings), BOX, production=False)
             db.refresh(client)
         s = make_session(db, client)
         s.participant_id = participant_id
@@ -82,7 +95,7 @@ def attempt_log(Session, delivery_id) -> list[tuple]:
 
 
 def deliverer(Session, http, clock, **overrides) -> Deliverer:
-    senders = build_senders(Session, http, clock=clock, box=BOX, timeout=2.0)
+    senders = build_senders(Session, http, clock=clock, box=BOX, load_settings=genesys_settings_loader(Session), timeout=2.0)
     return make_deliverer(Session, http, clock, senders=senders, **overrides)
 
 
@@ -112,7 +125,7 @@ def test_record_event_adds_genesys_deliveries_by_settings(Session, genesys):
 def test_stored_settings_seal_the_secret(Session, genesys):
     with Session.begin() as db:
         client = make_client(db)
-        configure(db, client.id, genesys_settings(genesys), BOX, production=False)
+        configure_genesys(db, client.id, genesys_settings(genesys), BOX, production=False)
     with Session() as db:
         stored = db.get(ApiClient, client.id).genesys
     assert GC_SECRET not in json.dumps(stored)
@@ -183,7 +196,7 @@ def test_500_is_retried_then_delivered(Session, genesys, clock, http):
 def test_an_older_event_never_overwrites_newer_attributes(Session, genesys, clock, http):
     with Session.begin() as db:
         client = make_client(db)
-        configure(db, client.id, genesys_settings(genesys, start_workflow=False), BOX, production=False)
+        configure_genesys(db, client.id, genesys_settings(genesys, start_workflow=False), BOX, production=False)
         db.refresh(client)
         s = make_session(db, client)
         s.attempts, s.decline_code, s.message = 1, "generic_decline", "Declined."
@@ -290,7 +303,7 @@ def test_settings_removed_before_sending_is_dead(Session, genesys, clock, http):
     _, event_id = approved_event(Session, genesys, start_workflow=False)
     with Session.begin() as db:
         session_id = db.scalars(select(PaymentSession.id)).one()
-        configure(db, db.get(PaymentSession, session_id).client_id, None, BOX, production=False)
+        configure_genesys(db, db.get(PaymentSession, session_id).client_id, None, BOX, production=False)
     deliverer(Session, http, clock).run_once()
     row = deliveries(Session, event_id)["genesys_attributes"]
     assert (row.status, row.last_error) == ("dead", "genesys_not_configured")
@@ -312,12 +325,13 @@ def test_payment_write_back_attempts_visible_in_events_and_redelivered(stack, ge
 
     box = SecretBox(stack.services.settings.secret_key)
     with stack.services.Session.begin() as db:
-        configure(db, stack.client.client_id, genesys_settings(genesys), box, production=False)
+        configure_genesys(db, stack.client.client_id, genesys_settings(genesys), box, production=False)
     genesys.add_conversation("conv-9", "cust-part-9", media_type="message")
     created = stack.create_session(participant_id="cust-part-9", conversation_id="conv-9")
     assert pay(stack, created["checkout_url"], number="4242 4242 4242 4242").status_code == 303
 
-    senders = build_senders(stack.services.Session, http, clock=stack.clock, box=box, timeout=2.0,
+    senders = build_senders(stack.services.Session, http, clock=stack.clock, box=box,
+                            load_settings=genesys_settings_loader(stack.services.Session), timeout=2.0,
                             tokens=TokenProvider(http, stack.clock))
     d = make_deliverer(stack.services.Session, http, stack.clock, senders=senders, concurrency=1,
                        timeout_seconds=0.5)
@@ -365,7 +379,7 @@ def test_send_link_and_write_back_against_the_emulator(stack, genesys, http):
     assert r.status_code == 201, r.text
     box = SecretBox(stack.services.settings.secret_key)
     with stack.services.Session.begin() as db:
-        configure(db, stack.client.client_id, GenesysSettings(
+        configure_genesys(db, stack.client.client_id, GenesysSettings(
             region="us_east_1", client_id=GC_ID, client_secret=GC_SECRET, api_base=emulator, login_base=emulator,
             workflow_id=FLOW_ID, start_workflow=True, sms_from_address="+13175550100"), box, production=False)
     created = stack.create_session(conversation_id="conv-emu", participant_id="cust-emu")
@@ -377,7 +391,8 @@ def test_send_link_and_write_back_against_the_emulator(stack, genesys, http):
     assert message["id"] == r.get_json()["message_id"] and created["checkout_url"] in message["textBody"]
 
     assert pay(stack, created["checkout_url"], number="3782 822463 10005", cvc="1234").status_code == 303
-    senders = build_senders(stack.services.Session, http, clock=stack.clock, box=box, timeout=5.0)
+    senders = build_senders(stack.services.Session, http, clock=stack.clock, box=box,
+                            load_settings=genesys_settings_loader(stack.services.Session), timeout=5.0)
     d = make_deliverer(stack.services.Session, http, stack.clock, senders=senders, concurrency=1,
                        timeout_seconds=0.5)
     assert http.post(f"{emulator}/api/genesys/behaviour",

@@ -75,5 +75,5 @@ def test_responses_match_their_schemas(stack):
     error = stack.http.post("/v1/payment-sessions", json={}, headers=stack.auth()).get_json()
     _check(schemas["Error"], error, "error")
     # the request schema names exactly the fields the service accepts
-    from paygate.sessions import _CREATE_FIELDS
+    from payments.sessions import _CREATE_FIELDS
     assert set(schemas["CreatePaymentSession"]["properties"]) == _CREATE_FIELDS

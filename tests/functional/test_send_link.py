@@ -1,5 +1,5 @@
 """``POST /v1/payment-sessions/{id}/send-link`` (contract §4) on the real app, real databases and Redis,
-against the Genesys emulator (genesys_emulator/) on a real threaded HTTP server (tests/fakes/genesys.py)."""
+against the Genesys emulator (integrations.genesys.emulator/) on a real threaded HTTP server (tests/fakes/genesys.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 
 from app import services as app_services
 from app.openapi import SCHEMAS
-from paygate.genesys_settings import GenesysSettings, SecretBox, configure
+from integrations.genesys.settings import GenesysSettings, SecretBox
+from payments.clients import configure_genesys as store_genesys_settings
 from tests.fakes.genesys import GenesysEmulator
 from tests.functional.test_openapi import _check
 
@@ -30,8 +31,8 @@ def configure_genesys(stack, emulator, client_id=None, **overrides):
                   login_base=emulator.url, write_attributes=False, sms_from_address=SMS_FROM)
     values.update(overrides)
     with stack.services.Session.begin() as db:
-        configure(db, client_id or stack.client.client_id, GenesysSettings(**values),
-                  SecretBox(stack.services.settings.secret_key), production=False)
+        store_genesys_settings(db, client_id or stack.client.client_id, GenesysSettings(**values),
+                               SecretBox(stack.services.settings.secret_key), production=False)
 
 
 @pytest.fixture

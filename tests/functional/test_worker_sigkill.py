@@ -12,10 +12,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from paygate.models import Delivery
+from callbacks.models import Delivery
 
-from .test_delivery import Reply, emit, wait_until
-from .test_delivery import Session, receiver  # noqa: F401  (pytest fixtures, shared with test_delivery)
+from .test_delivery import Reply, Session, emit, receiver, wait_until  # noqa: F401  (pytest fixtures, shared with test_delivery)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,7 +30,7 @@ def start_worker(db_url, redis_url, instance: Path, log_path: Path) -> subproces
         "PAYGATE_INSTANCE_PATH": str(instance),
     })
     with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "callbacks.worker"], cwd=ROOT, env=env, stdout=log,
+        return subprocess.Popen([sys.executable, "-m", "paygate.worker"], cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
 
 

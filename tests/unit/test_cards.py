@@ -6,8 +6,16 @@ from datetime import date
 
 import pytest
 
-from tokenizer.cards import (BRANDS, Card, detect_brand, inspect_number, luhn_valid, normalize_number,
-                             parse_expiry_text, validate_card)
+from tokenizer.cards import (
+    BRANDS,
+    Card,
+    detect_brand,
+    inspect_number,
+    luhn_valid,
+    normalize_number,
+    parse_expiry_text,
+    validate_card,
+)
 
 ALL = tuple(BRANDS)
 TODAY = date(2026, 11, 23)

@@ -13,12 +13,28 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from callbacks.genesys import (ATTRIBUTE_NAMES, WORKFLOW_INPUTS, Credentials, GenesysApi, TokenError, TokenProvider,
-                               link_message, mask_address, parse_retry_after, participant_attributes,
-                               workflow_input)
-from paygate.clock import FrozenClock
-from paygate.errors import PaygateError, ValidationFailed
-from paygate.genesys_settings import REGION_DOMAINS, GenesysSettings, SecretBox, region_hosts
+from integrations.genesys.client import (
+    Credentials,
+    GenesysApi,
+    TokenError,
+    TokenProvider,
+    parse_retry_after,
+)
+from integrations.genesys.messaging import link_message, mask_address
+from integrations.genesys.settings import (
+    REGION_DOMAINS,
+    GenesysSettings,
+    SecretBox,
+    region_hosts,
+)
+from integrations.genesys.writeback import (
+    ATTRIBUTE_NAMES,
+    WORKFLOW_INPUTS,
+    participant_attributes,
+    workflow_input,
+)
+from kernel.clock import FrozenClock
+from kernel.errors import PaygateError, ValidationFailed
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=timezone.utc)
 CREDS = Credentials("https://api.example.test", "https://login.example.test", "gc-id", "gc-secret")
@@ -304,9 +320,10 @@ def test_transport_errors_are_reported_not_raised():
 
 # -- the CLI -------------------------------------------------------------------------------------------
 def test_cli_configures_and_never_prints_the_secret(sqlite_url, state_dir, redis_url):
-    from paygate.cli import main
-    from paygate.db import make_engine
     from sqlalchemy import text
+
+    from kernel.db import make_engine
+    from paygate.cli import main
 
     env = {"PAYGATE_ENV": "test", "PAYGATE_DATABASE_URL": sqlite_url, "PAYGATE_REDIS_URL": redis_url,
            "PAYGATE_INSTANCE_PATH": str(state_dir / "instance")}

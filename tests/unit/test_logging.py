@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from paygate.logging import RedactingFilter, redact_text, redact_value
+from kernel.logging import RedactingFilter, redact_text, redact_value
 
 
 def test_grouped_and_plain_pans_are_masked_to_the_last_four():
@@ -42,7 +42,7 @@ def test_the_filter_masks_message_arguments():
 def test_a_traceback_carrying_a_pan_is_masked_in_the_output():
     import io
 
-    from paygate.logging import configure_logging
+    from kernel.logging import configure_logging
 
     out = io.StringIO()
     configure_logging("INFO", stream=out)

@@ -10,7 +10,11 @@ import pytest
 
 from tokenizer.gateways import sandbox
 from tokenizer.gateways.base import AuthorizationRequest, CardDetails, GatewayStatus
-from tokenizer.gateways.sandbox import MemorySandboxLedger, RedisSandboxLedger, SandboxGateway
+from tokenizer.gateways.sandbox import (
+    MemorySandboxLedger,
+    RedisSandboxLedger,
+    SandboxGateway,
+)
 
 A, D, B, U, F = (GatewayStatus.APPROVED, GatewayStatus.DECLINED, GatewayStatus.BLOCKED, GatewayStatus.UNAVAILABLE,
                  GatewayStatus.FAILED)

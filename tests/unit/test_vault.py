@@ -9,7 +9,7 @@ from datetime import date
 
 import pytest
 
-from paygate.settings import VaultKey
+from kernel.settings import VaultKey
 from tokenizer.cards import BRANDS, validate_card
 from tokenizer.vault import OpenedCard, SealedCard, Vault, VaultError, new_vault_token
 
@@ -126,7 +126,7 @@ def test_opens_any_record_shaped_object():
     vault = Vault([K_NEW], FP_KEY)
     sealed = vault.seal(card())
 
-    class Row:  # e.g. a paygate.models.VaultCard row read back from the database
+    class Row:  # e.g. a payments.models.VaultCard row read back from the database
         token, key_id = sealed.token, sealed.key_id
         wrapped_key, nonce, ciphertext = sealed.wrapped_key, sealed.nonce, sealed.ciphertext
 

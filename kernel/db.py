@@ -1,0 +1,74 @@
+"""The database engine and units of work (SQLAlchemy 2); migrations are run by :mod:`paygate.migrate`.
+
+SQLite (the development default) runs in WAL mode with a busy timeout so the web
+workers and the delivery worker can share one file; PostgreSQL is used unchanged.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, sessionmaker
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every paygate table."""
+
+
+def make_engine(url: str) -> Engine:
+    """Creates the engine for ``url``; for SQLite enables WAL, foreign keys and a 10 s busy timeout."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 10, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=10000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):  # pragma: no cover - trivial
+            # Session.begin() (read-then-write) takes the write lock at BEGIN so two such transactions
+            # cannot deadlock on the lock upgrade; plain Session() reads share the database (see PaygateSessions)
+            deferred = conn.get_execution_options().get("paygate_begin") == "deferred"
+            conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+
+        # let SQLAlchemy emit our BEGIN instead of pysqlite's implicit one
+        @event.listens_for(engine, "connect")
+        def _sqlite_autocommit(dbapi_conn, _record):  # pragma: no cover - trivial
+            dbapi_conn.isolation_level = None
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+class PaygateSessions(sessionmaker):
+    """Two kinds of unit of work on one engine; objects stay readable after commit.
+
+    * ``with Session.begin() as db:`` — a transaction that may read and then write. On SQLite it
+      starts with ``BEGIN IMMEDIATE`` (the write lock up front).
+    * ``with Session() as db:`` — reads, or a transaction whose *first* statement is the write. On
+      SQLite it starts with a deferred ``BEGIN``, so readers never queue behind the write lock
+      (WAL mode lets them run beside a writer).
+    PostgreSQL ignores the distinction.
+    """
+
+    def __init__(self, engine: Engine):
+        super().__init__(engine, expire_on_commit=False)
+        self._deferred_bind = engine.execution_options(paygate_begin="deferred")
+
+    def __call__(self, **kw):
+        kw.setdefault("bind", self._deferred_bind)
+        return super().__call__(**kw)
+
+    def begin(self):
+        session = super().__call__()  # bound to the engine itself: BEGIN IMMEDIATE on SQLite
+        return session._maker_context_manager()
+
+
+def make_sessionmaker(engine: Engine) -> PaygateSessions:
+    """The :class:`PaygateSessions` factory for ``engine``."""
+    return PaygateSessions(engine)

@@ -1,0 +1,232 @@
+"""Configuration, read from the environment once and validated at start-up.
+
+Every variable has the ``PAYGATE_`` prefix (contract §7). In development the
+secrets that are not set are generated once into ``instance/secrets.json`` so a
+fresh checkout runs with no set-up; with ``PAYGATE_ENV=production`` a missing
+secret raises :class:`~kernel.errors.ConfigError` instead, so production can
+never start on a silent default.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import urlparse
+
+from .errors import ConfigError
+
+ALL_BRANDS = ("visa", "mastercard", "amex", "discover", "diners", "jcb", "unionpay")
+ENVIRONMENTS = ("development", "test", "production")
+SECRET_NAMES = ("SECRET_KEY", "VAULT_KEYS", "FINGERPRINT_KEY")
+
+
+@dataclass(frozen=True)
+class VaultKey:
+    """One key-encryption key of the vault key ring: ``key_id`` and 32 raw bytes."""
+
+    key_id: str
+    key: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration. Build it with :meth:`from_env`; tests may use :func:`dataclasses.replace`."""
+
+    env: str
+    instance_path: Path
+    database_url: str
+    redis_url: str
+    gateway: str
+    stripe_api_key: str | None = field(repr=False)
+    stripe_api_base: str | None
+    stripe_webhook_secret: str | None = field(repr=False)
+    vault_keys: tuple[VaultKey, ...] = field(repr=False)
+    fingerprint_key: bytes = field(repr=False)
+    secret_key: str = field(repr=False)
+    public_base_url: str
+    frame_ancestors: tuple[str, ...]
+    allowed_brands: tuple[str, ...]
+    max_attempts: int
+    session_ttl_seconds: int
+    fraud_threshold: float
+    fraud_ip_attempts_per_hour: int
+    fraud_card_sessions_per_hour: int
+    fraud_card_declines_per_day: int
+    delivery_backoff_base: float
+    delivery_backoff_cap: float
+    delivery_max_age_seconds: int
+    delivery_lease_seconds: int
+    delivery_timeout_seconds: float
+    reconcile_after_seconds: int
+    log_level: str
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, instance_path: Path | None = None) -> "Settings":
+        """Reads ``PAYGATE_*`` variables from ``environ`` (default ``os.environ``).
+
+        Raises :class:`ConfigError` naming the variable on any invalid value, and in
+        production on any missing secret.
+        """
+        env_map = os.environ if environ is None else environ
+
+        def get(name: str, default: str | None = None) -> str | None:
+            value = env_map.get(f"PAYGATE_{name}")
+            return default if value is None or value == "" else value
+
+        env = get("ENV", "development")
+        if env not in ENVIRONMENTS:
+            raise ConfigError(f"PAYGATE_ENV must be one of {', '.join(ENVIRONMENTS)}")
+        inst = Path(get("INSTANCE_PATH") or instance_path or Path.cwd() / "instance").resolve()
+
+        generated: dict[str, str] = {}
+        if env == "production":
+            missing = [f"PAYGATE_{n}" for n in SECRET_NAMES + ("DATABASE_URL", "PUBLIC_BASE_URL") if not get(n)]
+            if missing:
+                raise ConfigError(f"production requires {', '.join(missing)}")
+        elif any(not get(n) for n in SECRET_NAMES):
+            generated = _development_secrets(inst)
+
+        def secret(name: str) -> str:
+            return get(name) or generated[name]
+
+        gateway = get("GATEWAY", "sandbox")
+        if gateway not in ("sandbox", "stripe"):
+            raise ConfigError("PAYGATE_GATEWAY must be 'sandbox' or 'stripe'")
+        stripe_key = get("STRIPE_API_KEY")
+        if gateway == "stripe" and not stripe_key:
+            raise ConfigError("PAYGATE_GATEWAY=stripe requires PAYGATE_STRIPE_API_KEY")
+
+        brands = tuple(b.strip().lower() for b in (get("ALLOWED_BRANDS") or ",".join(ALL_BRANDS)).split(",") if b.strip())
+        unknown = [b for b in brands if b not in ALL_BRANDS]
+        if unknown or not brands:
+            raise ConfigError(f"PAYGATE_ALLOWED_BRANDS has unknown brands {unknown}; known: {', '.join(ALL_BRANDS)}")
+
+        public = (get("PUBLIC_BASE_URL") or "http://127.0.0.1:8000").rstrip("/")
+        parsed = urlparse(public)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ConfigError("PAYGATE_PUBLIC_BASE_URL must be an absolute http(s) URL")
+        if env == "production" and parsed.scheme != "https":
+            raise ConfigError("PAYGATE_PUBLIC_BASE_URL must be https in production")
+
+        return cls(
+            env=env,
+            instance_path=inst,
+            database_url=get("DATABASE_URL") or f"sqlite:///{inst / 'paygate.sqlite3'}",
+            redis_url=get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            gateway=gateway,
+            stripe_api_key=stripe_key,
+            stripe_api_base=get("STRIPE_API_BASE"),
+            stripe_webhook_secret=get("STRIPE_WEBHOOK_SECRET"),
+            vault_keys=parse_vault_keys(secret("VAULT_KEYS")),
+            fingerprint_key=_decode_key("PAYGATE_FINGERPRINT_KEY", secret("FINGERPRINT_KEY")),
+            secret_key=secret("SECRET_KEY"),
+            public_base_url=public,
+            frame_ancestors=tuple((get("FRAME_ANCESTORS") or "'self'").split()),
+            allowed_brands=brands,
+            max_attempts=_int(get, "MAX_ATTEMPTS", 3, 1, 10),
+            session_ttl_seconds=_int(get, "SESSION_TTL_SECONDS", 900, 60, 86400),
+            fraud_threshold=_float(get, "FRAUD_THRESHOLD", 0.8, 0.0, 1.0),
+            fraud_ip_attempts_per_hour=_int(get, "FRAUD_IP_ATTEMPTS_PER_HOUR", 30, 1, 10**9),
+            fraud_card_sessions_per_hour=_int(get, "FRAUD_CARD_SESSIONS_PER_HOUR", 10, 1, 10**9),
+            fraud_card_declines_per_day=_int(get, "FRAUD_CARD_DECLINES_PER_DAY", 5, 1, 10**9),
+            delivery_backoff_base=_float(get, "DELIVERY_BACKOFF_BASE", 2.0, 0.001, 3600),
+            delivery_backoff_cap=_float(get, "DELIVERY_BACKOFF_CAP", 3600.0, 0.001, 86400),
+            delivery_max_age_seconds=_int(get, "DELIVERY_MAX_AGE_SECONDS", 86400, 1, 7 * 86400),
+            delivery_lease_seconds=_int(get, "DELIVERY_LEASE_SECONDS", 30, 1, 3600),
+            delivery_timeout_seconds=_float(get, "DELIVERY_TIMEOUT_SECONDS", 10.0, 0.1, 60),
+            reconcile_after_seconds=_int(get, "RECONCILE_AFTER_SECONDS", 120, 1, 86400),
+            log_level=(get("LOG_LEVEL", "INFO") or "INFO").upper(),
+        )
+
+    def with_overrides(self, **changes) -> "Settings":
+        """A copy with some fields changed (tests)."""
+        return replace(self, **changes)
+
+
+def parse_vault_keys(raw: str) -> tuple[VaultKey, ...]:
+    """Parses ``PAYGATE_VAULT_KEYS``: ``"kid1:<base64 32 bytes>,kid0:<base64 32 bytes>"``, newest first.
+
+    The first key encrypts new records; every listed key can decrypt.
+    """
+    ring = []
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        kid, sep, b64 = part.partition(":")
+        if not sep or not kid:
+            raise ConfigError("PAYGATE_VAULT_KEYS entries must look like 'key_id:base64key'")
+        ring.append(VaultKey(kid, _decode_key(f"PAYGATE_VAULT_KEYS[{kid}]", b64)))
+    if not ring:
+        raise ConfigError("PAYGATE_VAULT_KEYS is empty")
+    if len({k.key_id for k in ring}) != len(ring):
+        raise ConfigError("PAYGATE_VAULT_KEYS has duplicate key ids")
+    return tuple(ring)
+
+
+def _decode_key(name: str, b64: str) -> bytes:
+    try:
+        key = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4))
+    except (ValueError, TypeError):
+        raise ConfigError(f"{name} is not base64") from None
+    if len(key) != 32:
+        raise ConfigError(f"{name} must decode to 32 bytes")
+    return key
+
+
+def _new_key() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+
+
+def _development_secrets(instance: Path) -> dict[str, str]:
+    """Loads, or creates once, ``instance/secrets.json`` with development-only secrets."""
+    path = instance / "secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    instance.mkdir(parents=True, exist_ok=True)
+    values = {
+        "SECRET_KEY": secrets.token_urlsafe(32),
+        "VAULT_KEYS": f"dev1:{_new_key()}",
+        "FINGERPRINT_KEY": _new_key(),
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(values))
+    os.chmod(tmp, 0o600)
+    try:
+        os.link(tmp, path)  # first writer wins when several processes start together
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return json.loads(path.read_text())
+
+
+def _int(get, name: str, default: int, lo: int, hi: int) -> int:
+    raw = get(name)
+    try:
+        value = default if raw is None else int(raw)
+    except ValueError:
+        raise ConfigError(f"PAYGATE_{name} must be an integer") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"PAYGATE_{name} must be between {lo} and {hi}")
+    return value
+
+
+def _float(get, name: str, default: float, lo: float, hi: float) -> float:
+    raw = get(name)
+    try:
+        value = default if raw is None else float(raw)
+    except ValueError:
+        raise ConfigError(f"PAYGATE_{name} must be a number") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"PAYGATE_{name} must be between {lo} and {hi}")
+    return value

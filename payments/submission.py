@@ -1,0 +1,368 @@
+"""Processing one card submission: the single path shared by the hosted page and voice entry.
+
+Order of work for a submission (each step can end it with a result):
+
+1. the session must be pending (a duplicate of an earlier submission gets that one's outcome);
+2. the card is validated (field errors → ``invalid``, no attempt used);
+3. a Redis lock on the session is taken, then the session row moves ``pending → processing``
+   with a compare-and-set on (status, attempts) — so even a lost lock cannot start a second charge;
+4. the fraud pre-screen scores the attempt (score ≥ threshold → ``requires_agent``, no gateway call);
+5. the card is sealed into the vault (``tok_``) and authorized at the gateway with the idempotency
+   key ``<session>:<attempt>:authorize``;
+6. the outcome and its events are committed together (outbox).
+
+The CVC lives only in memory for the gateway call. A gateway timeout is never an
+approval: the session stays ``processing`` until :meth:`PaymentProcessor.reconcile_due`
+asks the gateway what happened.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import sessionmaker
+
+from callbacks import events as ev
+from callbacks import outbox
+from kernel.clock import Clock, IdFactory
+from tokenizer.cards import BRANDS, validate_card
+from tokenizer.gateways.base import (
+    AuthorizationRequest,
+    CardDetails,
+    Gateway,
+    GatewayResult,
+    GatewayStatus,
+)
+from tokenizer.models import VaultCard
+from tokenizer.vault import Vault
+
+from .fraud import FraudScreen
+from .models import (
+    TERMINAL_STATUSES,
+    ApiClient,
+    Payment,
+    PaymentAttempt,
+    PaymentSession,
+)
+from .sessions import SessionService, emit
+
+LOCK_TTL_MS = 60_000
+DUPLICATE_WAIT_SECONDS = 25.0
+
+# Customer-facing words for decline codes (Stripe's list: docs.stripe.com/declines/codes). Stripe asks that
+# fraudulent / lost_card / stolen_card / merchant_blacklist be shown to the buyer as a generic decline.
+DECLINE_MESSAGES = {
+    "insufficient_funds": "Your card has insufficient funds. Please try another card.",
+    "expired_card": "Your card has expired. Please check the expiry date or use another card.",
+    "incorrect_cvc": "The security code (CVC) is incorrect. Please check it and try again.",
+    "invalid_cvc": "The security code (CVC) is incorrect. Please check it and try again.",
+    "incorrect_number": "The card number is incorrect. Please check it and try again.",
+    "processing_error": "There was a problem processing your card. Please try again.",
+    "card_velocity_exceeded": "Your card has been used too often. Please try another card.",
+    "authentication_required": "Your bank needs to verify this payment. Please try another card.",
+}
+GENERIC_DECLINE = "Your card was declined. Please try another card or contact your bank."
+AGENT_MESSAGE = "We could not complete this payment online. An agent will help you."
+FAILED_MESSAGE = "The payment could not be completed because of a technical problem. You have not been charged."
+PROCESSING_MESSAGE = "We are still confirming your payment. You will not be charged twice."
+APPROVED_MESSAGE = "Payment approved."
+
+
+def decline_message(code: str | None) -> str:
+    """Plain words for a decline code, safe to show the customer."""
+    return DECLINE_MESSAGES.get(code or "", GENERIC_DECLINE)
+
+
+@dataclass(frozen=True)
+class CardInput:
+    """Raw card fields as entered (web form or DTMF). Never logged; repr hides everything."""
+
+    number: object = field(repr=False)
+    exp_month: object = field(repr=False)
+    exp_year: object = field(repr=False)
+    cvc: object = field(repr=False)
+    cardholder_name: object = field(repr=False, default=None)
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """The outcome of a submission.
+
+    ``outcome``: approved | declined | invalid | requires_agent | failed | processing | expired | canceled.
+    ``duplicate`` is True when this call did not process a card itself but reports an earlier one.
+    ``field_errors`` maps field → code for ``invalid``.
+    """
+
+    outcome: str
+    session: PaymentSession
+    field_errors: dict[str, str] = field(default_factory=dict)
+    duplicate: bool = False
+
+    @property
+    def attempts_remaining(self) -> int:
+        if self.session.status in TERMINAL_STATUSES:
+            return 0
+        return max(0, self.session.max_attempts - self.session.attempts)
+
+
+@dataclass(frozen=True)
+class ProcessorConfig:
+    """``allowed_brands`` (ids); ``require_name`` for the web form; ``reconcile_after_seconds``."""
+
+    allowed_brands: tuple[str, ...]
+    reconcile_after_seconds: int = 120
+
+
+class PaymentProcessor:
+    """Runs submissions; see the module docstring. Dependencies are injected, none are global."""
+
+    def __init__(self, Session: sessionmaker, redis, sessions: SessionService, vault: Vault, gateway: Gateway,
+                 fraud: FraudScreen, config: ProcessorConfig, *, clock: Clock, new_id: IdFactory,
+                 sleep=time.sleep):
+        self.Session = Session
+        self.redis = redis
+        self.sessions = sessions
+        self.vault = vault
+        self.gateway = gateway
+        self.fraud = fraud
+        self.config = config
+        self.clock = clock
+        self.new_id = new_id
+        self.sleep = sleep
+        self._unlock = redis.register_script(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0")
+
+    # ------------------------------------------------------------------------------------------------
+    def submit(self, session_id: str, card_input: CardInput, *, source: str, client_ip: str | None = None,
+               submission_id: str | None = None, require_name: bool = False,
+               client_id: str | None = None) -> SubmitResult:
+        """Processes one submission for ``session_id``. ``source``: ``checkout`` or ``voice``.
+
+        ``submission_id`` (the page's hidden nonce) makes a re-POST of the same form a duplicate.
+        Raises :class:`NotFound` for an unknown session (or another client's, when ``client_id`` is given).
+        Business outcomes are returned, never raised.
+        """
+        s = self.sessions.get(client_id, session_id)
+        if submission_id:
+            with self.Session() as db:
+                earlier = db.scalar(select(PaymentAttempt.id).where(PaymentAttempt.session_id == session_id,
+                                                                    PaymentAttempt.submission_id == submission_id))
+            if earlier:
+                return self._report(self._wait_settled(session_id), duplicate=True)
+        if s.status == "processing":
+            return self._report(self._wait_settled(session_id), duplicate=True)
+        if s.status != "pending":
+            return self._report(s, duplicate=True)
+
+        today = self.clock().date()
+        checked = validate_card(card_input.number, card_input.exp_month, card_input.exp_year, card_input.cvc,
+                                card_input.cardholder_name, today=today,
+                                allowed_brands=self.config.allowed_brands, require_cvc=True,
+                                require_name=require_name)
+        if not checked.ok:
+            return SubmitResult("invalid", s, field_errors=dict(checked.errors))
+        card = checked.card
+
+        fingerprint = self.vault.fingerprint(card.number)
+        lock_key, lock_token = f"paygate:lock:session:{session_id}", self.new_id("lock")
+        if not self.redis.set(lock_key, lock_token, nx=True, px=LOCK_TTL_MS):
+            return self._report(self._wait_settled(session_id), duplicate=True)
+        try:
+            started = self._start_attempt(s, card, source=source, client_ip=client_ip,
+                                          submission_id=submission_id, fingerprint=fingerprint)
+            if started is None:  # lost the compare-and-set: someone else is processing or finished
+                return self._report(self._wait_settled(session_id), duplicate=True)
+            attempt_id, number, idem_key = started
+            return self._run_attempt(session_id, attempt_id, number, idem_key, card, client_ip, fingerprint)
+        finally:
+            self._unlock(keys=[lock_key], args=[lock_token])
+
+    # ------------------------------------------------------------------------------------------------
+    def _start_attempt(self, s: PaymentSession, card, *, source, client_ip, submission_id, fingerprint):
+        now = self.clock().replace(tzinfo=None)
+        number = s.attempts + 1
+        idem_key = f"{s.id}:{number}:authorize"
+        with self.Session.begin() as db:
+            won = db.execute(
+                update(PaymentSession)
+                .where(PaymentSession.id == s.id, PaymentSession.status == "pending",
+                       PaymentSession.attempts == s.attempts, PaymentSession.expires_at > now)
+                .values(status="processing", attempts=number, updated_at=now)).rowcount
+            if not won:
+                return None
+            attempt = PaymentAttempt(
+                id=self.new_id("att"), session_id=s.id, number=number, submission_id=submission_id, source=source,
+                client_ip=client_ip, card_brand=card.brand, card_last4=card.last4,
+                card_fingerprint=fingerprint, idempotency_key=idem_key, fraud_score=0.0,
+                fraud_reasons=[], created_at=now)
+            db.add(attempt)
+        return attempt.id, number, idem_key
+
+    def _run_attempt(self, session_id, attempt_id, number, idem_key, card, client_ip, fingerprint) -> SubmitResult:
+        assessment = self.fraud.screen(session_id=session_id, attempt_number=number, client_ip=client_ip,
+                                       fingerprint=fingerprint)
+        if assessment.blocked:
+            return self._finish(session_id, attempt_id, number, card, fingerprint, assessment,
+                                GatewayResult(GatewayStatus.BLOCKED, decline_code="fraud_prescreen"),
+                                token=None)
+
+        sealed = self.vault.seal(card)
+        with self.Session.begin() as db:  # the card is vaulted before any gateway call
+            s = db.get(PaymentSession, session_id)
+            db.add(VaultCard(token=sealed.token, key_id=sealed.key_id, wrapped_key=sealed.wrapped_key,
+                             nonce=sealed.nonce, ciphertext=sealed.ciphertext, fingerprint=sealed.fingerprint,
+                             brand=sealed.brand, last4=sealed.last4, exp_month=sealed.exp_month,
+                             exp_year=sealed.exp_year, client_id=s.client_id,
+                             created_at=self.clock().replace(tzinfo=None)))
+        request = AuthorizationRequest(
+            amount=s.amount, currency=s.currency, idempotency_key=idem_key, capture=s.intent != "hold",
+            card=CardDetails(card.number, card.exp_month, card.exp_year, card.cvc, card.cardholder_name),
+            description=f"paygate {s.intent} {s.reference or s.id}",
+            metadata={"paygate_session_id": s.id, "conversation_id": s.conversation_id,
+                      "customer_account_id": s.customer_account_id, "intent": s.intent})
+        result = self.gateway.authorize(request)
+        assessment = self.fraud.with_gateway_risk(assessment, result.risk_level)
+        return self._finish(session_id, attempt_id, number, card, fingerprint, assessment, result,
+                            token=sealed.token)
+
+    def _finish(self, session_id, attempt_id, number, card, fingerprint, assessment, result: GatewayResult,
+                *, token) -> SubmitResult:
+        now = self.clock()
+        naive = now.replace(tzinfo=None)
+        if result.status is GatewayStatus.DECLINED and fingerprint:
+            self.fraud.record_decline(fingerprint)
+        with self.Session.begin() as db:
+            s = db.get(PaymentSession, session_id)
+            attempt = db.get(PaymentAttempt, attempt_id)
+            client = db.get(ApiClient, s.client_id)
+            if s.status != "processing" or s.attempts != number:
+                return self._report(s, duplicate=True)  # reconciled meanwhile
+            attempt.fraud_score = assessment.score if assessment else attempt.fraud_score
+            attempt.fraud_reasons = assessment.to_json() if assessment else attempt.fraud_reasons
+            attempt.token = token
+            attempt.gateway_reference = result.reference
+            attempt.risk_level = result.risk_level
+            attempt.decline_code = result.decline_code
+            attempt.finished_at = naive
+            if card is not None:
+                s.card_brand, s.card_last4 = card.brand, card.last4
+                s.card_exp_month, s.card_exp_year = card.exp_month, card.exp_year
+                s.card_fingerprint = fingerprint
+            if token:
+                s.token = token
+            s.gateway_reference = result.reference or s.gateway_reference
+            s.updated_at = naive
+            outcome = self._apply(db, client, s, attempt, result, now)
+        outbox.wake(self.redis)
+        return SubmitResult(outcome, s)
+
+    def _apply(self, db, client, s: PaymentSession, attempt: PaymentAttempt, result: GatewayResult,
+               now: datetime) -> str:
+        """Moves the session by the gateway result and writes the events; returns the outcome."""
+        status = result.status
+        if status is GatewayStatus.APPROVED:
+            payment = Payment(id=self.new_id("pay"), session_id=s.id, amount=s.amount, currency=s.currency,
+                              gateway=self.gateway.identifier, gateway_reference=result.reference,
+                              token=s.token or "", status="authorized" if s.intent == "hold" else "captured",
+                              created_at=now.replace(tzinfo=None))
+            db.add(payment)
+            s.payment_id, s.status, s.decline_code, s.message = payment.id, "approved", None, APPROVED_MESSAGE
+            attempt.outcome = "approved"
+            emit(db, client, s, ev.PAYMENT_APPROVED, now, self.new_id)
+            return "approved"
+        if status is GatewayStatus.DECLINED:
+            attempt.outcome = "declined"
+            s.decline_code, s.message = result.decline_code or "generic_decline", decline_message(result.decline_code)
+            if s.attempts < s.max_attempts:
+                s.status = "pending"
+                emit(db, client, s, ev.PAYMENT_DECLINED, now, self.new_id, status="declined")
+                return "declined"
+            s.status = "requires_agent"
+            emit(db, client, s, ev.PAYMENT_DECLINED, now, self.new_id, status="declined")
+            s.message = AGENT_MESSAGE
+            emit(db, client, s, ev.PAYMENT_SESSION_REQUIRES_AGENT, now, self.new_id)
+            return "requires_agent"
+        if status is GatewayStatus.BLOCKED:
+            attempt.outcome = "requires_agent"
+            s.status, s.decline_code, s.message = "requires_agent", result.decline_code or "fraud_suspected", AGENT_MESSAGE
+            emit(db, client, s, ev.PAYMENT_SESSION_REQUIRES_AGENT, now, self.new_id)
+            return "requires_agent"
+        if status is GatewayStatus.FAILED:
+            attempt.outcome = "failed"
+            s.status, s.decline_code, s.message = "failed", result.decline_code, FAILED_MESSAGE
+            emit(db, client, s, ev.PAYMENT_FAILED, now, self.new_id)
+            return "failed"
+        # UNAVAILABLE: outcome unknown — never approved; stays processing until reconciled
+        attempt.outcome = "unknown"
+        s.message = PROCESSING_MESSAGE
+        return "processing"
+
+    # ------------------------------------------------------------------------------------------------
+    def reconcile_due(self, limit: int = 50) -> int:
+        """Asks the gateway about sessions left ``processing`` longer than ``reconcile_after_seconds``
+        (gateway timeouts, or a process that died mid-call) and moves them on: a payment found → approved;
+        none → failed (never charged); still unreachable → left for the next round. Returns how many moved."""
+        now = self.clock()
+        cutoff = (now - timedelta(seconds=self.config.reconcile_after_seconds)).replace(tzinfo=None)
+        with self.Session() as db:
+            rows = db.execute(
+                select(PaymentSession.id, PaymentSession.attempts)
+                .where(PaymentSession.status == "processing", PaymentSession.updated_at <= cutoff)
+                .limit(limit)).all()
+        moved = 0
+        for session_id, number in rows:
+            with self.Session() as db:
+                attempt = db.scalar(select(PaymentAttempt).where(PaymentAttempt.session_id == session_id,
+                                                                 PaymentAttempt.number == number))
+            if attempt is None:
+                continue
+            found = self.gateway.lookup(attempt.idempotency_key)
+            if found is not None and found.status is GatewayStatus.UNAVAILABLE:
+                continue
+            if found is None:
+                found = GatewayResult(GatewayStatus.FAILED, decline_code="gateway_no_payment")
+            result = self._finish_reconciled(session_id, attempt.id, number, found)
+            moved += result
+        return moved
+
+    def _finish_reconciled(self, session_id, attempt_id, number, result: GatewayResult) -> int:
+        now = self.clock()
+        with self.Session.begin() as db:
+            s = db.get(PaymentSession, session_id)
+            attempt = db.get(PaymentAttempt, attempt_id)
+            if s.status != "processing" or s.attempts != number:
+                return 0
+            client = db.get(ApiClient, s.client_id)
+            attempt.gateway_reference = result.reference
+            attempt.finished_at = now.replace(tzinfo=None)
+            s.updated_at = now.replace(tzinfo=None)
+            s.gateway_reference = result.reference or s.gateway_reference
+            if attempt.token:
+                s.token = attempt.token
+            self._apply(db, client, s, attempt, result, now)
+        outbox.wake(self.redis)
+        return 1
+
+    # ------------------------------------------------------------------------------------------------
+    def _wait_settled(self, session_id: str) -> PaymentSession:
+        """Polls until the session leaves ``processing`` (or the deadline passes) and returns it."""
+        deadline = time.monotonic() + DUPLICATE_WAIT_SECONDS
+        while True:
+            with self.Session() as db:
+                s = db.get(PaymentSession, session_id)
+            if s.status != "processing" or time.monotonic() >= deadline:
+                return s
+            self.sleep(0.05)
+
+    def _report(self, s: PaymentSession, *, duplicate: bool) -> SubmitResult:
+        outcome = {"pending": "declined" if s.decline_code else "pending"}.get(s.status, s.status)
+        return SubmitResult(outcome, s, duplicate=duplicate)
+
+
+def brand_rules_json(allowed: tuple[str, ...]) -> list[dict]:
+    """The allowed brands for the page's script: id, name, PAN lengths, CVC length."""
+    return [{"id": b, "name": BRANDS[b].name, "pan_lengths": list(BRANDS[b].pan_lengths),
+             "cvc_length": BRANDS[b].cvc_length} for b in allowed]
