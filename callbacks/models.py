@@ -8,16 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import (
-    DateTime,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    String,
-    Text,
-    UniqueConstraint,
-)
+from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kernel.db import Base
@@ -27,11 +18,13 @@ class Event(Base):
     """A callback event (contract §5). ``body`` is the exact JSON text that is signed and sent."""
 
     __tablename__ = "events"
-    __table_args__ = (UniqueConstraint("session_id", "sequence"),)
+    __table_args__ = (UniqueConstraint("session_id", "sequence"), UniqueConstraint("root_id", "sequence"))
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)            # evt_...
     client_id: Mapped[str] = mapped_column(ForeignKey("api_clients.id"), index=True)
     session_id: Mapped[str | None] = mapped_column(ForeignKey("payment_sessions.id"), nullable=True, index=True)
+    root_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)  # ps_/pay_/sub_ numbering it
+    object: Mapped[str] = mapped_column(String(20), default="payment_session", server_default="payment_session")
     type: Mapped[str] = mapped_column(String(60))
     sequence: Mapped[int] = mapped_column(Integer)
     body: Mapped[str] = mapped_column(Text)

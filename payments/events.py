@@ -21,14 +21,17 @@ from kernel.clock import IdFactory
 from .models import ApiClient, PaymentSession
 
 
-def destinations_for(client: ApiClient, *, callback_url: str | None, participant_id: str | None) -> list[Destination]:
+def destinations_for(client: ApiClient, *, event_type: str, callback_url: str | None,
+                     conversation_id: str | None, participant_id: str | None) -> list[Destination]:
     """The deliveries of one event: the webhook (``callback_url`` or the client's, when either is set) and the
-    client's Genesys write-backs (attributes only when the event names a participant)."""
+    client's Genesys write-backs (:func:`integrations.genesys.writeback.destinations`; attributes only when
+    the event names a conversation and participant)."""
     out = []
     target = callback_url or client.callback_url
     if target:
         out.append(Destination(KIND_WEBHOOK, target))
-    out.extend(writeback.destinations(settings_of(client), has_participant=bool(participant_id)))
+    out.extend(writeback.destinations(settings_of(client), event_type=event_type, conversation_id=conversation_id,
+                                      participant_id=participant_id))
     return out
 
 
@@ -49,5 +52,7 @@ def record(db: DbSession, *, client: ApiClient, session: PaymentSession | None, 
     return record_event(db, client_id=client.id, event_type=event_type, data=data, now=now, new_id=new_id,
                         sequence=sequence, session_id=session.id if session is not None else None,
                         destinations=destinations_for(
-                            client, callback_url=session.callback_url if session is not None else None,
+                            client, event_type=event_type,
+                            callback_url=session.callback_url if session is not None else None,
+                            conversation_id=session.conversation_id if session is not None else None,
                             participant_id=session.participant_id if session is not None else None))

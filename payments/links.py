@@ -12,18 +12,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from integrations.genesys.client import Credentials, GenesysApi
-from integrations.genesys.messaging import (
-    E164_RE,
-    MESSENGER_TYPES,
-    link_message,
-    mask_address,
-    send_link_message,
-)
-from integrations.genesys.settings import (
-    GenesysNotConfigured,
-    GenesysSettings,
-    SecretBox,
-)
+from integrations.genesys.messaging import E164_RE, MESSENGER_TYPES, link_message, mask_address, send_link_message
+from integrations.genesys.settings import GenesysNotConfigured, GenesysSettings, SecretBox
 from kernel.clock import Clock, IdFactory, as_utc, rfc3339
 from kernel.errors import Conflict, PaygateError, ValidationFailed
 from kernel.money import format_amount

@@ -9,17 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Boolean,
-    DateTime,
-    Float,
-    ForeignKey,
-    Integer,
-    String,
-    UniqueConstraint,
-)
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kernel.db import Base
@@ -119,16 +109,124 @@ class PaymentAttempt(Base):
 
 
 class Payment(Base):
-    """An approved authorization (captured, or held for ``intent=hold``)."""
+    """A payment (contract §10): created when a session is approved, or by a merchant-initiated charge.
+
+    ``status`` is a :class:`payments.states.PaymentStatus` value. Amounts are minor units of ``currency``:
+    ``amount`` authorized, ``amount_capturable`` still held, ``amount_captured`` taken, ``amount_refunded``
+    given back by succeeded refunds. A money operation whose gateway answer is unknown is recorded in the
+    ``pending_*`` columns (kind ``capture`` | ``void``, its amount, its gateway idempotency key) until the
+    reconciler settles it; the payment's status does not move meanwhile.
+    """
 
     __tablename__ = "payments"
+    __table_args__ = (UniqueConstraint("client_id", "request_key"),
+                      Index("ix_payments_client_created", "client_id", "created_at"),
+                      Index("ix_payments_hold_due", "status", "capture_before"))
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)            # pay_...
-    session_id: Mapped[str] = mapped_column(ForeignKey("payment_sessions.id"), unique=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("api_clients.id"))
+    session_id: Mapped[str | None] = mapped_column(ForeignKey("payment_sessions.id"), unique=True, nullable=True)
+    request_key: Mapped[str | None] = mapped_column(String(80), nullable=True)  # merchant-initiated: Idempotency-Key digest
+    initiator: Mapped[str] = mapped_column(String(20), default="customer")  # customer | merchant
+    intent: Mapped[str] = mapped_column(String(20), default="payment")
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    amount_capturable: Mapped[int] = mapped_column(BigInteger, default=0)
+    amount_captured: Mapped[int] = mapped_column(BigInteger, default=0)
+    amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(3))
+    token: Mapped[str] = mapped_column(String(64), index=True)
+    card_brand: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    card_last4: Mapped[str | None] = mapped_column(String(4), nullable=True)
+    card_exp_month: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    card_exp_year: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    card_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    gateway: Mapped[str] = mapped_column(String(20))
+    gateway_reference: Mapped[str | None] = mapped_column(String(100), nullable=True, index=True)
+    gateway_key: Mapped[str | None] = mapped_column(String(200), nullable=True)  # idempotency key of the authorization
+    capture_before: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    hold_expiring_sent: Mapped[bool] = mapped_column(Boolean, default=False)
+    conversation_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    participant_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    customer_account_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    reference: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    subscription_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    dispute_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    decline_code: Mapped[str | None] = mapped_column(String(60), nullable=True)
+    message: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    metadata_: Mapped[dict] = mapped_column("metadata", JSON, default=dict)
+    callback_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    event_sequence: Mapped[int] = mapped_column(Integer, default=0)  # the payment's own events when it has no session
+    pending_operation: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    pending_amount: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    pending_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    pending_since: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Refund(Base):
+    """A refund of a captured payment (contract §11). ``dedupe_key`` (unique) is a digest of
+    (payment, disposition code, conversation, reference): the database, not a check-then-insert, makes a
+    disposition refund a payment once however many requests race. ``attempts`` counts gateway attempts
+    (a review retry is a new attempt with its own idempotency key ``gateway_key``)."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (Index("ix_refunds_client_created", "client_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)            # re_...
+    client_id: Mapped[str] = mapped_column(ForeignKey("api_clients.id"))
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
+    dedupe_key: Mapped[str] = mapped_column(String(80), unique=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)              # pending | succeeded | failed
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
-    gateway: Mapped[str] = mapped_column(String(20))
-    gateway_reference: Mapped[str | None] = mapped_column(String(100), nullable=True)
-    token: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(20))                          # captured | authorized
+    reason: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    disposition_code: Mapped[str] = mapped_column(String(200))
+    conversation_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    participant_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    reference: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    failure_code: Mapped[str | None] = mapped_column(String(60), nullable=True)
+    manual_review: Mapped[str] = mapped_column(String(20), default="none", index=True)  # none | required | resolved
+    review_disposition: Mapped[str | None] = mapped_column(String(60), nullable=True)
+    review_note: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    gateway_reference: Mapped[str | None] = mapped_column(String(100), nullable=True, index=True)
+    gateway_key: Mapped[str] = mapped_column(String(200))
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    metadata_: Mapped[dict] = mapped_column("metadata", JSON, default=dict)
+    callback_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Dispute(Base):
+    """A chargeback reported by the gateway (contract §12). ``status`` and ``reason`` are Stripe's values;
+    ``gateway_reference`` (``dp_...``) is unique, so a dispute reported twice is one row."""
+
+    __tablename__ = "disputes"
+    __table_args__ = (Index("ix_disputes_client_created", "client_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)            # dsp_...
+    client_id: Mapped[str] = mapped_column(ForeignKey("api_clients.id"))
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
+    gateway_reference: Mapped[str] = mapped_column(String(100), unique=True)
+    status: Mapped[str] = mapped_column(String(40), index=True)
+    reason: Mapped[str] = mapped_column(String(60))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    evidence_due_by: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    conversation_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    customer_account_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class GatewayWebhookEvent(Base):
+    """An inbound gateway webhook event already handled (its id is the primary key), so a replay is
+    recognised and ignored. Inserted in the same transaction as the work the event caused."""
+
+    __tablename__ = "gateway_webhook_events"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)           # Stripe's evt_...
+    type: Mapped[str] = mapped_column(String(100))
+    received_at: Mapped[datetime] = mapped_column(DateTime)

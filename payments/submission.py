@@ -29,51 +29,21 @@ from callbacks import events as ev
 from callbacks import outbox
 from kernel.clock import Clock, IdFactory
 from tokenizer.cards import BRANDS, validate_card
-from tokenizer.gateways.base import (
-    AuthorizationRequest,
-    CardDetails,
-    Gateway,
-    GatewayResult,
-    GatewayStatus,
-)
+from tokenizer.declines import FAILED_MESSAGE, UNAVAILABLE_MESSAGE, customer_message
+from tokenizer.gateways.base import AuthorizationRequest, Gateway, GatewayResult, GatewayStatus
 from tokenizer.models import VaultCard
 from tokenizer.vault import Vault
 
 from .fraud import FraudScreen
-from .models import (
-    TERMINAL_STATUSES,
-    ApiClient,
-    Payment,
-    PaymentAttempt,
-    PaymentSession,
-)
+from .models import TERMINAL_STATUSES, ApiClient, Payment, PaymentAttempt, PaymentSession
 from .sessions import SessionService, emit
 
 LOCK_TTL_MS = 60_000
 DUPLICATE_WAIT_SECONDS = 25.0
 
-# Customer-facing words for decline codes (Stripe's list: docs.stripe.com/declines/codes). Stripe asks that
-# fraudulent / lost_card / stolen_card / merchant_blacklist be shown to the buyer as a generic decline.
-DECLINE_MESSAGES = {
-    "insufficient_funds": "Your card has insufficient funds. Please try another card.",
-    "expired_card": "Your card has expired. Please check the expiry date or use another card.",
-    "incorrect_cvc": "The security code (CVC) is incorrect. Please check it and try again.",
-    "invalid_cvc": "The security code (CVC) is incorrect. Please check it and try again.",
-    "incorrect_number": "The card number is incorrect. Please check it and try again.",
-    "processing_error": "There was a problem processing your card. Please try again.",
-    "card_velocity_exceeded": "Your card has been used too often. Please try another card.",
-    "authentication_required": "Your bank needs to verify this payment. Please try another card.",
-}
-GENERIC_DECLINE = "Your card was declined. Please try another card or contact your bank."
 AGENT_MESSAGE = "We could not complete this payment online. An agent will help you."
-FAILED_MESSAGE = "The payment could not be completed because of a technical problem. You have not been charged."
-PROCESSING_MESSAGE = "We are still confirming your payment. You will not be charged twice."
+PROCESSING_MESSAGE = UNAVAILABLE_MESSAGE
 APPROVED_MESSAGE = "Payment approved."
-
-
-def decline_message(code: str | None) -> str:
-    """Plain words for a decline code, safe to show the customer."""
-    return DECLINE_MESSAGES.get(code or "", GENERIC_DECLINE)
 
 
 @dataclass(frozen=True)
@@ -219,7 +189,7 @@ class PaymentProcessor:
                              created_at=self.clock().replace(tzinfo=None)))
         request = AuthorizationRequest(
             amount=s.amount, currency=s.currency, idempotency_key=idem_key, capture=s.intent != "hold",
-            card=CardDetails(card.number, card.exp_month, card.exp_year, card.cvc, card.cardholder_name),
+            card=card,
             description=f"paygate {s.intent} {s.reference or s.id}",
             metadata={"paygate_session_id": s.id, "conversation_id": s.conversation_id,
                       "customer_account_id": s.customer_account_id, "intent": s.intent})
@@ -264,10 +234,20 @@ class PaymentProcessor:
         """Moves the session by the gateway result and writes the events; returns the outcome."""
         status = result.status
         if status is GatewayStatus.APPROVED:
-            payment = Payment(id=self.new_id("pay"), session_id=s.id, amount=s.amount, currency=s.currency,
-                              gateway=self.gateway.identifier, gateway_reference=result.reference,
-                              token=s.token or "", status="authorized" if s.intent == "hold" else "captured",
-                              created_at=now.replace(tzinfo=None))
+            held = s.intent == "hold"
+            naive = now.replace(tzinfo=None)
+            payment = Payment(
+                id=self.new_id("pay"), client_id=s.client_id, session_id=s.id, initiator="customer", intent=s.intent,
+                status="authorized" if held else "captured", amount=s.amount,
+                amount_capturable=s.amount if held else 0, amount_captured=0 if held else s.amount,
+                amount_refunded=0, currency=s.currency, token=s.token or "", card_brand=s.card_brand,
+                card_last4=s.card_last4, card_exp_month=s.card_exp_month, card_exp_year=s.card_exp_year,
+                card_fingerprint=s.card_fingerprint, gateway=self.gateway.identifier,
+                gateway_reference=result.reference, gateway_key=attempt.idempotency_key,
+                capture_before=result.capture_before.replace(tzinfo=None) if held and result.capture_before else None,
+                hold_expiring_sent=False, conversation_id=s.conversation_id, participant_id=s.participant_id,
+                customer_account_id=s.customer_account_id, reference=s.reference, metadata_=dict(s.metadata_ or {}),
+                message=APPROVED_MESSAGE, event_sequence=0, created_at=naive, updated_at=naive)
             db.add(payment)
             s.payment_id, s.status, s.decline_code, s.message = payment.id, "approved", None, APPROVED_MESSAGE
             attempt.outcome = "approved"
@@ -275,7 +255,7 @@ class PaymentProcessor:
             return "approved"
         if status is GatewayStatus.DECLINED:
             attempt.outcome = "declined"
-            s.decline_code, s.message = result.decline_code or "generic_decline", decline_message(result.decline_code)
+            s.decline_code, s.message = result.decline_code or "generic_decline", customer_message(result.decline_code)
             if s.attempts < s.max_attempts:
                 s.status = "pending"
                 emit(db, client, s, ev.PAYMENT_DECLINED, now, self.new_id, status="declined")

@@ -27,6 +27,7 @@ class VaultCard(Base):
     last4: Mapped[str] = mapped_column(String(4))
     exp_month: Mapped[int] = mapped_column(Integer)
     exp_year: Mapped[int] = mapped_column(Integer)
-    gateway_token: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    gateway_token: Mapped[str | None] = mapped_column(String(100), nullable=True)      # saved payment method (pm_)
+    gateway_customer: Mapped[str | None] = mapped_column(String(100), nullable=True)   # its gateway customer (cus_)
     client_id: Mapped[str] = mapped_column(ForeignKey("api_clients.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime)

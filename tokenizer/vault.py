@@ -39,9 +39,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from kernel.errors import PaygateError
 
-from .cards import Card
+from .cards import Card, detect_brand
 
-__all__ = ["KeyEncryptionKey", "OpenedCard", "SealedCard", "Vault", "VaultError", "new_vault_token"]
+__all__ = ["KeyEncryptionKey", "SealedCard", "Vault", "VaultError", "new_vault_token"]
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -87,19 +87,6 @@ class SealedCard:
     last4: str
     exp_month: int
     exp_year: int
-
-
-@dataclass(frozen=True)
-class OpenedCard:
-    """A card read back from the vault: PAN ``number`` (hidden from repr), expiry month and year."""
-
-    number: str = field(repr=False)
-    exp_month: int
-    exp_year: int
-
-    @property
-    def last4(self) -> str:
-        return self.number[-4:]
 
 
 class Vault:
@@ -163,15 +150,17 @@ class Vault:
                           nonce=nonce, ciphertext=ciphertext, fingerprint=self.fingerprint(card.number),
                           brand=card.brand, last4=card.last4, exp_month=card.exp_month, exp_year=card.exp_year)
 
-    def open(self, sealed) -> OpenedCard:
+    def open(self, sealed) -> Card:
         """Decrypts a record (a :class:`SealedCard` or anything with the same attributes, e.g. a
-        ``VaultCard`` row). Raises :class:`VaultError` ``vault_key_unknown`` or ``vault_integrity``."""
+        ``VaultCard`` row) into a :class:`~tokenizer.cards.Card` without CVC or cardholder name (neither is
+        stored). Raises :class:`VaultError` ``vault_key_unknown`` or ``vault_integrity``."""
         data_key = self._unwrap(sealed)
         payload = self._decrypt_payload(data_key, sealed, sealed.key_id)
         try:
             doc = json.loads(payload)
-            return OpenedCard(number=str(doc["number"]), exp_month=int(doc["exp_month"]),
-                              exp_year=int(doc["exp_year"]))
+            number = str(doc["number"])
+            return Card(number=number, exp_month=int(doc["exp_month"]), exp_year=int(doc["exp_year"]),
+                        brand=getattr(sealed, "brand", None) or detect_brand(number) or "")
         except (ValueError, KeyError, TypeError):
             raise VaultError("The vault record could not be read.", code="vault_integrity") from None
 

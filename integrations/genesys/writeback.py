@@ -25,13 +25,7 @@ from callbacks.models import Delivery, Event
 from callbacks.outbox import Destination
 from kernel.clock import Clock
 
-from .client import (
-    DEFAULT_TIMEOUT_SECONDS,
-    Credentials,
-    GenesysApi,
-    GenesysResponse,
-    TokenProvider,
-)
+from .client import DEFAULT_TIMEOUT_SECONDS, Credentials, GenesysApi, GenesysResponse, TokenProvider
 from .settings import GenesysSettings, SecretBox
 
 KIND_ATTRIBUTES = "genesys_attributes"
@@ -51,18 +45,37 @@ WORKFLOW_INPUTS = ("Flow.eventType", "Flow.eventId", "Flow.eventSequence", "Flow
 """``inputData`` keys of a workflow start (declare them as string inputs in the Architect workflow)."""
 
 
-def destinations(settings: GenesysSettings | None, *, has_participant: bool) -> list[Destination]:
-    """The Genesys deliveries of one event for a client with ``settings`` (none without settings): the
-    participant attributes when ``write_attributes`` is on and the event names a participant, and the
-    workflow start when ``start_workflow`` is on with a ``workflow_id``."""
+def destinations(settings: GenesysSettings | None, *, event_type: str, conversation_id: str | None,
+                 participant_id: str | None) -> list[Destination]:
+    """The Genesys deliveries of one event of type ``event_type`` for a client with ``settings`` (none
+    without settings): the participant attributes when ``write_attributes`` is on and the event names a
+    conversation and participant (target ``genesys:attributes:<conversation id>/<participant id>``), and the
+    workflow start when ``start_workflow`` is on with a ``workflow_id`` (target ``genesys:flow:<flow id>``)."""
     if settings is None:
         return []
     out = []
-    if settings.write_attributes and has_participant:
-        out.append(Destination(KIND_ATTRIBUTES, ATTRIBUTES_TARGET))
+    if settings.write_attributes and conversation_id and participant_id:
+        out.append(Destination(KIND_ATTRIBUTES, attributes_target(conversation_id, participant_id)))
     if settings.workflow_enabled:
         out.append(Destination(KIND_WORKFLOW, WORKFLOW_TARGET_PREFIX + settings.workflow_id))
     return out
+
+
+def attributes_target(conversation_id: str, participant_id: str) -> str:
+    """The delivery target naming whose attributes to write: ``genesys:attributes:<conversation>/<participant>``
+    (ids are UUIDs in Genesys; ``/`` never occurs in them)."""
+    return f"{ATTRIBUTES_TARGET}:{conversation_id}/{participant_id}"
+
+
+def parse_attributes_target(target: str) -> tuple[str, str] | None:
+    """``(conversation_id, participant_id)`` of an :func:`attributes_target`, or None for the bare
+    ``genesys:attributes`` of deliveries written before targets named the participant (the sender then
+    reads both from the event's data)."""
+    prefix = ATTRIBUTES_TARGET + ":"
+    if not target.startswith(prefix):
+        return None
+    conversation_id, sep, participant_id = target[len(prefix):].partition("/")
+    return (conversation_id, participant_id) if sep and conversation_id and participant_id else None
 
 
 # -- payload builders ---------------------------------------------------------------------------------
@@ -176,7 +189,8 @@ class ParticipantAttributesSender(_GenesysSender):
     def __call__(self, job: DeliveryJob) -> SendResult:
         event = json.loads(job.body)
         data = event.get("data") or {}
-        conversation_id, participant_id = data.get("conversation_id"), data.get("participant_id")
+        named = parse_attributes_target(job.target)
+        conversation_id, participant_id = named or (data.get("conversation_id"), data.get("participant_id"))
         if not conversation_id or not participant_id:
             return SendResult(None, False, "no_participant", 0.0, permanent=True)
         if data.get("session_id") and isinstance(event.get("sequence"), int) and \

@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 
 import jsonschema
 import pytest
-from integrations.genesys import DATA_ACTIONS_DIR
 
 from app.openapi import openapi_document
+from integrations.genesys import DATA_ACTIONS_DIR
 from integrations.genesys.harness import (
     AUTH_ACTION_FILE,
     AUTHENTICATION,

@@ -16,11 +16,7 @@ from callbacks.delivery import Deliverer
 from callbacks.models import Delivery, DeliveryAttempt
 from integrations.genesys.client import TokenProvider
 from integrations.genesys.settings import GenesysSettings, SecretBox
-from integrations.genesys.writeback import (
-    ATTRIBUTE_NAMES,
-    WORKFLOW_INPUTS,
-    build_senders,
-)
+from integrations.genesys.writeback import ATTRIBUTE_NAMES, WORKFLOW_INPUTS, build_senders
 from kernel.clock import FrozenClock, random_id
 from kernel.settings import Settings
 from paygate.worker import build_deliverer
@@ -28,14 +24,7 @@ from payments.clients import configure_genesys, genesys_settings_loader
 from payments.models import ApiClient, PaymentSession
 from payments.sessions import emit
 from tests.fakes.genesys import GenesysEmulator
-from tests.functional.test_delivery import (  # noqa: F401 - fixtures
-    START,
-    clock,
-    http,
-    make_client,
-    make_deliverer,
-    make_session,
-)
+from tests.functional.test_delivery import START, clock, http, make_client, make_deliverer, make_session  # noqa: F401 - fixtures
 
 GC_ID, GC_SECRET = "gc-oauth-client", "gc-oauth-secret-0123456789"
 FLOW_ID = "wf-apply-payment"
@@ -110,7 +99,7 @@ def assert_no_card_data(bodies) -> None:
 def test_record_event_adds_genesys_deliveries_by_settings(Session, genesys):
     _, both = approved_event(Session, genesys)
     assert {k: d.target for k, d in deliveries(Session, both).items()} == {
-        "genesys_attributes": "genesys:attributes", "genesys_workflow": f"genesys:flow:{FLOW_ID}"}
+        "genesys_attributes": "genesys:attributes:conv-1/part-1", "genesys_workflow": f"genesys:flow:{FLOW_ID}"}
     _, no_participant = approved_event(Session, genesys, participant_id=None)
     assert set(deliveries(Session, no_participant)) == {"genesys_workflow"}
     _, flags_off = approved_event(Session, genesys, write_attributes=False, start_workflow=False,

@@ -12,8 +12,9 @@ import pytest
 import stripe
 
 from tests.fakes.stripe_server import FakeStripeServer, parse_stripe_form, stripe_server  # noqa: F401 (fixture)
+from tokenizer.cards import Card
 from tokenizer.gateways import stripe_transform as tx
-from tokenizer.gateways.base import AuthorizationRequest, CardDetails, GatewayStatus
+from tokenizer.gateways.base import AuthorizationRequest, GatewayStatus
 from tokenizer.gateways.stripe import StripeGateway, result_from_exception
 
 A, D, B, F, U = (GatewayStatus.APPROVED, GatewayStatus.DECLINED, GatewayStatus.BLOCKED, GatewayStatus.FAILED,
@@ -29,7 +30,7 @@ def gateway(server, **kw) -> StripeGateway:
 
 def req(number="4242424242424242", key="ps_1:1:authorize", cvc="123", capture=True, amount=2500, name="Ada Lovelace"):
     return AuthorizationRequest(amount=amount, currency="USD", idempotency_key=key, capture=capture,
-                                card=CardDetails(number, 12, 2030, cvc, name), description="paygate charge INV-1",
+                                card=Card(number, 12, 2030, cvc, name), description="paygate charge INV-1",
                                 metadata={"paygate_session_id": "ps_1"})
 
 

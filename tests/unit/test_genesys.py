@@ -13,26 +13,10 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from integrations.genesys.client import (
-    Credentials,
-    GenesysApi,
-    TokenError,
-    TokenProvider,
-    parse_retry_after,
-)
+from integrations.genesys.client import Credentials, GenesysApi, TokenError, TokenProvider, parse_retry_after
 from integrations.genesys.messaging import link_message, mask_address
-from integrations.genesys.settings import (
-    REGION_DOMAINS,
-    GenesysSettings,
-    SecretBox,
-    region_hosts,
-)
-from integrations.genesys.writeback import (
-    ATTRIBUTE_NAMES,
-    WORKFLOW_INPUTS,
-    participant_attributes,
-    workflow_input,
-)
+from integrations.genesys.settings import REGION_DOMAINS, GenesysSettings, SecretBox, region_hosts
+from integrations.genesys.writeback import ATTRIBUTE_NAMES, WORKFLOW_INPUTS, participant_attributes, workflow_input
 from kernel.clock import FrozenClock
 from kernel.errors import PaygateError, ValidationFailed
 

@@ -8,13 +8,10 @@ import threading
 
 import pytest
 
+from tokenizer.cards import Card
 from tokenizer.gateways import sandbox
-from tokenizer.gateways.base import AuthorizationRequest, CardDetails, GatewayStatus
-from tokenizer.gateways.sandbox import (
-    MemorySandboxLedger,
-    RedisSandboxLedger,
-    SandboxGateway,
-)
+from tokenizer.gateways.base import AuthorizationRequest, GatewayStatus
+from tokenizer.gateways.sandbox import MemorySandboxLedger, RedisSandboxLedger, SandboxGateway
 
 A, D, B, U, F = (GatewayStatus.APPROVED, GatewayStatus.DECLINED, GatewayStatus.BLOCKED, GatewayStatus.UNAVAILABLE,
                  GatewayStatus.FAILED)
@@ -23,7 +20,7 @@ A, D, B, U, F = (GatewayStatus.APPROVED, GatewayStatus.DECLINED, GatewayStatus.B
 def req(number="4242424242424242", key="ps_1:1:authorize", cvc="123", amount=2500, currency="USD", capture=True,
         exp_month=12, metadata=None):
     return AuthorizationRequest(amount=amount, currency=currency, idempotency_key=key, capture=capture,
-                                card=CardDetails(number, exp_month, 2030, cvc, "Ada Lovelace"),
+                                card=Card(number, exp_month, 2030, cvc, "Ada Lovelace"),
                                 description="paygate charge INV-1",
                                 metadata=metadata if metadata is not None else {"paygate_session_id": "ps_1"})
 

@@ -43,12 +43,8 @@ import threading
 from typing import Any, Protocol
 
 from tokenizer.cards import detect_brand, luhn_valid
+from tokenizer.declines import FAILED_MESSAGE, UNAVAILABLE_MESSAGE, customer_message
 from tokenizer.gateways.base import AuthorizationRequest, GatewayResult, GatewayStatus
-from tokenizer.gateways.stripe_transform import (
-    FAILED_MESSAGE,
-    UNAVAILABLE_MESSAGE,
-    customer_message,
-)
 
 __all__ = ["MemorySandboxLedger", "RedisSandboxLedger", "SandboxGateway", "SandboxLedger", "TIMEOUT_CARD"]
 

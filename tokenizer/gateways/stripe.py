@@ -43,6 +43,7 @@ from typing import Any
 
 import stripe
 
+from tokenizer.declines import FAILED_MESSAGE, UNAVAILABLE_MESSAGE
 from tokenizer.gateways import stripe_transform as tx
 from tokenizer.gateways.base import AuthorizationRequest, GatewayResult, GatewayStatus
 
@@ -79,20 +80,20 @@ def result_from_exception(exc: stripe.StripeError) -> GatewayResult:
     if isinstance(exc, (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError)):
         code = {stripe.APIConnectionError: "gateway_unreachable", stripe.RateLimitError: "gateway_rate_limited"}
         return GatewayResult(GatewayStatus.UNAVAILABLE, decline_code=code.get(type(exc), "gateway_error"),
-                             message=tx.UNAVAILABLE_MESSAGE)
+                             message=UNAVAILABLE_MESSAGE)
     if isinstance(exc, stripe.AuthenticationError):
         return GatewayResult(GatewayStatus.FAILED, decline_code="gateway_authentication_failed",
-                             message=tx.FAILED_MESSAGE)
+                             message=FAILED_MESSAGE)
     if isinstance(exc, stripe.PermissionError):
         return GatewayResult(GatewayStatus.FAILED, decline_code="gateway_permission_denied",
-                             message=tx.FAILED_MESSAGE)
+                             message=FAILED_MESSAGE)
     if isinstance(exc, stripe.IdempotencyError):
-        return GatewayResult(GatewayStatus.FAILED, decline_code="idempotency_error", message=tx.FAILED_MESSAGE)
+        return GatewayResult(GatewayStatus.FAILED, decline_code="idempotency_error", message=FAILED_MESSAGE)
     if isinstance(exc, stripe.InvalidRequestError):
         return GatewayResult(GatewayStatus.FAILED, decline_code=exc.code or "invalid_request",
-                             message=tx.FAILED_MESSAGE)
+                             message=FAILED_MESSAGE)
     # anything else from the SDK: we cannot tell whether Stripe acted, so the outcome is unknown
-    return GatewayResult(GatewayStatus.UNAVAILABLE, decline_code="gateway_error", message=tx.UNAVAILABLE_MESSAGE)
+    return GatewayResult(GatewayStatus.UNAVAILABLE, decline_code="gateway_error", message=UNAVAILABLE_MESSAGE)
 
 
 def _log_error(step: str, exc: stripe.StripeError, key: str) -> None:
@@ -188,7 +189,7 @@ class StripeGateway:
         except stripe.StripeError as exc:
             _log_error("lookup", exc, idempotency_key)
             return GatewayResult(GatewayStatus.UNAVAILABLE, decline_code="gateway_unreachable",
-                                 message=tx.UNAVAILABLE_MESSAGE)
+                                 message=UNAVAILABLE_MESSAGE)
         items = found.to_dict().get("data") or []
         newest = tx.newest_payment_intent([i for i in items if isinstance(i, dict)])
         return tx.result_from_payment_intent(newest) if newest is not None else None

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from tokenizer.declines import FAILED_MESSAGE, UNAVAILABLE_MESSAGE, customer_message
 from tokenizer.gateways.base import GatewayResult, GatewayStatus
 
 __all__ = [
-    "BLOCK_DECLINE_CODES", "FAILED_MESSAGE", "METADATA_KEY", "RAW_CARD_REFUSED", "RISK_LEVELS", "UNAVAILABLE_MESSAGE", "customer_message", "declined_result",
+    "BLOCK_DECLINE_CODES", "METADATA_KEY", "RAW_CARD_REFUSED", "RISK_LEVELS", "declined_result",
     "newest_payment_intent", "raw_card_refused_result", "result_from_card_error", "result_from_payment_intent",
     "risk_level_of", "search_query_for_key",
 ]
@@ -41,40 +42,6 @@ BLOCK_DECLINE_CODES = frozenset({"fraudulent", "merchant_blacklist"})
 
 RAW_CARD_REFUSED = "raw_card_data_not_enabled"
 """decline_code of the FAILED result for Stripe's refusal of raw card numbers (reference/stripe.md §7)."""
-
-_GENERIC = "Your card was declined. Please use another card or contact your card issuer."
-
-_MESSAGES: dict[str, str] = {
-    "generic_decline": _GENERIC,
-    "insufficient_funds": "Your card has insufficient funds for this payment. Please use another card.",
-    "expired_card": "Your card has expired. Please use another card.",
-    "incorrect_cvc": "The security code does not match this card. Please check it and try again.",
-    "invalid_cvc": "The security code is not valid. Please check it and try again.",
-    "incorrect_number": "The card number is not correct. Please check it and try again.",
-    "invalid_number": "The card number is not valid. Please check it and try again.",
-    "invalid_expiry_month": "The expiry month is not valid. Please check it and try again.",
-    "invalid_expiry_year": "The expiry year is not valid. Please check it and try again.",
-    "processing_error": "Your card could not be processed right now. Please try again in a moment.",
-    "card_velocity_exceeded": "This card has reached its limit for now. Please use another card.",
-    "authentication_required": "This card needs extra verification that this payment page cannot perform. "
-                               "Please use another card.",
-    "card_not_supported": "This card does not support this kind of payment. Please use another card.",
-    "currency_not_supported": "This card does not support this currency. Please use another card.",
-    "try_again_later": "Your card could not be processed right now. Please try again in a moment.",
-}
-# fraud-flavoured codes get the generic text so the buyer learns nothing about screening (Stripe's advice)
-for _code in ("fraudulent", "lost_card", "stolen_card", "merchant_blacklist", "pickup_card", "restricted_card",
-              "security_violation", "do_not_honor", "do_not_try_again"):
-    _MESSAGES[_code] = _GENERIC
-
-FAILED_MESSAGE = "The payment could not be processed because of a configuration problem. No money was taken."
-UNAVAILABLE_MESSAGE = "The payment service did not answer in time. We are checking whether the payment went through."
-
-
-def customer_message(code: str | None) -> str:
-    """A sentence safe to show the buyer for a decline/error ``code`` (never names fraud screening)."""
-    return _MESSAGES.get(code or "", _GENERIC)
-
 
 def risk_level_of(payment_intent: Mapping[str, Any] | None) -> str | None:
     """``latest_charge.outcome.risk_level`` of a PaymentIntent dict when the charge was expanded, else None.

@@ -218,9 +218,7 @@ def play_round(store: PlatformStore, session_id: str, keyed: Keyed, *, transport
 
 def _play(rnd: _Round, credentials: Mapping[str, str], keyed: Keyed, transport) -> str:
     """One loop iteration of the recipe; returns the session state afterwards."""
-    from integrations.genesys.harness import (
-        ActionRunner,  # the shipped kit's engine (a dev dependency: airspeed, ...)
-    )
+    from integrations.genesys.harness import ActionRunner  # the shipped kit's engine (a dev dependency: airspeed, ...)
 
     runner = ActionRunner(credentials, transport)
     rnd.attempt += 1

@@ -31,14 +31,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, render_template, request
 
 from . import flows
-from .platform_store import (
-    MEDIA_TYPES,
-    PARTICIPANT_PURPOSES,
-    ApiBehaviour,
-    NotFound,
-    PlatformStore,
-    SecureSessionBusy,
-)
+from .platform_store import MEDIA_TYPES, PARTICIPANT_PURPOSES, ApiBehaviour, NotFound, PlatformStore, SecureSessionBusy
 
 login_bp = Blueprint("genesys_login", __name__)
 api_bp = Blueprint("genesys_api", __name__, url_prefix="/api/v2")
