@@ -53,21 +53,23 @@ class Destination:
 
 
 def record_event(db: DbSession, *, client_id: str, event_type: str, data: dict, now: datetime,
-                 new_id: IdFactory, sequence: int, session_id: str | None = None,
-                 destinations: Sequence[Destination] = ()) -> Event:
+                 new_id: IdFactory, sequence: int, root_id: str | None = None, session_id: str | None = None,
+                 object_type: str = "payment_session", destinations: Sequence[Destination] = ()) -> Event:
     """Adds an event and one pending delivery per destination to ``db`` without committing.
 
     - ``id``: ``new_id("evt")``; ``created_at``: ``now`` (aware UTC); ``sequence``: given by the caller,
-      who numbers the events of one root (1, 2, ...) while holding that root's row for writing. The unique
-      (session_id, sequence) constraint turns a race into an IntegrityError rather than a duplicate.
-    - ``data``: the object's view; it must hold no card number or CVC (contract §5).
+      who numbers the events of one root (``root_id``: 1, 2, ...) atomically. The unique (root_id,
+      sequence) constraint turns a race into an IntegrityError rather than a duplicate. ``session_id`` (the
+      session the event belongs to, if any) is kept for listing by session.
+    - ``object_type`` and ``data``: which object the event describes and its view; the view must hold no
+      card number or CVC.
     - every destination gets a Delivery due at ``now`` in the same transaction (an event with none is still
       kept and listed).
     """
     event_id = new_id("evt")
-    body = build_body(event_id, event_type, rfc3339(now), sequence, data)
-    event = Event(id=event_id, client_id=client_id, session_id=session_id, type=event_type,
-                  sequence=sequence, body=body, created_at=naive_utc(now))
+    body = build_body(event_id, event_type, rfc3339(now), sequence, data, object_type)
+    event = Event(id=event_id, client_id=client_id, session_id=session_id, root_id=root_id or session_id,
+                  object=object_type, type=event_type, sequence=sequence, body=body, created_at=naive_utc(now))
     db.add(event)
     db.flush()  # the models declare no relationships, so the event row must exist before its deliveries
     for destination in destinations:
@@ -126,7 +128,7 @@ def _latency(value: float | None) -> float | None:
 def event_view(event: Event, deliveries_with_attempts: Iterable[tuple[Delivery, Sequence[DeliveryAttempt]]]) -> dict:
     """The public view of one event for ``GET /v1/events``::
 
-        {"id", "type", "created_at", "sequence", "session_id", "data",
+        {"id", "type", "object", "created_at", "sequence", "session_id", "data",
          "deliveries": [{"id", "kind", "target", "status", "attempts", "last_status_code", "last_error",
                          "next_attempt_at", "delivered_at",
                          "attempt_log": [{"number", "started_at", "status_code", "latency_ms", "error",
@@ -146,22 +148,28 @@ def event_view(event: Event, deliveries_with_attempts: Iterable[tuple[Delivery, 
                              "error": a.error, "outcome": a.outcome}
                             for a in sorted(attempts, key=lambda a: (a.number, a.id))],
         })
-    return {"id": event.id, "type": event.type, "created_at": rfc3339(event.created_at),
+    return {"id": event.id, "type": event.type, "object": event.object, "created_at": rfc3339(event.created_at),
             "sequence": event.sequence, "session_id": event.session_id,
             "data": json.loads(event.body).get("data"), "deliveries": deliveries}
 
 
-def list_events(db: DbSession, *, client_id: str, session_id: str | None, limit: int = 100) -> list[dict]:
+def list_events(db: DbSession, *, client_id: str, session_id: str | None, limit: int = 100,
+                root_id: str | None = None) -> list[dict]:
     """Views (:func:`event_view`) of ``client_id``'s events.
 
-    With ``session_id``: that session's events in sequence order. Without: the client's ``limit`` most
-    recent events, oldest first (ties: by session, then sequence). Events of other clients are never returned.
+    With ``session_id``: that session's events in sequence order (its payment's, refunds' and disputes'
+    included: they are numbered with the session). With ``root_id``: the events numbered under that root
+    (a session, or a payment without session) in sequence order. Without either: the client's ``limit``
+    most recent events, oldest first (ties: by root, then sequence). Events of other clients are never
+    returned.
     """
     query = select(Event).where(Event.client_id == client_id)
     if session_id is not None:
         events = list(db.scalars(query.where(Event.session_id == session_id).order_by(Event.sequence)))
+    elif root_id is not None:
+        events = list(db.scalars(query.where(Event.root_id == root_id).order_by(Event.sequence)))
     else:
-        events = list(db.scalars(query.order_by(Event.created_at.desc(), Event.session_id.desc(),
+        events = list(db.scalars(query.order_by(Event.created_at.desc(), Event.root_id.desc(),
                                                     Event.sequence.desc(), Event.id.desc()).limit(limit)))
         events.reverse()
     if not events:

@@ -61,3 +61,18 @@ def rfc3339(moment: datetime | None) -> str | None:
 def as_utc(moment: datetime) -> datetime:
     """Treats a naive datetime read back from the database as UTC."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+class ShiftedClock:
+    """Business time: ``base()`` moved forward by ``offset()`` seconds (Stripe's test clocks, applied to the
+    whole deployment; see :mod:`payments.sandbox_clock`). ``base`` is any :data:`Clock`; ``offset`` returns
+    float seconds (0 until the clock is moved)."""
+
+    def __init__(self, base: Clock, offset: Callable[[], float]):
+        self.base = base
+        self.offset = offset
+
+    def __call__(self) -> datetime:
+        from datetime import timedelta
+
+        return self.base() + timedelta(seconds=self.offset())

@@ -7,7 +7,8 @@ Exception tree::
     ├── NotFound                    404 not_found
     ├── Unauthorized                401 unauthorized
     ├── ValidationFailed            400 validation_error (with per-field codes)
-    ├── Conflict                    409 (invalid_state, idempotency_key_in_use)
+    ├── Conflict                    409 (invalid_state, idempotency_key_in_use, payment_not_capturable, ...)
+    ├── Unprocessable               422 (amount_exceeds_capturable, amount_exceeds_refundable)
     └── IdempotencyKeyReused        422 idempotency_key_reused
 
 Business outcomes (a decline, a fraud block, an invalid card typed by DTMF) are
@@ -59,6 +60,13 @@ class ValidationFailed(PaygateError):
 class Conflict(PaygateError):
     code = "invalid_state"
     http_status = 409
+
+
+class Unprocessable(PaygateError):
+    """The request is well formed but asks for more than the object allows (e.g. capturing more than is held)."""
+
+    code = "unprocessable"
+    http_status = 422
 
 
 class IdempotencyKeyReused(PaygateError):

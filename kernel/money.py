@@ -35,3 +35,25 @@ def format_amount(amount: int, currency: str, locale: str | None = None) -> str:
         return format_currency(value, currency, locale=(locale or "en_US").replace("-", "_"))
     except Exception:  # unknown locale: fall back to English
         return format_currency(value, currency, locale="en_US")
+
+
+MAX_AMOUNT = 10**12
+"""The largest amount paygate accepts, in minor units (ten billion dollars in USD)."""
+
+
+def parse_minor_units(value) -> int:
+    """An amount in minor units from an integer or a string of ASCII digits (Genesys flow variables arrive as
+    strings): ``2500`` or ``"2500"`` → 2500. Raises ``ValueError`` for zero, a negative number, a decimal
+    (``"12.50"``, ``12.5``), a boolean, an empty or non-digit string, or more than :data:`MAX_AMOUNT`: an amount
+    is never silently zero or rounded."""
+    if isinstance(value, bool):
+        raise ValueError("an amount is an integer, not a boolean")
+    if isinstance(value, int):
+        amount = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 13:
+        amount = int(value)
+    else:
+        raise ValueError("an amount is a positive integer of minor units, or a string of its digits")
+    if not 1 <= amount <= MAX_AMOUNT:
+        raise ValueError("an amount must be at least 1 minor unit")
+    return amount

@@ -10,6 +10,8 @@ never start on a silent default.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -64,6 +66,9 @@ class Settings:
     delivery_timeout_seconds: float
     reconcile_after_seconds: int
     log_level: str
+    hold_expiring_notice_seconds: int = 86400
+    sandbox_dispute_delay_seconds: int = 5
+    sandbox_latency_ms: int = 0
 
     @property
     def production(self) -> bool:
@@ -104,6 +109,9 @@ class Settings:
         stripe_key = get("STRIPE_API_KEY")
         if gateway == "stripe" and not stripe_key:
             raise ConfigError("PAYGATE_GATEWAY=stripe requires PAYGATE_STRIPE_API_KEY")
+        if gateway == "stripe" and env == "production" and not get("STRIPE_WEBHOOK_SECRET"):
+            raise ConfigError("PAYGATE_GATEWAY=stripe in production requires PAYGATE_STRIPE_WEBHOOK_SECRET "
+                              "(disputes and late refund results arrive as signed webhooks)")
 
         brands = tuple(b.strip().lower() for b in (get("ALLOWED_BRANDS") or ",".join(ALL_BRANDS)).split(",") if b.strip())
         unknown = [b for b in brands if b not in ALL_BRANDS]
@@ -125,7 +133,8 @@ class Settings:
             gateway=gateway,
             stripe_api_key=stripe_key,
             stripe_api_base=get("STRIPE_API_BASE"),
-            stripe_webhook_secret=get("STRIPE_WEBHOOK_SECRET"),
+            stripe_webhook_secret=get("STRIPE_WEBHOOK_SECRET") or (
+                None if env == "production" else _derived_webhook_secret(secret("SECRET_KEY"))),
             vault_keys=parse_vault_keys(secret("VAULT_KEYS")),
             fingerprint_key=_decode_key("PAYGATE_FINGERPRINT_KEY", secret("FINGERPRINT_KEY")),
             secret_key=secret("SECRET_KEY"),
@@ -145,6 +154,9 @@ class Settings:
             delivery_timeout_seconds=_float(get, "DELIVERY_TIMEOUT_SECONDS", 10.0, 0.1, 60),
             reconcile_after_seconds=_int(get, "RECONCILE_AFTER_SECONDS", 120, 1, 86400),
             log_level=(get("LOG_LEVEL", "INFO") or "INFO").upper(),
+            hold_expiring_notice_seconds=_int(get, "HOLD_EXPIRING_NOTICE_SECONDS", 86400, 0, 30 * 86400),
+            sandbox_dispute_delay_seconds=_int(get, "SANDBOX_DISPUTE_DELAY_SECONDS", 5, 0, 30 * 86400),
+            sandbox_latency_ms=_int(get, "SANDBOX_LATENCY_MS", 0, 0, 120_000),
         )
 
     def with_overrides(self, **changes) -> "Settings":
@@ -181,6 +193,14 @@ def _decode_key(name: str, b64: str) -> bytes:
     if len(key) != 32:
         raise ConfigError(f"{name} must decode to 32 bytes")
     return key
+
+
+def _derived_webhook_secret(secret_key: str) -> str:
+    """Outside production, the Stripe webhook secret defaults to one derived from ``PAYGATE_SECRET_KEY``
+    (HMAC-SHA256), so every process of a deployment agrees on it with no set-up; the sandbox gateway signs its
+    own Stripe-shaped events with it."""
+    digest = hmac.new(secret_key.encode(), b"paygate.stripe-webhook-secret", hashlib.sha256).digest()
+    return "whsec_" + base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
 def _new_key() -> str:

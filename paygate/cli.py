@@ -81,11 +81,13 @@ def clients_rotate(client_id: str, keep: int) -> None:
 @click.option("--workflow/--no-workflow", "start_workflow", default=None,
               help="Start the workflow for each event (default: on when a workflow id is set).")
 @click.option("--sms-from", default=None, help="Default fromAddress of send-link SMS messages.")
+@click.option("--worktype-id", default=None, metavar="UUID",
+              help="Task Management worktype of the review workitem each failed refund creates ('' turns it off).")
 @click.option("--remove", is_flag=True, help="Remove the client's Genesys settings.")
 def clients_genesys(client_id: str, region: str | None, api_base: str | None, login_base: str | None,
                     oauth_client_id: str | None, oauth_client_secret: str | None, workflow_id: str | None,
                     write_attributes: bool | None, start_workflow: bool | None, sms_from: str | None,
-                    remove: bool) -> None:
+                    worktype_id: str | None, remove: bool) -> None:
     """Configure write-back into Genesys Cloud (contract §6) and link sending for CLIENT_ID.
 
     Options left out keep their stored value, so a flag can be flipped without repeating the secret.
@@ -127,7 +129,8 @@ def clients_genesys(client_id: str, region: str | None, api_base: str | None, lo
                     write_attributes=write_attributes if write_attributes is not None else (
                         old.write_attributes if old else True),
                     start_workflow=start_workflow,
-                    sms_from_address=sms_from if sms_from is not None else (old.sms_from_address if old else None))
+                    sms_from_address=sms_from if sms_from is not None else (old.sms_from_address if old else None),
+                    worktype_id=(worktype_id or None) if worktype_id is not None else (old.worktype_id if old else None))
                 if old is not None and old.client_secret and not oauth_client_secret:
                     new = new.with_secret(old.client_secret)  # a hand-written plaintext secret gets sealed now
                 try:
@@ -159,19 +162,14 @@ def db_upgrade() -> None:
 
 @main.command()
 def worker() -> None:
-    """Deliver events (outbox), expire sessions past their TTL and reconcile gateway timeouts."""
+    """Deliver events (outbox), expire sessions, lapse holds, reconcile unknown gateway answers and post the
+    sandbox's webhooks (see paygate.worker.periodic_tasks)."""
     from kernel.logging import configure_logging
-    from paygate.migrate import upgrade
-    from paygate.worker import run_worker
-
-    from .services import build_services
+    from paygate.worker import serve
 
     settings = _settings()
     configure_logging(settings.log_level)
-    if settings.database_url.startswith("sqlite"):
-        upgrade(settings.database_url, lock_dir=settings.instance_path)
-    svc = build_services(settings)
-    run_worker(settings, periodic=[(1.0, svc.sessions.expire_due), (5.0, svc.payments.reconcile_due)])
+    serve(settings)
 
 
 @main.group()

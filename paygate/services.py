@@ -1,7 +1,11 @@
 """Builds every service from :class:`~kernel.settings.Settings` — the one place dependencies are wired.
 
-The Flask app keeps the result in ``app.extensions["paygate"]``; the CLI and the
-worker build their own. Nothing here reads the environment.
+The Flask app keeps the result in ``app.extensions["paygate"]``; the worker and the CLI build theirs with the
+same :func:`build_services`. Nothing here reads the environment.
+
+Business time: with the sandbox gateway outside production, every domain service (and the sandbox itself)
+runs on a :class:`~payments.sandbox_clock.SandboxClock`, which ``POST /v1/sandbox/clock`` moves forward for the
+whole deployment; otherwise on the real clock.
 """
 
 from __future__ import annotations
@@ -19,8 +23,14 @@ from kernel.clock import Clock, IdFactory, random_id, system_clock
 from kernel.db import make_engine, make_sessionmaker
 from kernel.settings import Settings
 from payments.clients import TokenIssuer
+from payments.context import Context, RedisLock
 from payments.fraud import FraudPolicy, FraudScreen
+from payments.gateway_events import DisputeService, GatewayWebhooks
+from payments.holds import HoldService
 from payments.idempotency import IdempotencyStore
+from payments.merchant import MerchantCharges
+from payments.refunds import RefundService
+from payments.sandbox_clock import SandboxClock
 from payments.sessions import LinkSigner, SessionDefaults, SessionService
 from payments.submission import PaymentProcessor, ProcessorConfig
 from tokenizer.gateways.base import Gateway
@@ -45,6 +55,14 @@ class Services:
     fraud: FraudScreen
     sessions: SessionService
     payments: PaymentProcessor
+    ctx: Context
+    holds: HoldService
+    refunds: RefundService
+    merchant: MerchantCharges
+    webhooks: GatewayWebhooks
+    disputes: DisputeService
+    sandbox_clock: SandboxClock | None = None
+    """The movable business clock, when the deployment runs the sandbox gateway outside production."""
     _link_sender: object = field(default=None, repr=False)
     _guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -76,24 +94,32 @@ class Services:
         self.redis.close()
 
 
-def build_gateway(settings: Settings, redis) -> Gateway:
-    """The configured gateway: the sandbox (ledger in Redis) or Stripe through ``StripeClient``."""
+def build_gateway(settings: Settings, redis, clock: Clock = system_clock) -> Gateway:
+    """The configured gateway: the sandbox (state and webhook queue in Redis, on business time ``clock``) or
+    Stripe through ``StripeClient``."""
     if settings.gateway == "stripe":
         from tokenizer.gateways.stripe import StripeGateway
 
         return StripeGateway(settings.stripe_api_key, api_base=settings.stripe_api_base)
-    from tokenizer.gateways.sandbox import RedisSandboxLedger, SandboxGateway
+    from tokenizer.gateways.sandbox import RedisSandboxLedger, SandboxGateway, WebhookQueue
 
-    return SandboxGateway(ledger=RedisSandboxLedger(redis))
+    return SandboxGateway(ledger=RedisSandboxLedger(redis), clock=clock, webhooks=WebhookQueue(redis),
+                          dispute_delay_seconds=settings.sandbox_dispute_delay_seconds,
+                          latency_seconds=settings.sandbox_latency_ms / 1000.0)
 
 
 def build_services(settings: Settings, *, clock: Clock = system_clock, new_id: IdFactory = random_id,
                    gateway: Gateway | None = None) -> Services:
-    """Wires the services for ``settings``; ``clock``/``new_id``/``gateway`` can be replaced by tests."""
+    """Wires the services for ``settings``; ``clock``/``new_id``/``gateway`` can be replaced by tests (``clock``
+    is the base of business time; a test's FrozenClock stays movable by the sandbox clock on top of it)."""
     engine = make_engine(settings.database_url)
     Session = make_sessionmaker(engine)
     redis = redis_lib.Redis.from_url(settings.redis_url, decode_responses=False, health_check_interval=30)
-    gateway = gateway or build_gateway(settings, redis)
+    sandbox_clock = None
+    if settings.gateway == "sandbox" and not settings.production:
+        sandbox_clock = SandboxClock(redis, base=clock)
+        clock = sandbox_clock
+    gateway = gateway or build_gateway(settings, redis, clock)
     links = LinkSigner(settings.secret_key)
     vault = Vault(settings.vault_keys, settings.fingerprint_key)
     fraud = FraudScreen(redis, FraudPolicy(threshold=settings.fraud_threshold,
@@ -109,7 +135,15 @@ def build_services(settings: Settings, *, clock: Clock = system_clock, new_id: I
                                 ProcessorConfig(allowed_brands=settings.allowed_brands,
                                                 reconcile_after_seconds=settings.reconcile_after_seconds),
                                 clock=clock, new_id=new_id)
-    idem_secret = hashlib.sha256(b"payments.idempotency|" + settings.secret_key.encode()).digest()
+    ctx = Context(Session=Session, redis=redis, gateway=gateway, clock=clock, new_id=new_id, locks=RedisLock(redis))
+    reconcile = settings.reconcile_after_seconds
+    refunds = RefundService(ctx, reconcile_after_seconds=reconcile)
+    webhooks = GatewayWebhooks(ctx, refunds, settings.stripe_webhook_secret)
+    idem_secret = hashlib.sha256(b"paygate.idempotency|" + settings.secret_key.encode()).digest()
     return Services(settings=settings, engine=engine, Session=Session, redis=redis, clock=clock, new_id=new_id,
                     tokens=TokenIssuer(settings.secret_key), idempotency=IdempotencyStore(redis, idem_secret),
-                    links=links, vault=vault, gateway=gateway, fraud=fraud, sessions=sessions, payments=payments)
+                    links=links, vault=vault, gateway=gateway, fraud=fraud, sessions=sessions, payments=payments,
+                    ctx=ctx, holds=HoldService(ctx, notice_seconds=settings.hold_expiring_notice_seconds,
+                                               reconcile_after_seconds=reconcile),
+                    refunds=refunds, merchant=MerchantCharges(ctx, reconcile_after_seconds=reconcile),
+                    webhooks=webhooks, disputes=DisputeService(ctx, webhooks), sandbox_clock=sandbox_clock)

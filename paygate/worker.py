@@ -26,9 +26,10 @@ from callbacks.outbox import WAKE_KEY
 from integrations.genesys.settings import SecretBox
 from integrations.genesys.writeback import build_senders
 from kernel.clock import system_clock
-from kernel.db import make_engine, make_sessionmaker
 from kernel.settings import Settings
 from payments.clients import genesys_settings_loader, signing_secrets_resolver
+
+from .services import Services, build_services
 
 log = logging.getLogger("paygate.callbacks")
 
@@ -54,17 +55,77 @@ def build_deliverer(settings: Settings, Session, http: httpx.Client, **overrides
     return Deliverer(Session, http, **kwargs)
 
 
-def run_worker(settings: Settings, *, stop: threading.Event | None = None,
+def periodic_tasks(svc: Services, http: httpx.Client) -> list[tuple[float, Callable[[], object]]]:
+    """The worker's scheduled work, ``(interval seconds, task)``: expire sessions past their TTL and lapse holds
+    (every second), post the sandbox's due Stripe-shaped webhooks (every second, sandbox only), and reconcile
+    unknown gateway answers of card submissions, merchant-initiated charges, captures/voids and refunds
+    (every 5 s)."""
+    tasks: list[tuple[float, Callable[[], object]]] = [
+        (1.0, svc.sessions.expire_due), (1.0, svc.holds.lapse_due), (5.0, svc.payments.reconcile_due),
+        (5.0, svc.merchant.reconcile_due), (5.0, svc.holds.reconcile_due), (5.0, svc.refunds.reconcile_due)]
+    queue = getattr(svc.gateway, "webhooks", None)
+    if queue is not None and svc.settings.stripe_webhook_secret:
+        tasks.append((1.0, SandboxWebhookPoster(queue, svc.clock, svc.settings.stripe_webhook_secret,
+                                                post=_http_poster(http, svc.settings.public_base_url))))
+    return tasks
+
+
+def _http_poster(http: httpx.Client, base_url: str) -> Callable[[bytes, str], bool]:
+    url = f"{base_url}/webhooks/stripe"
+
+    def post(payload: bytes, signature: str) -> bool:
+        try:
+            response = http.post(url, content=payload, headers={"Content-Type": "application/json",
+                                                                "Stripe-Signature": signature})
+        except httpx.HTTPError as exc:
+            log.warning("sandbox webhook not delivered", extra={"error": type(exc).__name__})
+            return False
+        return 200 <= response.status_code < 300
+
+    return post
+
+
+class SandboxWebhookPoster:
+    """Posts the sandbox gateway's due Stripe-shaped events to the app's own ``/webhooks/stripe``, signed with
+    the webhook secret the way Stripe signs (real time in the signature), so they take the path a real Stripe
+    event takes. ``post(payload, signature) -> bool`` sends one (True on 2xx); an event that could not be
+    delivered is queued again 5 s (business time) later. Calling it returns how many were delivered."""
+
+    RETRY_SECONDS = 5.0
+
+    def __init__(self, queue, clock, secret: str, *, post: Callable[[bytes, str], bool],
+                 real_time: Callable[[], float] = time.time):
+        self.queue = queue
+        self.clock = clock
+        self.secret = secret
+        self.post = post
+        self.real_time = real_time
+
+    def __call__(self) -> int:
+        from tokenizer.gateways.stripe_webhooks import sign_payload
+
+        now = self.clock().timestamp()
+        delivered = 0
+        for body in self.queue.take_due(now):
+            payload = body.encode("utf-8")
+            if self.post(payload, sign_payload(payload, self.secret, int(self.real_time()))):
+                delivered += 1
+            else:
+                self.queue.schedule(body, now + self.RETRY_SECONDS)
+        return delivered
+
+
+def run_worker(settings: Settings, *, services: Services | None = None, stop: threading.Event | None = None,
                periodic: Sequence[tuple[float, Callable[[], object]]] = ()) -> None:
     """Runs the delivery loop until ``stop`` is set (or SIGTERM/SIGINT arrives, when called from the main
-    thread). ``periodic`` is a list of ``(interval_seconds, task)``; each task runs first at start-up,
+    thread). ``services``: the composition root's :class:`~paygate.services.Services` (built from ``settings``
+    when not given). ``periodic`` is a list of ``(interval_seconds, task)``; each task runs first at start-up,
     then whenever its interval has passed; its exceptions are logged and never stop the worker.
     """
     stop = stop or threading.Event()
-    engine = make_engine(settings.database_url)
-    Session = make_sessionmaker(engine)
-    redis = redis_lib.Redis.from_url(settings.redis_url, socket_timeout=WAIT_SECONDS + 5,
-                                     socket_connect_timeout=5)
+    owned = services is None
+    services = services or build_services(settings)
+    Session, redis = services.Session, services.redis
     http = httpx.Client(headers={"User-Agent": USER_AGENT}, follow_redirects=False,
                         timeout=settings.delivery_timeout_seconds)
     deliverer = build_deliverer(settings, Session, http)
@@ -108,8 +169,8 @@ def run_worker(settings: Settings, *, stop: threading.Event | None = None,
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         http.close()
-        redis.close()
-        engine.dispose()
+        if owned:
+            services.close()
         log.info("worker stopped")
 
 
@@ -122,16 +183,29 @@ def _wait_for_wake(redis: redis_lib.Redis, stop: threading.Event) -> None:
         stop.wait(WAIT_SECONDS)
 
 
+def serve(settings: Settings) -> None:
+    """The ``paygate worker`` process: migrates a fresh SQLite file, then delivers the outbox and runs
+    :func:`periodic_tasks` until SIGTERM/SIGINT."""
+    from paygate.migrate import upgrade
+
+    if settings.database_url.startswith("sqlite"):
+        upgrade(settings.database_url, lock_dir=settings.instance_path)
+    svc = build_services(settings)
+    with httpx.Client(headers={"User-Agent": USER_AGENT}, follow_redirects=False,
+                      timeout=settings.delivery_timeout_seconds) as http:
+        try:
+            run_worker(settings, services=svc, periodic=periodic_tasks(svc, http))
+        finally:
+            svc.close()
+
+
 def main() -> None:
     """Entry point of ``python -m paygate.worker``: settings from the environment, JSON logs, run."""
     from kernel.logging import configure_logging
-    from paygate.migrate import upgrade
 
     settings = Settings.from_env()
     configure_logging(settings.log_level)
-    if settings.database_url.startswith("sqlite"):
-        upgrade(settings.database_url, lock_dir=settings.instance_path)
-    run_worker(settings)
+    serve(settings)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,25 @@
-"""Where the domain's events go: numbering per root and the list of destinations, then the outbox.
+"""Where the domain's events go: numbering per root, destinations, then the outbox.
 
-Every event is written through :func:`record` in the transaction of the state change it describes
-(:func:`callbacks.outbox.record_event`). Destinations: the signed webhook to the session's
-``callback_url``, else the client's; and, for a client with Genesys settings, the participant attributes
-and the workflow start (:func:`integrations.genesys.writeback.destinations`).
+Every event is written through :func:`record_for` (or :func:`record` for a session's own events) in the
+transaction of the state change it describes (:func:`callbacks.outbox.record_event`).
+
+* **Root and sequence** (docs/api.md, "Events"): a session numbers its own events and those of its payment,
+  refunds and disputes (1, 2, ...); a payment without a session (merchant-initiated) numbers its own. The
+  counter is incremented with one ``UPDATE ... RETURNING`` on the root row, so concurrent transactions
+  (a refund and a dispute webhook at once) wait on the row lock instead of reading the same value.
+* **Destinations**: the signed webhook to the object's ``callback_url`` (a refund's, else its payment's or
+  session's), else the client's; and, for a client with Genesys settings, the participant attributes (on
+  the conversation and participant the event names) and the workflow start
+  (:func:`integrations.genesys.writeback.destinations`).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session as DbSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from callbacks.models import Event
 from callbacks.outbox import KIND_WEBHOOK, Destination, record_event
@@ -18,7 +27,7 @@ from integrations.genesys import writeback
 from integrations.genesys.settings import settings_of
 from kernel.clock import IdFactory
 
-from .models import ApiClient, PaymentSession
+from .models import ApiClient, Payment, PaymentSession
 
 
 def destinations_for(client: ApiClient, *, event_type: str, callback_url: str | None,
@@ -35,24 +44,60 @@ def destinations_for(client: ApiClient, *, event_type: str, callback_url: str | 
     return out
 
 
-def record(db: DbSession, *, client: ApiClient, session: PaymentSession | None, event_type: str, data: dict,
-           now: datetime, new_id: IdFactory) -> Event:
-    """Adds an event and its deliveries to ``db`` without committing.
+def next_sequence(db: DbSession, root: PaymentSession | Payment) -> int:
+    """Increments ``root.event_sequence`` in the database (one ``UPDATE ... RETURNING``) and returns the new
+    value; the ORM object is updated to match. Pending ORM changes are flushed first."""
+    table = type(root).__table__
+    value = db.execute(update(table).where(table.c.id == root.id)
+                       .values(event_sequence=table.c.event_sequence + 1)
+                       .returning(table.c.event_sequence)).scalar_one()
+    set_committed_value(root, "event_sequence", value)
+    return value
 
-    ``sequence``: ``session.event_sequence`` is incremented and its new value used (1, 2, ... per session);
-    the caller holds the session row for writing (SQLite's BEGIN IMMEDIATE, or a ``SELECT ... FOR UPDATE``
-    on PostgreSQL). An event without a session has sequence 1. ``data`` must hold no card number or CVC:
-    pass the object's view.
-    """
-    if session is not None:
-        session.event_sequence = (session.event_sequence or 0) + 1
-        sequence = session.event_sequence
-    else:
-        sequence = 1
+
+def record_for(db: DbSession, *, client: ApiClient, root: PaymentSession | Payment, event_type: str,
+               object_type: str, data: dict, now: datetime, new_id: IdFactory, callback_url: str | None,
+               conversation_id: str | None, participant_id: str | None) -> Event:
+    """Adds one event numbered under ``root`` (a session, or a payment without session) and its deliveries to
+    ``db`` without committing. ``object_type``/``data``: the object the event describes and its view (no
+    card number or CVC). ``callback_url`` overrides the client's endpoint; ``conversation_id`` and
+    ``participant_id`` say whose Genesys attributes to write (none without both)."""
+    session_id = root.id if isinstance(root, PaymentSession) else None
     return record_event(db, client_id=client.id, event_type=event_type, data=data, now=now, new_id=new_id,
-                        sequence=sequence, session_id=session.id if session is not None else None,
-                        destinations=destinations_for(
-                            client, event_type=event_type,
-                            callback_url=session.callback_url if session is not None else None,
-                            conversation_id=session.conversation_id if session is not None else None,
-                            participant_id=session.participant_id if session is not None else None))
+                        sequence=next_sequence(db, root), root_id=root.id, session_id=session_id,
+                        object_type=object_type,
+                        destinations=destinations_for(client, event_type=event_type, callback_url=callback_url,
+                                                      conversation_id=conversation_id,
+                                                      participant_id=participant_id))
+
+
+def record(db: DbSession, *, client: ApiClient, session: PaymentSession, event_type: str, data: dict,
+           now: datetime, new_id: IdFactory) -> Event:
+    """A session's own event (``object: payment_session``, ``data`` its session view), numbered under the
+    session, sent to its ``callback_url`` (else the client's) and written back to its participant."""
+    return record_for(db, client=client, root=session, event_type=event_type, object_type="payment_session",
+                      data=data, now=now, new_id=new_id, callback_url=session.callback_url,
+                      conversation_id=session.conversation_id, participant_id=session.participant_id)
+
+
+def root_of(db: DbSession, payment: Payment) -> tuple[PaymentSession | Payment, PaymentSession | None]:
+    """``(root, session)`` for events about ``payment``: its session when it has one, else the payment."""
+    session = db.get(PaymentSession, payment.session_id) if payment.session_id else None
+    return (session if session is not None else payment), session
+
+
+def payment_event(db: DbSession, *, client: ApiClient, payment: Payment, event_type: str, data: dict,
+                  now: datetime, new_id: IdFactory, object_type: str = "payment",
+                  callback_url: str | None = None, conversation_id: str | None = None,
+                  participant_id: str | None = None) -> Event:
+    """An event about ``payment`` or one of its refunds or disputes (``object_type``, ``data`` that object's
+    view), numbered under the payment's root. It goes to ``callback_url`` if given, else the payment's, else its
+    session's (else the client's); attributes are written on ``conversation_id``/``participant_id`` when both are
+    given, else on the payment's."""
+    root, session = root_of(db, payment)
+    target = callback_url or payment.callback_url or (session.callback_url if session is not None else None)
+    if not (conversation_id and participant_id):
+        conversation_id, participant_id = payment.conversation_id, payment.participant_id
+    return record_for(db, client=client, root=root, event_type=event_type, object_type=object_type, data=data,
+                      now=now, new_id=new_id, callback_url=target, conversation_id=conversation_id,
+                      participant_id=participant_id)

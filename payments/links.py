@@ -78,42 +78,29 @@ class LinkSender:
         self.limit = limit
         self.window = window
 
-    @staticmethod
-    def validate(body) -> tuple[str, str, str | None]:
-        """``(to, messenger_type, from_address)`` of a send-link body, or :class:`ValidationFailed` with
-        per-field codes: ``to`` must be E.164 (``+`` and 7–15 digits, ITU-T E.164), ``messenger_type``
-        ``sms`` or ``whatsapp``, ``from_address`` an optional non-empty string ≤ 200 characters."""
-        if not isinstance(body, dict):
-            raise ValidationFailed("The request body must be a JSON object.", code="invalid_json")
-        errors: dict[str, str] = {}
-        to, kind, sender = body.get("to"), body.get("messenger_type"), body.get("from_address")
-        if to is None:
-            errors["to"] = "required"
-        elif not isinstance(to, str) or not E164_RE.match(to):
-            errors["to"] = "invalid_phone_number"
-        if kind is None:
-            errors["messenger_type"] = "required"
-        elif kind not in MESSENGER_TYPES:
-            errors["messenger_type"] = "invalid_choice"
-        if sender is not None and (not isinstance(sender, str) or not sender.strip() or len(sender) > 200):
-            errors["from_address"] = "invalid"
-        for name in sorted(set(body) - {"to", "messenger_type", "from_address"}):
-            errors[name] = "unknown_field"
-        if errors:
-            raise ValidationFailed("The send-link request is invalid.", details={"fields": errors})
-        return to, kind, sender
-
-    def send(self, client_id: str | None, session_id: str, body) -> LinkSent:
-        """Validates ``body`` and sends the link of ``session_id`` (owned by ``client_id``; None skips the
-        owner check, for the signed agent view).
+    def send(self, client_id: str | None, session_id: str, *, to: str, messenger_type: str,
+             from_address: str | None = None) -> LinkSent:
+        """Sends the link of ``session_id`` (owned by ``client_id``; None skips the owner check, for the signed
+        agent view) to ``to`` (E.164, ITU-T E.164: ``+`` and 7–15 digits) by ``messenger_type`` (``sms`` or
+        ``whatsapp``) from ``from_address`` (a Genesys SMS number or WhatsApp integration id; None: the
+        client's configured SMS sender). The API validates the request's shape (the ``SendLink`` model of
+        ``GET /v1/openapi.json``) before calling this.
 
         Raises (all :class:`kernel.errors.PaygateError`): ``session_not_found`` 404, ``validation_error``
-        400, ``session_not_pending`` 409, ``genesys_not_configured`` 409, ``rate_limited`` 429
+        400 (``to`` / ``messenger_type`` malformed, or ``from_address`` required: no default SMS sender),
+        ``session_not_pending`` 409, ``genesys_not_configured`` 409, ``rate_limited`` 429
         (``details["retry_after"]`` seconds), ``genesys_unavailable`` 502 (Genesys answered non-2xx,
         timed out or gave no token).
         """
         s = self.sessions.get(client_id, session_id)
-        to, kind, sender = self.validate(body)
+        errors: dict[str, str] = {}  # defensive: the API's request model checked both already
+        if not isinstance(to, str) or not E164_RE.match(to):
+            errors["to"] = "invalid_phone_number"
+        if messenger_type not in MESSENGER_TYPES:
+            errors["messenger_type"] = "invalid_choice"
+        if errors:
+            raise ValidationFailed("The send-link request is invalid.", details={"fields": errors})
+        kind, sender = messenger_type, from_address
         if s.status != "pending":
             raise Conflict(f"The link of a session that is {s.status} cannot be sent.", code="session_not_pending")
         settings = self.load_settings(s.client_id)
@@ -157,8 +144,8 @@ class LinkSender:
         if last is None:
             raise Conflict("The link was never sent, so there is nobody to send it to again.",
                            code="no_previous_send")
-        return self.send(client_id, session_id, {"to": last.to, "messenger_type": last.messenger_type,
-                                                 "from_address": last.from_address})
+        return self.send(client_id, session_id, to=last.to, messenger_type=last.messenger_type,
+                         from_address=last.from_address or None)
 
     def _take_slot(self, session_id: str) -> None:
         """Counts one send in the sliding window, or raises ``rate_limited`` (429) when it is full."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import sessionmaker
@@ -28,15 +28,17 @@ from sqlalchemy.orm import sessionmaker
 from callbacks import events as ev
 from callbacks import outbox
 from kernel.clock import Clock, IdFactory
-from tokenizer.cards import BRANDS, validate_card
+from tokenizer.cards import BRANDS, authorization_validity, validate_card
 from tokenizer.declines import FAILED_MESSAGE, UNAVAILABLE_MESSAGE, customer_message
 from tokenizer.gateways.base import AuthorizationRequest, Gateway, GatewayResult, GatewayStatus
 from tokenizer.models import VaultCard
 from tokenizer.vault import Vault
 
+from .events import payment_event
 from .fraud import FraudScreen
 from .models import TERMINAL_STATUSES, ApiClient, Payment, PaymentAttempt, PaymentSession
 from .sessions import SessionService, emit
+from .views import payment_view
 
 LOCK_TTL_MS = 60_000
 DUPLICATE_WAIT_SECONDS = 25.0
@@ -244,14 +246,22 @@ class PaymentProcessor:
                 card_last4=s.card_last4, card_exp_month=s.card_exp_month, card_exp_year=s.card_exp_year,
                 card_fingerprint=s.card_fingerprint, gateway=self.gateway.identifier,
                 gateway_reference=result.reference, gateway_key=attempt.idempotency_key,
-                capture_before=result.capture_before.replace(tzinfo=None) if held and result.capture_before else None,
+                capture_before=_capture_before(result, s.card_brand, now) if held else None,
                 hold_expiring_sent=False, conversation_id=s.conversation_id, participant_id=s.participant_id,
                 customer_account_id=s.customer_account_id, reference=s.reference, metadata_=dict(s.metadata_ or {}),
                 message=APPROVED_MESSAGE, event_sequence=0, created_at=naive, updated_at=naive)
             db.add(payment)
             s.payment_id, s.status, s.decline_code, s.message = payment.id, "approved", None, APPROVED_MESSAGE
             attempt.outcome = "approved"
-            emit(db, client, s, ev.PAYMENT_APPROVED, now, self.new_id)
+            if s.token and (result.gateway_token or result.gateway_customer):
+                db.execute(update(VaultCard).where(VaultCard.token == s.token).values(
+                    gateway_token=result.gateway_token, gateway_customer=result.gateway_customer))
+            if held:  # a hold: nothing was taken, so no payment.approved (docs/api.md, "Holds")
+                db.flush()
+                payment_event(db, client=client, payment=payment, event_type=ev.HOLD_AUTHORIZED,
+                              data=payment_view(payment), now=now, new_id=self.new_id)
+            else:
+                emit(db, client, s, ev.PAYMENT_APPROVED, now, self.new_id)
             return "approved"
         if status is GatewayStatus.DECLINED:
             attempt.outcome = "declined"
@@ -340,6 +350,13 @@ class PaymentProcessor:
     def _report(self, s: PaymentSession, *, duplicate: bool) -> SubmitResult:
         outcome = {"pending": "declined" if s.decline_code else "pending"}.get(s.status, s.status)
         return SubmitResult(outcome, s, duplicate=duplicate)
+
+
+def _capture_before(result: GatewayResult, brand: str | None, now: datetime) -> datetime:
+    """When a customer-initiated hold lapses (naive UTC): the gateway's own value, else the card network's
+    validity (:func:`tokenizer.cards.authorization_validity`)."""
+    moment = result.capture_before or (now + authorization_validity(brand, "customer"))
+    return moment.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 def brand_rules_json(allowed: tuple[str, ...]) -> list[dict]:

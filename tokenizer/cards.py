@@ -43,14 +43,14 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Iterable
 
 from kernel.luhn import luhn_valid
 
 __all__ = [
     "BRANDS", "BrandRule", "Card", "CardValidation", "MAX_RAW_NUMBER_LENGTH", "detect_brand", "inspect_number",
-    "luhn_valid", "normalize_number", "parse_expiry_text", "validate_card",
+    "authorization_validity", "luhn_valid", "normalize_number", "parse_expiry_text", "validate_card",
 ]
 
 
@@ -364,3 +364,19 @@ def validate_card(number, exp_month, exp_year, cvc, cardholder_name=None, *, tod
         return CardValidation(None, errors)
     card = Card(number=digits, exp_month=month, exp_year=year, cvc=cvc_text, cardholder_name=name, brand=brand)
     return CardValidation(card, {})
+
+
+_DAY = timedelta(days=1)
+_VALIDITY_CUSTOMER = {"visa": 7 * _DAY, "mastercard": 7 * _DAY, "amex": 7 * _DAY, "discover": 7 * _DAY}
+_VALIDITY_MERCHANT = {"visa": timedelta(days=4, hours=18), "mastercard": 7 * _DAY, "amex": 7 * _DAY,
+                      "discover": 7 * _DAY}
+
+
+def authorization_validity(brand: str | None, initiator: str) -> timedelta:
+    """How long an online (card-not-present) authorization can be captured, by card network and initiator
+    (``customer`` or ``merchant``), as Stripe lists it (https://docs.stripe.com/payments/place-a-hold-on-a-payment-method,
+    "Authorization validity windows"): 7 days for Visa, Mastercard, American Express and Discover when the
+    customer initiated it; Visa merchant-initiated 5 days, of which Stripe holds 4 days 18 hours to leave time
+    for clearing. Networks Stripe does not list (JCB, Diners, UnionPay) get the default 7 days."""
+    table = _VALIDITY_MERCHANT if initiator == "merchant" else _VALIDITY_CUSTOMER
+    return table.get(brand or "", 7 * _DAY)

@@ -200,7 +200,7 @@ def emit(Session, *, url=None, client_url=None, secrets=(NEW_SECRET,), event_typ
     """Creates a client and a session and records ``count`` events in one transaction; returns their ids."""
     with Session.begin() as db:
         client = make_client(db, secrets=secrets, callback_url=client_url)
-        s = make_session(db, client, callback_url=url)
+        s = make_session(db, client, callback_url=url, now=now)
         ids = [domain_events.record(db, client=client, session=s, event_type=event_type, data=session_data(s),
                                    now=now, new_id=random_id).id for _ in range(count)]
     return client.id, s.id, ids
@@ -234,7 +234,7 @@ def test_record_event_numbers_per_session_and_adds_a_delivery_only_with_a_target
         assert db.get(PaymentSession, with_url.id).event_sequence == 2
         assert e1.id.startswith("evt_")
         body = json.loads(db.get(Event, e2.id).body)
-        assert list(body) == ["id", "type", "created_at", "sequence", "data"]
+        assert list(body) == ["id", "type", "object", "created_at", "sequence", "data"]
         assert body["id"] == e2.id and body["type"] == "payment.approved" and body["sequence"] == 2
         assert body["created_at"] == "2026-11-23T12:00:00Z"
         assert db.get(Event, e2.id).body == ev.build_body(e2.id, "payment.approved", "2026-11-23T12:00:00Z", 2,
@@ -478,7 +478,7 @@ def test_list_events_view(Session, receiver, clock, http):
         everything = outbox.list_events(db, client_id=client_id, session_id=None)
     assert [v["id"] for v in views] == [first, second] == [v["id"] for v in everything]
     v = views[0]
-    assert list(v) == ["id", "type", "created_at", "sequence", "session_id", "data", "deliveries"]
+    assert list(v) == ["id", "type", "object", "created_at", "sequence", "session_id", "data", "deliveries"]
     assert (v["type"], v["created_at"], v["sequence"], v["session_id"]) == (
         "payment.approved", "2026-11-23T12:00:00Z", 1, session_id)
     assert v["data"]["card"] == {"brand": "visa", "last4": "4242"}

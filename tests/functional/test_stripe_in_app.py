@@ -20,7 +20,7 @@ def test_approval_through_stripe(stack_factory):
         intents = server.requests_to("/v1/payment_intents", "POST")
         assert len(intents) == 1 and intents[0]["form"]["capture_method"] == "manual"
         assert intents[0]["headers"]["Idempotency-Key"] == f"{created['session_id']}:1:authorize"
-        assert [t for t, _ in events_of(stack, created["session_id"])] == ["payment.approved"]
+        assert [t for t, _ in events_of(stack, created["session_id"])] == ["hold.authorized"]  # nothing was taken
 
 
 def test_raw_card_refusal_is_failed_never_approved(stack_factory):

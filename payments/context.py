@@ -1,0 +1,66 @@
+"""What every domain service needs, wired once by the composition root (:mod:`paygate.services`).
+
+:class:`Context` carries the database sessionmaker, Redis, the gateway, business time and the id factory;
+:class:`RedisLock` is the short per-object lease that keeps two requests from calling the gateway for the same
+object at once (step 1 of the write path in docs/architecture.md; the compare-and-set in the database is what
+makes it safe even when a lease is lost).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from sqlalchemy.orm import sessionmaker
+
+from kernel.clock import Clock, IdFactory
+from tokenizer.gateways.base import Gateway
+
+LOCK_TTL_MS = 60_000
+_UNLOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+class RedisLock:
+    """A lease per key in Redis (``SET key token NX PX ttl``), released only by its holder (a Lua
+    compare-and-delete). ``sleep`` is injected for waiting."""
+
+    def __init__(self, redis, *, sleep: Callable[[float], None] = time.sleep):
+        self.redis = redis
+        self.sleep = sleep
+        self._unlock = redis.register_script(_UNLOCK)
+
+    def acquire(self, key: str, token: str, *, ttl_ms: int = LOCK_TTL_MS, wait_seconds: float = 0.0) -> bool:
+        """Takes the lease ``key`` for ``token``; waits up to ``wait_seconds`` (polling every 50 ms) while
+        another holder has it. Returns False when it could not be taken."""
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            if self.redis.set(key, token, nx=True, px=ttl_ms):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            self.sleep(0.05)
+
+    def release(self, key: str, token: str) -> None:
+        """Gives the lease back if ``token`` still holds it (an expired lease taken by another is left alone)."""
+        self._unlock(keys=[key], args=[token])
+
+
+@dataclass(frozen=True)
+class Context:
+    """The shared dependencies of the domain services. ``clock`` is business time (aware UTC)."""
+
+    Session: sessionmaker
+    redis: object
+    gateway: Gateway
+    clock: Clock
+    new_id: IdFactory
+    locks: RedisLock = field(repr=False)
+
+    def now(self):
+        """Business time, aware UTC."""
+        return self.clock()
+
+    def naive_now(self):
+        """Business time as the naive UTC value the tables store."""
+        return self.clock().replace(tzinfo=None)
