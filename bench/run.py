@@ -10,9 +10,13 @@ harness (Python threads, one ``httpx.Client`` each, spread over ``P`` processes)
    the ratio to the baseline;
 3. card submissions: each simulated customer creates a session and GETs the page (untimed), then
    POSTs the card form (timed, sandbox card 4242…4242) — submissions/s, p50, p99;
-4. callback lag: ``events.created_at`` (naive UTC, µs) to the receiver's clock on receipt, joined on
+4. captures: each simulated client creates a ``hold`` session and pays it by the voice API (untimed), then
+   captures the payment (``POST /v1/payments/{id}/capture``, timed) — captures/s, p50, p99;
+5. refunds: each client creates a session and pays it by the voice API (untimed), then refunds the payment by
+   disposition (``POST /v1/refunds``, timed) — refunds/s, p50, p99;
+6. callback lag: ``events.created_at`` (naive UTC, µs) to the receiver's clock on receipt, joined on
    ``Paygate-Event-Id`` — p50, p99;
-5. peak RSS (``VmHWM``) of the gunicorn master, each web worker, the delivery worker and Redis.
+7. peak RSS (``VmHWM``) of the gunicorn master, each web worker, the delivery worker and Redis.
 
 Each measurement is repeated ``R`` short rounds and the median of each figure is reported. A table goes
 to stdout and a JSON file to ``bench/results/``. Every process started is stopped on exit, on Ctrl-C,
@@ -324,10 +328,23 @@ def _vm_hwm_mb(pid: int) -> float:
 
 # --- the load harness ----------------------------------------------------------------------------------------
 
-def _session_body() -> dict:
+def _session_body(intent: str = "payment") -> dict:
     return {"conversation_id": str(uuid.uuid4()), "participant_id": str(uuid.uuid4()),
-            "customer_account_id": "BENCH-1", "intent": "payment", "amount": 2500, "currency": "USD",
+            "customer_account_id": "BENCH-1", "intent": intent, "amount": 2500, "currency": "USD",
             "channel": "messaging", "reference": "BENCH"}
+
+
+def _paid_payment(c: httpx.Client, p: dict, auth: dict, intent: str) -> str | None:
+    """Creates a session and pays it by the voice API (sandbox card 4242…4242); the payment id, or None."""
+    r = c.post(p["base"] + "/v1/payment-sessions", json=_session_body(intent), headers=auth)
+    if r.status_code != 201:
+        return None
+    sid = r.json()["session_id"]
+    r = c.post(f"{p['base']}/v1/payment-sessions/{sid}/card", headers=auth,
+               json={"number": CARD.replace(" ", ""), "exp_month": "12", "exp_year": "30", "cvc": "123"})
+    if r.status_code != 200 or r.json().get("outcome") != "approved":
+        return None
+    return c.get(f"{p['base']}/v1/payment-sessions/{sid}", headers=auth).json().get("payment_id")
 
 
 def _hidden_fields(html: str) -> dict[str, str]:
@@ -347,6 +364,18 @@ def _one(scenario: str, c: httpx.Client, p: dict) -> tuple[float | None, bool]:
     if scenario == "create":
         t = time.perf_counter()
         r = c.post(p["base"] + "/v1/payment-sessions", json=_session_body(), headers=auth)
+        return time.perf_counter() - t, r.status_code == 201
+    if scenario in ("capture", "refund"):
+        payment_id = _paid_payment(c, p, auth, "hold" if scenario == "capture" else "payment")
+        if payment_id is None:
+            return None, False
+        t = time.perf_counter()
+        if scenario == "capture":
+            r = c.post(f"{p['base']}/v1/payments/{payment_id}/capture", json={}, headers=auth)
+            return time.perf_counter() - t, r.status_code == 200
+        r = c.post(p["base"] + "/v1/refunds", headers=auth,
+                   json={"payment_id": payment_id, "amount": "1250", "disposition_code": "REFUND_PARTIAL",
+                         "conversation_id": str(uuid.uuid4()), "reason": "requested_by_customer"})
         return time.perf_counter() - t, r.status_code == 201
     # "submit": a customer — session + page untimed, the card POST timed
     c.cookies.clear()
@@ -552,7 +581,7 @@ def bench(args: argparse.Namespace, log) -> dict:
         params = {"base": stack.base, "baseline": stack.baseline, "token": stack.token()}
         load = dict(concurrency=args.concurrency, procs=args.procs)
         log(f"stack up in {time.monotonic() - t_start:.1f} s; warming up ...")
-        for scenario in ("baseline", "create", "submit"):
+        for scenario in ("baseline", "create", "submit", "capture", "refund"):
             run_load(scenario, params, duration=args.warmup, **load)
         rounds = []
 
@@ -575,10 +604,13 @@ def bench(args: argparse.Namespace, log) -> dict:
             since = datetime.now(timezone.utc).replace(tzinfo=None)
             rnd["submit"] = measure("submit")
             rnd["callback_lag"] = callback_lag(stack, since)
+            rnd["capture"] = measure("capture")
+            rnd["refund"] = measure("refund")
             rounds.append(rnd)
             log(f"round {i}: baseline {rnd['baseline']['rps']} req/s, create {rnd['create']['rps']} req/s "
                 f"({rnd['create_ratio']:.0%}), submit {rnd['submit']['rps']}/s p99 {rnd['submit']['p99_ms']} ms, "
-                f"callback lag p99 {rnd['callback_lag']['p99_ms']} ms")
+                f"callback lag p99 {rnd['callback_lag']['p99_ms']} ms, capture {rnd['capture']['rps']}/s "
+                f"p99 {rnd['capture']['p99_ms']} ms, refund {rnd['refund']['rps']}/s p99 {rnd['refund']['p99_ms']} ms")
         rss = stack.peak_rss()
     finally:
         stack.stop()
@@ -589,6 +621,8 @@ def bench(args: argparse.Namespace, log) -> dict:
         "create_ratio": _median(rounds, "create_ratio"),
         "submit": {k: _median(rounds, "submit", k) for k in ("rps", "p50_ms", "p99_ms")},
         "callback_lag": {k: _median(rounds, "callback_lag", k) for k in ("p50_ms", "p99_ms", "max_ms")},
+        "capture": {k: _median(rounds, "capture", k) for k in ("rps", "p50_ms", "p99_ms")},
+        "refund": {k: _median(rounds, "refund", k) for k in ("rps", "p50_ms", "p99_ms")},
     }
     workers = [v for k, v in rss.items() if k.startswith("web worker")]
     targets = {
@@ -636,15 +670,22 @@ def table(result: dict) -> str:
              row("callback lag p50", ("callback_lag", "p50_ms"), " ms"),
              row("callback lag p99", ("callback_lag", "p99_ms"), " ms", _met(result, 2) + " <= 1000 ms"),
              row("callback lag max", ("callback_lag", "max_ms"), " ms"),
+             row("captures/s", ("capture", "rps")),
+             row("capture p50", ("capture", "p50_ms"), " ms"),
+             row("capture p99", ("capture", "p99_ms"), " ms"),
+             row("refunds/s", ("refund", "rps")),
+             row("refund p50", ("refund", "p50_ms"), " ms"),
+             row("refund p99", ("refund", "p99_ms"), " ms"),
              "",
              f"{'peak RSS (VmHWM)':<34}{'MB':>10}"]
     for name, mb in result["peak_rss_mb"].items():
         target = (_met(result, 3) + " <= 150 MB") if name.startswith("web worker") else ""
         lines.append(f"{name:<34}{mb:>10}       {target}")
-    errors = {k: sum(r[k]["errors"] for r in rounds) for k in ("baseline", "create", "submit")}
+    errors = {k: sum(r[k]["errors"] for r in rounds) for k in ("baseline", "create", "submit", "capture", "refund")}
     per_op = {k: _median(rounds, k, "redis_commands_per_op") for k in ("create", "submit")}
-    lines += ["", "CPU ms per timed operation (median; 'submit' = one customer: create + page + card POST)"]
-    for k in ("baseline", "create", "submit"):
+    lines += ["", "CPU ms per timed operation (median; 'submit' = one customer: create + page + card POST; "
+              "'capture'/'refund' include creating and paying their session by voice)"]
+    for k in ("baseline", "create", "submit", "capture", "refund"):
         groups = rounds[0][k]["cpu_ms_per_op"].keys()
         values = {g: _median(rounds, k, "cpu_ms_per_op", g) for g in groups}
         lines.append(f"  {k:<10}" + ", ".join(f"{g} {v}" for g, v in values.items() if v))

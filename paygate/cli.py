@@ -197,6 +197,52 @@ def events_redeliver(event_id: str) -> None:
     svc.close()
 
 
+@main.group()
+def refunds() -> None:
+    """Refunds: the manual review queue."""
+
+
+@refunds.command("review")
+@click.option("--client", "client_id", default=None, help="Only this API client's refunds.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON refund view per line instead of a table.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1000))
+def refunds_review(client_id: str | None, as_json: bool, limit: int) -> None:
+    """List refunds awaiting manual review (failed refunds: manual_review = required), oldest first.
+
+    Resolve one with POST /v1/refunds/{id}/resolve {"note"} or retry it with POST /v1/refunds/{id}/retry.
+    """
+    from sqlalchemy import select
+
+    from payments.models import Refund
+    from payments.states import ManualReview
+    from payments.views import refund_view
+
+    from .services import build_services
+
+    svc = build_services(_settings())
+    try:
+        query = select(Refund).where(Refund.manual_review == ManualReview.REQUIRED)
+        if client_id:
+            query = query.where(Refund.client_id == client_id)
+        with svc.Session() as db:
+            rows = list(db.scalars(query.order_by(Refund.created_at, Refund.id).limit(limit)))
+    finally:
+        svc.close()
+    if as_json:
+        for r in rows:
+            click.echo(json.dumps(refund_view(r)))
+        return
+    if not rows:
+        click.echo("no refunds awaiting review")
+        return
+    click.echo(f"{'refund':<28} {'payment':<28} {'amount':>12} {'disposition':<28} {'failure':<26} created")
+    for r in rows:
+        amount = f"{r.amount} {r.currency}"
+        click.echo(f"{r.id:<28} {r.payment_id:<28} {amount:>12} {r.disposition_code[:28]:<28} "
+                   f"{(r.failure_code or '')[:26]:<26} {r.created_at:%Y-%m-%d %H:%M}")
+    click.echo(f"{len(rows)} refund{'s' if len(rows) != 1 else ''} awaiting review")
+
+
 @main.command()
 @click.option("--port", default=8000, show_default=True)
 @click.option("--emulator-port", default=8010, show_default=True)

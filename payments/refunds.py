@@ -43,6 +43,9 @@ from .views import refund_view
 
 log = logging.getLogger("paygate.payments")
 
+KEY_WINDOW_SECONDS = 23 * 3600
+"""A refund attempt is repeated with its key only within this window (gateways keep keys 24 hours)."""
+
 REASONS = ("requested_by_customer", "duplicate", "fraudulent")
 """Stripe's refund reasons (https://docs.stripe.com/api/refunds/create#create_refund-reason)."""
 
@@ -280,11 +283,28 @@ class RefundService:
         """Repeats, with the same key, each attempt whose answer has been unknown for
         ``reconcile_after_seconds`` (the gateway returns its first answer, or does it now). Returns how many
         refunds left ``pending``."""
-        cutoff = self.ctx.naive_now() - timedelta(seconds=self.reconcile_after_seconds)
+        now = self.ctx.now()
+        cutoff = now.replace(tzinfo=None) - timedelta(seconds=self.reconcile_after_seconds)
         with self.ctx.Session() as db:
-            rows = db.execute(select(Refund.id, Refund.attempts).where(
-                Refund.status == RefundState.PENDING, Refund.updated_at <= cutoff).limit(limit)).all()
+            rows = db.execute(select(Refund.id, Refund.attempts, Refund.created_at).where(
+                Refund.status == RefundState.PENDING, Refund.manual_review == ManualReview.NONE,
+                Refund.updated_at <= cutoff).limit(limit)).all()
         settled = 0
-        for refund_id, attempt in rows:
+        for refund_id, attempt, created_at in rows:
+            if created_at <= now.replace(tzinfo=None) - timedelta(seconds=KEY_WINDOW_SECONDS):
+                self._needs_review(refund_id, now)
+                continue
             settled += self._attempt(refund_id, attempt).status != RefundState.PENDING
         return settled
+
+    def _needs_review(self, refund_id: str, now: datetime) -> None:
+        """A refund whose answer stayed unknown for almost a day goes to a person instead of being repeated:
+        gateways keep idempotency keys for 24 hours only (https://docs.stripe.com/api/idempotent_requests), so
+        a later repeat could refund twice. It stays ``pending`` (``retry`` refuses it) until resolved."""
+        with self.ctx.Session.begin() as db:
+            refund = db.get(Refund, refund_id, with_for_update=True)
+            if refund.status != RefundState.PENDING or refund.manual_review != ManualReview.NONE:
+                return
+            refund.manual_review, refund.review_disposition = ManualReview.REQUIRED, REVIEW_DISPOSITION
+            refund.failure_code, refund.updated_at = "gateway_answer_unknown", now.replace(tzinfo=None)
+            log.warning("refund answer unknown for a day; it awaits manual review", extra={"refund_id": refund_id})
