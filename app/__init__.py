@@ -49,13 +49,14 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.json.sort_keys = False
     app.extensions["paygate"] = services
 
-    from . import agent, api, checkout, security
+    from . import agent, api, checkout, security, webhooks
 
     security.init_app(app, settings.frame_ancestors)
     app.register_blueprint(api.bp)
     app.register_blueprint(api.oauth_bp)
     app.register_blueprint(checkout.bp)
     app.register_blueprint(agent.bp)
+    app.register_blueprint(webhooks.bp)
 
     @app.before_request
     def _request_id():
@@ -80,8 +81,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         return error_response(PaygateError("Not found.", code="not_found", http_status=404))
 
     @app.errorhandler(405)
-    def _method(_err):
-        return error_response(PaygateError("Method not allowed.", code="method_not_allowed", http_status=405))
+    def _method(err):
+        response = error_response(PaygateError("Method not allowed.", code="method_not_allowed", http_status=405))
+        if getattr(err, "valid_methods", None):  # RFC 9110 §15.5.6: a 405 names the methods the target has
+            response.headers["Allow"] = ", ".join(sorted(err.valid_methods))
+        return response
 
     @app.errorhandler(413)
     def _too_large(_err):

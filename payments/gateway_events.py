@@ -142,6 +142,8 @@ class GatewayWebhooks:
             events.append(ev.DISPUTE_OPENED)
             if status in CLOSED_DISPUTE_STATUSES:
                 events.append(ev.DISPUTE_CLOSED)
+        elif event_type == "charge.dispute.created":
+            return False  # the creation delivered after an update: what it says is older
         elif (dispute.status, dispute.reason, dispute.amount, dispute.evidence_due_by) != (status, reason, amount, due):
             was_closed = dispute.status in CLOSED_DISPUTE_STATUSES
             if was_closed and status not in CLOSED_DISPUTE_STATUSES:

@@ -4,7 +4,8 @@
   retry with the same key and the same request.
 * The same key with a different request → 422 ``idempotency_key_reused``.
 * The same key while the first request still runs → 409 ``idempotency_key_in_use``.
-* Server errors (5xx) and 429 rate_limited are not stored: the key is released so a retry runs again.
+* Server errors (5xx), 429 rate_limited and 202 (an operation whose gateway answer is not known yet) are not
+  stored: the key is released so a retry runs again.
 
 The request is remembered only as a keyed HMAC-SHA256 of method, path and body —
 a request body may hold a card number (voice entry), and PCI DSS accepts only
@@ -99,10 +100,11 @@ class IdempotencyStore:
                        code="idempotency_key_in_use")
 
     def complete(self, reservation: Reservation, status: int, body: str) -> None:
-        """Stores the response for replay (24 h), or releases the key for a 5xx or a 429: neither did the
-        work, so the client may retry with the same key (Stripe likewise saves no result for a request
+        """Stores the response for replay (24 h), or releases the key for a 5xx, a 429 or a 202: none of them
+        finished the work (a 202 is an operation whose gateway answer is still unknown), so the client may
+        retry with the same key and get the settled result (Stripe likewise saves no result for a request
         refused before it ran)."""
-        if status >= 500 or status == 429:
+        if status >= 500 or status in (202, 429):
             self.release(reservation)
             return
         self.redis.set(reservation.redis_key,

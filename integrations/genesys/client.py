@@ -277,6 +277,44 @@ class GenesysApi:
                           "toAddressMessengerType": messenger_type, "textBody": text,
                           "useExistingActiveConversation": False})
 
+    # -- Task Management workitems (https://developer.genesys.cloud/commdigital/taskmanagement/) -----------
+    def query_workitems(self, creds: Credentials, filters: list[Mapping[str, object]], *,
+                        page_size: int = 25) -> GenesysResponse:
+        """``POST /api/v2/taskmanagement/workitems/query`` ``{"filters": [...], "pageSize"}``; the answer is
+        ``{"entities": [Workitem, ...], "after"?, "count"?}`` (SDK ``WorkitemPostQueryEntityListing``).
+
+        ``filters``: 1–3 ``{"name", "type": "String", "operator": "EQ" | "IN" | ..., "values": [str]}``
+        (SDK ``WorkitemFilter``); one of them must be a single-value ``EQ`` on ``typeId``, ``workbinId``,
+        ``queueId`` or ``assigneeId`` (Genesys developer announcement, 2026:
+        https://community.genesys.com/discussion/restricting-workitem-filters-to-three-for-workitem-sync-query-preview-api).
+        ``page_size`` 1–200. Raises ``ValueError`` for a filter list of another length."""
+        if not 1 <= len(filters) <= 3:
+            raise ValueError("a workitem query takes one to three filters")
+        return self.call(creds, "POST", "/api/v2/taskmanagement/workitems/query",
+                         {"filters": [dict(f) for f in filters], "pageSize": max(1, min(200, page_size))})
+
+    def create_workitem(self, creds: Credentials, *, name: str, type_id: str, description: str | None = None,
+                        external_tag: str | None = None) -> GenesysResponse:
+        """``POST /api/v2/taskmanagement/workitems`` (SDK ``WorkitemCreate``: ``name`` 3–256 characters and
+        ``typeId`` the worktype's UUID are required; ``description`` ≤ 512 characters; ``externalTag`` a free
+        string that ``query_workitems`` can filter on). No ``customFields`` are ever sent: their keys must
+        exist in the worktype's schema, which paygate does not know. The answer (200/201) is the
+        ``Workitem`` with its ``id``. Raises ``ValueError`` for a name or description outside those limits."""
+        if not 3 <= len(name) <= 256:
+            raise ValueError("a workitem name has 3 to 256 characters")
+        body: dict[str, str] = {"name": name, "typeId": type_id}
+        if description:
+            if len(description) > 512:
+                raise ValueError("a workitem description has at most 512 characters")
+            body["description"] = description
+        if external_tag:
+            body["externalTag"] = external_tag
+        return self.call(creds, "POST", "/api/v2/taskmanagement/workitems", body)
+
+    def get_workitem(self, creds: Credentials, workitem_id: str) -> GenesysResponse:
+        """``GET /api/v2/taskmanagement/workitems/{workitemId}`` → the ``Workitem`` (404 when unknown)."""
+        return self.call(creds, "GET", f"/api/v2/taskmanagement/workitems/{quote(workitem_id, safe='')}")
+
 
 def _response_of(response: httpx.Response, started: float, clock: Clock) -> GenesysResponse:
     status = response.status_code

@@ -8,13 +8,18 @@ Stored shape (every key optional except ``region``, ``client_id`` and the secret
      "client_secret_sealed": "<Fernet token>",    # the OAuth client secret, encrypted at rest
      "workflow_id": null,                         # Architect workflow started per event
      "write_attributes": true, "start_workflow": false,
-     "sms_from_address": null}                    # default ``fromAddress`` of agentless SMS
+     "sms_from_address": null,                    # default ``fromAddress`` of agentless SMS
+     "worktype_id": null}                         # Task Management worktype of refund-review workitems
 
 The Genesys OAuth client secret is sealed with a key derived from ``PAYGATE_SECRET_KEY`` (HKDF-SHA256 →
 Fernet, i.e. AES-128-CBC + HMAC-SHA256) so it never sits in the database in the clear; changing the
 secret key makes sealed secrets unreadable (configure the client again). A hand-written plaintext
 ``client_secret`` key is still read, so settings written directly by a test or a script work.
 The secret never appears in a repr, a log line or :meth:`GenesysSettings.public_view`.
+
+``worktype_id`` is the UUID of a Task Management worktype
+(https://developer.genesys.cloud/commdigital/taskmanagement/): with it, every ``refund.failed`` event also
+creates one workitem of that type for the refund (:mod:`integrations.genesys.workitems`).
 
 Region → host mapping follows the Genesys Python SDK's ``PureCloudRegionHosts`` (reference §3.1): the API
 host is ``api.<domain>`` and the login host ``login.<domain>``.
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import re
+import uuid
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
@@ -121,6 +127,7 @@ class GenesysSettings:
     write_attributes: bool = True
     start_workflow: bool = False
     sms_from_address: str | None = None
+    worktype_id: str | None = None
 
     # -- hosts ---------------------------------------------------------------------------------
     @property
@@ -137,6 +144,11 @@ class GenesysSettings:
     def workflow_enabled(self) -> bool:
         """True when each event should start :attr:`workflow_id`."""
         return bool(self.start_workflow and self.workflow_id)
+
+    @property
+    def workitems_enabled(self) -> bool:
+        """True when a failed refund should create a workitem of :attr:`worktype_id`."""
+        return bool(self.worktype_id)
 
     # -- secrets -------------------------------------------------------------------------------
     def secret(self, box: SecretBox) -> str:
@@ -161,7 +173,8 @@ class GenesysSettings:
                    workflow_id=stored.get("workflow_id") or None,
                    write_attributes=bool(stored.get("write_attributes", True)),
                    start_workflow=bool(stored.get("start_workflow", False)),
-                   sms_from_address=stored.get("sms_from_address") or None)
+                   sms_from_address=stored.get("sms_from_address") or None,
+                   worktype_id=stored.get("worktype_id") or None)
 
     def to_stored(self, box: SecretBox) -> dict:
         """The JSON to store: the secret sealed with ``box``, never in the clear."""
@@ -171,7 +184,7 @@ class GenesysSettings:
         return {"region": self.region, "api_base": self.api_base, "login_base": self.login_base,
                 "client_id": self.client_id, "client_secret_sealed": sealed, "workflow_id": self.workflow_id,
                 "write_attributes": self.write_attributes, "start_workflow": self.start_workflow,
-                "sms_from_address": self.sms_from_address}
+                "sms_from_address": self.sms_from_address, "worktype_id": self.worktype_id}
 
     def public_view(self) -> dict:
         """What may be printed or returned: everything but the secret (only whether one is set)."""
@@ -179,7 +192,8 @@ class GenesysSettings:
                 "client_id": self.client_id,
                 "client_secret_set": bool(self.client_secret or self.client_secret_sealed),
                 "workflow_id": self.workflow_id, "write_attributes": self.write_attributes,
-                "start_workflow": self.start_workflow, "sms_from_address": self.sms_from_address}
+                "start_workflow": self.start_workflow, "sms_from_address": self.sms_from_address,
+                "worktype_id": self.worktype_id}
 
     # -- validation ----------------------------------------------------------------------------
     def validated(self, *, production: bool) -> "GenesysSettings":
@@ -187,7 +201,8 @@ class GenesysSettings:
 
         Rules: a known region; overrides are absolute http(s) URLs without query, https in production
         (http also for loopback hosts outside it); ids ≤ 200 characters; ``start_workflow`` needs a
-        ``workflow_id``; a secret must be present.
+        ``workflow_id``; a secret must be present; ``worktype_id`` is a UUID in its canonical text form
+        (``8-4-4-4-12`` hex digits, as Genesys ids are).
         """
         errors: dict[str, str] = {}
         if self.region not in REGION_DOMAINS:
@@ -206,6 +221,8 @@ class GenesysSettings:
             errors["workflow_id"] = "required"
         if self.sms_from_address is not None and not _FROM_RE.match(self.sms_from_address):
             errors["sms_from_address"] = "invalid"
+        if self.worktype_id is not None and not is_uuid(self.worktype_id):
+            errors["worktype_id"] = "invalid"
         if errors:
             raise ValidationFailed("The Genesys settings are invalid.", details={"fields": errors})
         return self
@@ -213,6 +230,14 @@ class GenesysSettings:
     def with_secret(self, secret: str) -> "GenesysSettings":
         """A copy holding a new plaintext secret (to be sealed by :meth:`to_stored`)."""
         return replace(self, client_secret=secret, client_secret_sealed=None)
+
+
+def is_uuid(value: str) -> bool:
+    """True for a UUID in canonical text form (``0f8fad5b-d9cb-469f-a165-70867728950e``, any case)."""
+    try:
+        return isinstance(value, str) and str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False
 
 
 def _base_url_ok(url: str, production: bool) -> bool:

@@ -2,7 +2,7 @@
 Genesys write-back and send-link code.
 
 :class:`GenesysEmulator` adds no Genesys behaviour of its own: OAuth, participant attributes, workflow
-executions, agentless messages, 401/429 answers and failure injection are the emulator's. The class
+executions, agentless messages, workitems, 401/429 answers and failure injection are the emulator's. The class
 serves ``integrations.genesys.emulator.create_app(...)`` with ``werkzeug.serving.make_server(..., threaded=True)``
 in a thread and reads what tests need from the emulator's own state (its ``PlatformStore`` at
 ``app.extensions["genesys_platform"]``: request log, conversations, executions, messages) and from its
@@ -88,6 +88,10 @@ class GenesysEmulator:
         """Every token issued so far is expired as of the emulator's clock."""
         self.platform.expire_tokens(self.clock())
 
+    def add_worktype(self, worktype_id: str, name: str = "Refund review", custom_fields: list[str] | None = None) -> dict:
+        """Registers a Task Management worktype; from then on only registered worktypes take workitems."""
+        return self.platform.add_worktype(worktype_id=worktype_id, name=name, custom_fields=custom_fields)
+
     def update_settings(self, **changes: Any) -> Settings:
         """``token_ttl_seconds`` (tokens issued afterwards), ``rate_limit_per_minute`` (per token)."""
         return self.platform.update_settings(**changes)
@@ -125,6 +129,11 @@ class GenesysEmulator:
     def executions(self) -> list[dict]:
         """Workflow launches ``{id, flowId, name, flowVersion, inputData, launchedAt}``, oldest first."""
         return self.platform.executions()
+
+    @property
+    def workitems(self) -> list[dict]:
+        """Workitems created ``{id, name, type:{id}, description, externalTag, statusCategory, ...}``, oldest first."""
+        return self.platform.workitems()
 
     @property
     def messages(self) -> list[dict]:

@@ -188,7 +188,7 @@ def test_event_body_is_the_contract_envelope(stack):
     with stack.services.Session() as db:
         event = db.query(Event).filter_by(session_id=created["session_id"]).one()
     body = json.loads(event.body)
-    assert list(body) == ["id", "type", "created_at", "sequence", "data"]
+    assert list(body) == ["id", "type", "object", "created_at", "sequence", "data"]
     assert body["data"]["metadata"] == {"k": "v"} and body["data"]["session_id"] == created["session_id"]
 
 
@@ -212,3 +212,61 @@ def test_checkout_link_needs_its_signature(stack):
     assert stack.http.get(f"/checkout/{sid}?t=AAAAAAAAAAAAAAAAAAAAAA").status_code == 404
     ok = stack.http.get(created["checkout_url"].replace("http://127.0.0.1:8000", ""))
     assert ok.status_code == 200 and 'autocomplete="cc-number"' in ok.get_data(as_text=True)
+
+
+def test_create_field_codes_come_from_the_declared_model(stack):
+    base = {"conversation_id": "c", "customer_account_id": "a", "amount": 100, "currency": "USD"}
+    cases = [
+        ({"amount": True}, {"amount": "invalid_amount"}),  # strict JSON types: a boolean is not an integer
+        ({"amount": 100.0}, {"amount": "invalid_amount"}),
+        ({"amount": 10**12 + 1}, {"amount": "invalid_amount"}),
+        ({"amount": None, "currency": None}, {"amount": "required", "currency": "required"}),
+        ({"conversation_id": ""}, {"conversation_id": "required"}),
+        ({"conversation_id": 5}, {"conversation_id": "must_be_string"}),
+        ({"reference": "x" * 65, "participant_id": "p" * 201}, {"reference": "too_long", "participant_id": "too_long"}),
+        ({"locale": "en_US"}, {"locale": "invalid_locale"}),
+        ({"channel": "fax"}, {"channel": "invalid_choice"}),
+        ({"metadata": {"k" * 41: "v"}}, {"metadata": "invalid_metadata"}),
+        ({"ttl_seconds": 86401}, {"ttl_seconds": "out_of_range"}),
+        ({"callback_url": "https://"}, {"callback_url": "invalid_url"}),
+    ]
+    for change, fields in cases:
+        r = stack.http.post("/v1/payment-sessions", json={**base, **change}, headers=stack.auth())
+        assert r.status_code == 400, change
+        err = r.get_json()["error"]
+        assert (err["code"], err["fields"]) == ("validation_error", fields), change
+        assert "x" * 65 not in err["message"]  # messages name fields and codes, never values
+    for body in ([base], "text", 3):
+        r = stack.http.post("/v1/payment-sessions", json=body, headers=stack.auth())
+        assert r.status_code == 400 and r.get_json()["error"]["code"] == "invalid_json"
+
+
+def test_create_takes_empty_and_null_optional_fields_as_absent(stack):
+    created = stack.create_session(participant_id="", reference="", intent="", locale="", callback_url="",
+                                   channel=None, ttl_seconds=None, metadata=None)
+    view = stack.http.get(f"/v1/payment-sessions/{created['session_id']}", headers=stack.auth()).get_json()
+    assert (view["participant_id"], view["reference"], view["intent"], view["channel"], view["metadata"]) == (
+        None, None, "payment", None, {})
+    assert created["expires_at"] == "2026-11-23T12:15:00Z"
+
+
+def test_events_query_is_validated(stack):
+    r = stack.http.get("/v1/events?session_id=", headers=stack.auth())
+    assert r.status_code == 400 and r.get_json()["error"]["fields"] == {"session_id": "too_short"}
+    assert stack.http.get("/v1/events?session_id=ps_unknown", headers=stack.auth()).get_json() == {"data": []}
+
+
+def test_undeclared_methods_are_405_with_allow(stack):
+    r = stack.http.delete("/v1/events", headers=stack.auth())
+    assert r.status_code == 405 and r.headers["Allow"] == "GET, HEAD, OPTIONS"
+    assert r.get_json()["error"]["code"] == "method_not_allowed" and r.get_json()["error"]["request_id"]
+
+
+def test_malformed_bodies_are_400_never_500(stack):
+    headers = {**stack.auth(), "Content-Type": "application/json"}
+    for body in ("[" * 30000 + "]" * 30000, '{"number": ' + "[" * 20000 + "]" * 20000 + "}", b"\xff\xfe{",
+                 '{"number": NaN}', '{"number": "4242424242424242", "number": 1}'):
+        r = stack.http.post("/v1/cards/inspect", data=body, headers=headers)
+        assert r.status_code == 400 and r.get_json()["error"]["code"] in ("invalid_json", "validation_error"), body
+    r = stack.http.get("/v1/events?session_id=a&session_id=b", headers=stack.auth())
+    assert r.status_code == 400 and r.get_json()["error"]["fields"] == {"session_id": "must_be_string"}

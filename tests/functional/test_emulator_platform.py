@@ -864,3 +864,141 @@ def test_a_second_secure_flow_run_for_the_same_session_is_not_a_replay(stack):
     assert done["variables"]["outcome"] == "approved", done["steps"]
     view = stack.http.get(f"/v1/payment-sessions/{session['session_id']}", headers=stack.auth()).get_json()
     assert (view["status"], view["attempts"], view["card"]["last4"]) == ("approved", 2, "4242")
+
+
+# --- Task Management workitems (https://developer.genesys.cloud/commdigital/taskmanagement/) ---------------
+WORKTYPE = "5fc8affb-1d63-4ca8-8de3-21b6b80c9ca9"
+OTHER_TYPE = "0f8fad5b-d9cb-469f-a165-70867728950e"
+WI = "/api/v2/taskmanagement/workitems"
+
+
+def by_tag(tag: str, type_id: str = WORKTYPE, **extra) -> dict:
+    return {"filters": [{"name": "typeId", "type": "String", "operator": "EQ", "values": [type_id]},
+                        {"name": "externalTag", "type": "String", "operator": "EQ", "values": [tag]}], **extra}
+
+
+def test_workitem_is_created_read_and_found_by_external_tag(http, auth, clock):
+    r = http.post(WI, json={"name": "Refund review re_1", "typeId": WORKTYPE, "description": "Refund re_1 failed.",
+                            "externalTag": "re_1"}, headers=auth)
+    assert r.status_code == 201
+    created = r.get_json()
+    assert created["id"] and created["selfUri"] == f"{WI}/{created['id']}"
+    assert (created["name"], created["type"]["id"], created["externalTag"], created["statusCategory"]) == (
+        "Refund review re_1", WORKTYPE, "re_1", "Open")
+    assert created["description"] == "Refund re_1 failed." and created["customFields"] == {}
+    assert created["dateCreated"].endswith("Z") and "client_id" not in created
+    assert http.get(f"{WI}/{created['id']}", headers=auth).get_json() == created
+    r = http.get(f"{WI}/nope", headers=auth)
+    assert r.status_code == 404 and r.get_json()["code"] == "not.found"
+
+    http.post(WI, json={"name": "Refund review re_2", "typeId": WORKTYPE, "externalTag": "re_2"}, headers=auth)
+    http.post(WI, json={"name": "Other type, same tag", "typeId": OTHER_TYPE, "externalTag": "re_1"}, headers=auth)
+    r = http.post(f"{WI}/query", json=by_tag("re_1"), headers=auth)
+    assert r.status_code == 200
+    body = r.get_json()
+    assert [w["id"] for w in body["entities"]] == [created["id"]] and body["count"] == 1 and "after" not in body
+    assert http.post(f"{WI}/query", json=by_tag("re_404"), headers=auth).get_json() == {"entities": [], "count": 0}
+    listed = http.post(f"{WI}/query", json={"filters": [
+        {"name": "typeId", "type": "String", "operator": "EQ", "values": [WORKTYPE]},
+        {"name": "externalTag", "type": "String", "operator": "BEGINS_WITH", "values": ["re_"]}], "pageSize": 1},
+        headers=auth).get_json()
+    assert [w["externalTag"] for w in listed["entities"]] == ["re_1"] and listed["after"] == "1"
+    more = http.post(f"{WI}/query", json={"filters": [
+        {"name": "typeId", "type": "string", "operator": "EQ", "values": [WORKTYPE]}], "pageSize": 1,
+        "after": listed["after"]}, headers=auth).get_json()
+    assert [w["externalTag"] for w in more["entities"]] == ["re_2"] and "after" not in more
+    assert http.post(f"{WI}/query", json=by_tag("re_1"), headers={}).status_code == 401
+
+
+@pytest.mark.parametrize("body, status, code", [
+    ({"typeId": WORKTYPE}, 400, "invalid.input.missing.required.field"),
+    ({"name": "Refund review"}, 400, "invalid.input.missing.required.field"),
+    ({"name": "ab", "typeId": WORKTYPE}, 400, "invalid.input.string.value.too.short"),
+    ({"name": "x" * 257, "typeId": WORKTYPE}, 400, "invalid.input.string.value.too.long"),
+    ({"name": 42, "typeId": WORKTYPE}, 400, "invalid.input.string.value.too.short"),
+    ({"name": "Refund review", "typeId": "refunds"}, 400, "invalid.input.invalid.uuid"),
+    ({"name": "Refund review", "typeId": WORKTYPE, "description": "d" * 513}, 400,
+     "invalid.input.string.value.too.long"),
+    ({"name": "Refund review", "typeId": WORKTYPE, "externalTag": 7}, 400, "bad.request"),
+    ({"name": "Refund review", "typeId": WORKTYPE, "priority": 25_000_001}, 400, "bad.request"),
+])
+def test_workitem_create_is_validated_like_genesys(http, auth, body, status, code):
+    r = http.post(WI, json=body, headers=auth)
+    assert (r.status_code, r.get_json()["code"]) == (status, code)
+    assert http.get("/api/genesys/workitems").get_json() == []
+
+
+def test_name_limits_are_inclusive(http, auth):
+    for name in ("abc", "x" * 256):
+        assert http.post(WI, json={"name": name, "typeId": WORKTYPE}, headers=auth).status_code == 201
+
+
+@pytest.mark.parametrize("query", [
+    {},
+    {"filters": []},
+    {"filters": [{"name": "externalTag", "type": "String", "operator": "EQ", "values": ["re_1"]}]},  # not indexed
+    {"filters": [{"name": "typeId", "type": "String", "operator": "IN", "values": [WORKTYPE, OTHER_TYPE]}]},
+    {"filters": [{"name": "typeId", "type": "String", "operator": "EQ", "values": [WORKTYPE]}] * 4},
+    {"filters": [{"name": "colour", "type": "String", "operator": "EQ", "values": ["x"]}]},
+    {"filters": [{"name": "typeId", "type": "Bool", "operator": "EQ", "values": [WORKTYPE]}]},
+    {"filters": [{"name": "typeId", "type": "String", "operator": "LIKE", "values": [WORKTYPE]}]},
+    {"filters": [{"name": "typeId", "type": "String", "operator": "EQ", "values": []}]},
+    {"filters": [{"name": "typeId", "type": "String", "operator": "EQ", "values": [WORKTYPE]}], "pageSize": 201},
+    {"filters": [{"name": "typeId", "type": "String", "operator": "EQ", "values": [WORKTYPE]}], "after": "x"},
+])
+def test_workitem_queries_are_validated_like_genesys(http, auth, query):
+    r = http.post(f"{WI}/query", json=query, headers=auth)
+    assert r.status_code == 400 and r.get_json()["code"] == "bad.request"
+
+
+def test_registered_worktypes_are_enforced(http, auth):
+    assert http.post("/api/genesys/worktypes", json={"id": "not-a-uuid", "name": "x"}).get_json()["field"] == "id"
+    assert http.post("/api/genesys/worktypes", json={"id": WORKTYPE}).get_json()["field"] == "name"
+    assert http.post("/api/genesys/worktypes", json={"name": "x", "custom_fields": "a"}).status_code == 400
+    assert http.post(WI, json={"name": "Before any worktype", "typeId": OTHER_TYPE}, headers=auth).status_code == 201
+    r = http.post("/api/genesys/worktypes", json={"id": WORKTYPE, "name": "Refund review"})
+    assert r.status_code == 201 and r.get_json() == {"id": WORKTYPE, "name": "Refund review", "customFields": None}
+    schema_type = http.post("/api/genesys/worktypes", json={"name": "With schema",
+                                                             "custom_fields": ["amount_integer"]}).get_json()
+    assert [t["name"] for t in http.get("/api/genesys/worktypes").get_json()] == ["Refund review", "With schema"]
+
+    r = http.post(WI, json={"name": "Unknown type now", "typeId": OTHER_TYPE}, headers=auth)
+    assert (r.status_code, r.get_json()["code"], r.get_json()["message"]) == (
+        404, "not.found.error", "Worktype or Workbin not found")
+    created = http.post(WI, json={"name": "Known type", "typeId": WORKTYPE}, headers=auth)
+    assert created.status_code == 201 and created.get_json()["type"]["name"] == "Refund review"
+    r = http.post(WI, json={"name": "Custom", "typeId": WORKTYPE, "customFields": {"amount_integer": 1}}, headers=auth)
+    assert (r.status_code, r.get_json()["code"]) == (422, "schema.error.worktype.no.schema")
+    r = http.post(WI, json={"name": "Custom", "typeId": schema_type["id"], "customFields": {"x_text": "a"}},
+                  headers=auth)
+    assert (r.status_code, r.get_json()["code"]) == (422, "schema.error.invalid.instance")
+    r = http.post(WI, json={"name": "Custom", "typeId": schema_type["id"], "customFields": {"amount_integer": 1}},
+                  headers=auth)
+    assert r.status_code == 201 and r.get_json()["customFields"] == {"amount_integer": 1}
+
+
+def test_workitems_in_state_record_page_and_reset(http, auth, conv, record):
+    http.post("/api/genesys/worktypes", json={"id": WORKTYPE, "name": "Refund review"})
+    http.patch(attrs_url(), json={"attributes": {"paymentRefundId": "re_7", "paymentRefundStatus": "failed"}},
+               headers=auth)
+    http.post(WI, json={"name": "Refund review re_7", "typeId": WORKTYPE, "externalTag": "re_7",
+                        "description": "Refund re_7 of payment pay_7 failed."}, headers=auth)
+    http.post(WI, json={"name": "Refund review re_8", "typeId": WORKTYPE, "externalTag": "re_8"}, headers=auth)
+    http.post(f"{WI}/query", json=by_tag("re_7"), headers=auth)
+    state = http.get("/api/genesys/state").get_json()
+    assert [w["externalTag"] for w in state["workitems"]] == ["re_7", "re_8"]
+    assert state["worktypes"] == [{"id": WORKTYPE, "name": "Refund review", "customFields": None}]
+    assert [w["externalTag"] for w in http.get("/api/genesys/workitems?external_tag=re_8").get_json()] == ["re_8"]
+    assert http.get(f"/api/genesys/workitems?type_id={OTHER_TYPE}").get_json() == []
+    entries = [json.loads(line) for line in record.read_text().splitlines()]
+    assert [e["path"] for e in entries if "taskmanagement" in e["path"]] == [WI, WI, f"{WI}/query"]
+
+    html = http.get("/genesys").get_data(as_text=True)
+    section = html[html.index('id="conversation-conv-1"'):html.index("Workitems (Task Management)")]
+    assert "Refund review re_7" in section and "Refund re_7 of payment pay_7 failed." in section
+    assert "re_8" not in section  # no participant or execution of this conversation names that refund
+    assert "Refund review re_8" in html[html.index("Workitems (Task Management)"):]
+
+    assert http.post("/api/genesys/reset").status_code == 200
+    state = http.get("/api/genesys/state").get_json()
+    assert state["workitems"] == [] and len(state["worktypes"]) == 1

@@ -16,7 +16,13 @@ from click.testing import CliRunner
 from integrations.genesys.client import Credentials, GenesysApi, TokenError, TokenProvider, parse_retry_after
 from integrations.genesys.messaging import link_message, mask_address
 from integrations.genesys.settings import REGION_DOMAINS, GenesysSettings, SecretBox, region_hosts
-from integrations.genesys.writeback import ATTRIBUTE_NAMES, WORKFLOW_INPUTS, participant_attributes, workflow_input
+from integrations.genesys.writeback import (
+    ATTRIBUTE_NAMES,
+    WORKFLOW_INPUTS,
+    destinations,
+    participant_attributes,
+    workflow_input,
+)
 from kernel.clock import FrozenClock
 from kernel.errors import PaygateError, ValidationFailed
 
@@ -68,6 +74,40 @@ def test_secret_never_in_repr_or_public_view_and_sealed_when_stored():
     assert "k1" not in repr(box)
 
 
+WORKTYPE = "0f8fad5b-d9cb-469f-a165-70867728950e"
+
+
+def test_worktype_is_stored_shown_and_optional():
+    box = SecretBox("k")
+    s = GenesysSettings(region="us_east_1", client_id="gc", client_secret="s", worktype_id=WORKTYPE)
+    assert s.validated(production=True) is s and s.workitems_enabled
+    stored = s.to_stored(box)
+    assert stored["worktype_id"] == WORKTYPE and GenesysSettings.from_stored(stored).worktype_id == WORKTYPE
+    assert s.public_view()["worktype_id"] == WORKTYPE
+    legacy = GenesysSettings.from_stored({"region": "us_east_1", "client_id": "a", "client_secret": "b"})
+    assert legacy.worktype_id is None and not legacy.workitems_enabled
+    assert GenesysSettings(region="us_east_1", client_id="gc", client_secret="s",
+                           worktype_id=WORKTYPE.upper()).validated(production=False)
+
+
+def test_destinations_add_a_workitem_for_failed_refunds_only_with_a_worktype():
+    base = dict(region="us_east_1", client_id="gc", client_secret="s", workflow_id="wf", start_workflow=True)
+    with_type = GenesysSettings(**base, worktype_id=WORKTYPE)
+    kinds = {d.kind: d.target for d in destinations(with_type, event_type="refund.failed", conversation_id="c",
+                                                    participant_id="p")}
+    assert kinds == {"genesys_attributes": "genesys:attributes:c/p", "genesys_workflow": "genesys:flow:wf",
+                     "genesys_workitem": f"genesys:workitem:{WORKTYPE}"}
+    for other in ("refund.succeeded", "payment.approved", "hold.voided", "dispute.opened"):
+        assert "genesys_workitem" not in {d.kind for d in destinations(
+            with_type, event_type=other, conversation_id="c", participant_id="p")}
+    assert {d.kind for d in destinations(GenesysSettings(**base), event_type="refund.failed", conversation_id="c",
+                                         participant_id="p")} == {"genesys_attributes", "genesys_workflow"}
+    # no participant: no attributes, but the workitem still goes (the review does not need the conversation)
+    assert {d.kind for d in destinations(with_type, event_type="refund.failed", conversation_id=None,
+                                         participant_id=None)} == {"genesys_workflow", "genesys_workitem"}
+    assert destinations(None, event_type="refund.failed", conversation_id="c", participant_id="p") == []
+
+
 def test_plaintext_secret_written_by_hand_is_read():
     s = GenesysSettings.from_stored({"region": "us_east_1", "client_id": "a", "client_secret": "b"})
     assert s.secret(SecretBox("k")) == "b" and s.write_attributes is True and s.start_workflow is False
@@ -83,6 +123,8 @@ def test_plaintext_secret_written_by_hand_is_read():
     ({"start_workflow": True}, False, {"workflow_id": "required"}),
     ({"client_secret": None}, False, {"client_secret": "required"}),
     ({"sms_from_address": "has space"}, False, {"sms_from_address": "invalid"}),
+    ({"worktype_id": "not-a-uuid"}, False, {"worktype_id": "invalid"}),
+    ({"worktype_id": "{0f8fad5b-d9cb-469f-a165-70867728950e}"}, False, {"worktype_id": "invalid"}),
 ])
 def test_validation(changes, production, fields):
     values = dict(region="us_east_1", client_id="gc", client_secret="s")
@@ -101,31 +143,143 @@ def test_http_overrides_allowed_for_loopback_in_production_and_anywhere_outside(
 
 
 # -- payload builders ----------------------------------------------------------------------------------
+CARD = {"brand": "visa", "last4": "0002", "exp_month": 12, "exp_year": 2030, "fingerprint": "fp_x"}
 VIEW = {"session_id": "ps_1", "status": "pending", "outcome": "declined", "conversation_id": "c1",
         "participant_id": "p1", "customer_account_id": "A-1", "intent": "topup", "amount": 1999, "currency": "JPY",
-        "reference": None, "channel": "voice", "attempts": 1, "max_attempts": 3, "token": None,
-        "card": {"brand": "visa", "last4": "0002", "exp_month": 12, "exp_year": 2030, "fingerprint": "fp_x"},
-        "payment_id": None, "decline_code": "generic_decline", "message": "Declined.", "metadata": {"a": "b"}}
+        "reference": None, "channel": "voice", "attempts": 1, "max_attempts": 3, "token": None, "card": CARD,
+        "payment_id": None, "gateway_reference": "pi_9", "decline_code": "generic_decline", "message": "Declined.",
+        "metadata": {"a": "b"}}
+PAYMENT = {"payment_id": "pay_1", "object": "payment", "session_id": "ps_1", "status": "authorized", "intent": "hold",
+           "amount": 5000, "amount_capturable": 5000, "amount_captured": 0, "amount_refunded": 0, "currency": "USD",
+           "token": "tok_1", "card": {**CARD, "last4": "4242"}, "gateway": "sandbox", "gateway_reference": "pi_1",
+           "capture_before": "2026-11-30T12:00:00Z", "conversation_id": "c1", "participant_id": "p1",
+           "customer_account_id": "A-1", "reference": "DSP-7", "subscription_id": None, "dispute_id": None,
+           "decline_code": None, "message": "Payment authorized.", "initiator": "customer", "metadata": {},
+           "created_at": "2026-11-23T12:00:00Z", "updated_at": "2026-11-23T12:00:00Z"}
+REFUND = {"refund_id": "re_1", "object": "refund", "payment_id": "pay_1", "status": "failed", "amount": 1500,
+          "currency": "USD", "reason": "requested_by_customer", "disposition_code": "wrap-REFUND",
+          "conversation_id": "c2", "participant_id": "p2", "reference": None, "failure_code": "expired_or_canceled_card",
+          "manual_review": "required", "review_disposition": "Refund_Failed_Manual_Review", "gateway_reference": "re_gw",
+          "metadata": {}, "created_at": "2026-11-23T12:00:00Z", "updated_at": "2026-11-23T12:00:00Z"}
+DISPUTE = {"dispute_id": "dsp_1", "object": "dispute", "payment_id": "pay_1", "status": "needs_response",
+           "reason": "fraudulent", "amount": 5000, "currency": "USD", "evidence_due_by": "2026-12-01T00:00:00Z",
+           "gateway_reference": "dp_1", "conversation_id": "c1", "customer_account_id": "A-1",
+           "created_at": "2026-11-23T12:00:00Z", "updated_at": "2026-11-23T12:00:00Z"}
+SUBSCRIPTION = {"subscription_id": "sub_1", "object": "subscription", "status": "past_due", "token": "tok_1",
+                "amount": 999, "currency": "USD", "interval": "month", "interval_count": 1,
+                "current_period_start": "2026-11-23T12:00:00Z", "current_period_end": "2026-12-23T12:00:00Z",
+                "next_charge_at": "2026-11-24T12:00:00Z", "failed_attempts": 1, "last_payment_id": "pay_9",
+                "customer_account_id": "A-1", "reference": None, "cancel_reason": None,
+                "created_at": "2026-11-23T12:00:00Z", "canceled_at": None}
 
 
-def test_participant_attributes_are_the_named_strings():
-    attrs = participant_attributes(VIEW)
-    assert tuple(attrs) == ATTRIBUTE_NAMES
+def event(event_type: str, data: dict, object_type: str | None = None, **extra) -> dict:
+    body = {"id": "evt_1", "type": event_type, "created_at": "2026-11-23T12:00:00Z", "sequence": 3, "data": data}
+    if object_type is not None:
+        body["object"] = object_type
+    return {**body, **extra}
+
+
+def test_session_events_write_the_section_6_attributes():
+    attrs = participant_attributes(event("payment.declined", VIEW, "payment_session"))
+    assert list(attrs) == [n for n in ATTRIBUTE_NAMES if n in attrs]  # the documented order
     assert attrs == {"paymentStatus": "pending", "paymentOutcome": "declined", "paymentToken": "",
                      "paymentCardBrand": "visa", "paymentCardLast4": "0002", "paymentId": "",
                      "paymentDeclineCode": "generic_decline", "paymentMessage": "Declined.",
-                     "paymentSessionId": "ps_1"}
-    assert participant_attributes({"card": None})["paymentCardLast4"] == ""
+                     "paymentSessionId": "ps_1", "paymentGatewayReference": "pi_9"}
+    assert participant_attributes(event("payment.failed", {"card": None}))["paymentCardLast4"] == ""
+    # a body without "object" (written before events named it) is a session view
+    assert participant_attributes(event("payment.declined", VIEW)) == attrs
+
+
+@pytest.mark.parametrize("event_type, status, expected", [
+    ("hold.authorized", "authorized", {"paymentStatus": "approved", "paymentOutcome": "approved",
+                                       "paymentToken": "tok_1", "paymentCardBrand": "visa", "paymentCardLast4": "4242",
+                                       "paymentId": "pay_1", "paymentDeclineCode": "",
+                                       "paymentMessage": "Payment authorized.", "paymentSessionId": "ps_1",
+                                       "paymentGatewayReference": "pi_1", "paymentHoldStatus": "authorized"}),
+    ("hold.captured", "captured", {"paymentId": "pay_1", "paymentGatewayReference": "pi_1",
+                                   "paymentHoldStatus": "captured"}),
+    ("hold.voided", "voided", {"paymentId": "pay_1", "paymentGatewayReference": "pi_1", "paymentHoldStatus": "voided"}),
+    ("hold.expiring", "authorized", {"paymentId": "pay_1", "paymentGatewayReference": "pi_1",
+                                     "paymentHoldStatus": "authorized"}),
+    ("hold.expired", "expired", {"paymentId": "pay_1", "paymentGatewayReference": "pi_1",
+                                 "paymentHoldStatus": "expired"}),
+])
+def test_hold_events_write_the_hold_status(event_type, status, expected):
+    assert participant_attributes(event(event_type, {**PAYMENT, "status": status}, "payment")) == expected
+
+
+def test_merchant_initiated_payment_events_write_the_charge_result():
+    mit = {**PAYMENT, "session_id": None, "status": "declined", "intent": "payment", "decline_code": "insufficient_funds",
+           "message": "Declined.", "subscription_id": "sub_1", "initiator": "merchant"}
+    attrs = participant_attributes(event("payment.declined", mit, "payment"))
+    assert (attrs["paymentStatus"], attrs["paymentOutcome"], attrs["paymentDeclineCode"]) == (
+        "declined", "declined", "insufficient_funds")
+    assert attrs["paymentSessionId"] == "" and attrs["paymentSubscriptionId"] == "sub_1"
+    assert "paymentHoldStatus" not in attrs
+    captured = participant_attributes(event("payment.approved", {**mit, "status": "captured"}, "payment"))
+    assert captured["paymentStatus"] == "approved"  # the session vocabulary, never the payment's "captured"
+
+
+def test_refund_dispute_and_subscription_events_never_touch_the_payment_status():
+    refund = participant_attributes(event("refund.failed", REFUND, "refund"))
+    assert refund == {"paymentId": "pay_1", "paymentRefundId": "re_1", "paymentRefundStatus": "failed",
+                      "paymentRefundReviewDisposition": "Refund_Failed_Manual_Review"}
+    ok = participant_attributes(event("refund.succeeded", {**REFUND, "status": "succeeded", "review_disposition": None,
+                                                            "manual_review": "none"}, "refund"))
+    assert ok["paymentRefundReviewDisposition"] == "" and ok["paymentRefundStatus"] == "succeeded"
+    dispute = participant_attributes(event("dispute.opened", DISPUTE, "dispute"))
+    assert dispute == {"paymentId": "pay_1", "paymentDisputeStatus": "needs_response"}
+    sub = participant_attributes(event("subscription.payment_failed", SUBSCRIPTION, "subscription"))
+    assert sub == {"paymentId": "pay_9", "paymentSubscriptionId": "sub_1", "paymentSubscriptionStatus": "past_due"}
+    assert "paymentId" not in participant_attributes(event("subscription.created",
+                                                           {**SUBSCRIPTION, "last_payment_id": None}, "subscription"))
+    for attrs in (refund, dispute, sub):
+        assert not {"paymentStatus", "paymentOutcome", "paymentGatewayReference"} & set(attrs)
+        assert set(attrs) <= set(ATTRIBUTE_NAMES)
+    # the object is also read from the view itself when the body does not name it
+    assert participant_attributes(event("refund.failed", REFUND)) == refund
 
 
 def test_workflow_input_has_flow_keys_and_string_values():
-    inputs = workflow_input({"id": "evt_1", "type": "payment.declined", "sequence": 3,
-                             "created_at": "2026-11-23T12:00:00Z", "data": VIEW})
+    inputs = workflow_input(event("payment.declined", VIEW, "payment_session"))
     assert tuple(inputs) == WORKFLOW_INPUTS
     assert all(k.startswith("Flow.") and isinstance(v, str) for k, v in inputs.items())
     assert (inputs["Flow.amount"], inputs["Flow.currency"], inputs["Flow.eventSequence"]) == ("1999", "JPY", "3")
     assert (inputs["Flow.eventId"], inputs["Flow.token"], inputs["Flow.reference"]) == ("evt_1", "", "")
+    assert (inputs["Flow.objectType"], inputs["Flow.outcome"], inputs["Flow.refundId"]) == (
+        "payment_session", "declined", "")
     assert "fp_x" not in json.dumps(inputs)  # the fingerprint is not pushed into Genesys
+
+
+def test_workflow_input_per_object():
+    refund = workflow_input(event("refund.failed", REFUND, "refund"))
+    assert tuple(refund) == WORKFLOW_INPUTS
+    assert {k: refund[k] for k in ("Flow.objectType", "Flow.refundId", "Flow.paymentId", "Flow.status",
+                                   "Flow.amount", "Flow.dispositionCode", "Flow.reviewDisposition",
+                                   "Flow.failureCode", "Flow.conversationId", "Flow.participantId",
+                                   "Flow.outcome", "Flow.sessionId", "Flow.disputeId")} == {
+        "Flow.objectType": "refund", "Flow.refundId": "re_1", "Flow.paymentId": "pay_1", "Flow.status": "failed",
+        "Flow.amount": "1500", "Flow.dispositionCode": "wrap-REFUND",
+        "Flow.reviewDisposition": "Refund_Failed_Manual_Review", "Flow.failureCode": "expired_or_canceled_card",
+        "Flow.conversationId": "c2", "Flow.participantId": "p2", "Flow.outcome": "", "Flow.sessionId": "",
+        "Flow.disputeId": ""}
+    hold = workflow_input(event("hold.authorized", PAYMENT, "payment"))
+    assert (hold["Flow.objectType"], hold["Flow.status"], hold["Flow.outcome"], hold["Flow.captureBefore"]) == (
+        "payment", "authorized", "approved", "2026-11-30T12:00:00Z")
+    assert (hold["Flow.paymentId"], hold["Flow.sessionId"], hold["Flow.cardLast4"], hold["Flow.intent"]) == (
+        "pay_1", "ps_1", "4242", "hold")
+    captured = workflow_input(event("hold.captured", {**PAYMENT, "status": "captured", "dispute_id": "dsp_1"}, "payment"))
+    assert (captured["Flow.outcome"], captured["Flow.disputeId"]) == ("", "dsp_1")
+    dispute = workflow_input(event("dispute.closed", {**DISPUTE, "status": "lost"}, "dispute"))
+    assert (dispute["Flow.objectType"], dispute["Flow.disputeId"], dispute["Flow.status"], dispute["Flow.paymentId"]) == (
+        "dispute", "dsp_1", "lost", "pay_1")
+    sub = workflow_input(event("subscription.renewed", {**SUBSCRIPTION, "status": "active"}, "subscription"))
+    assert (sub["Flow.subscriptionId"], sub["Flow.paymentId"], sub["Flow.token"], sub["Flow.amount"]) == (
+        "sub_1", "pay_9", "tok_1", "999")
+    for inputs in (refund, hold, dispute, sub):
+        assert tuple(inputs) == WORKFLOW_INPUTS and all(isinstance(v, str) for v in inputs.values())
 
 
 @pytest.mark.parametrize("header, body, expected", [
@@ -315,14 +469,14 @@ def test_cli_configures_and_never_prints_the_secret(sqlite_url, state_dir, redis
     created = json.loads(runner.invoke(main, ["clients", "create", "acme"], env=env).output)
     cid = created["client_id"]
     r = runner.invoke(main, ["clients", "genesys", cid, "--region", "eu_west_1", "--oauth-client-id", "gc-1",
-                             "--workflow-id", "wf-9", "--sms-from", "+13175550100"],
+                             "--workflow-id", "wf-9", "--sms-from", "+13175550100", "--worktype-id", WORKTYPE],
                       env={**env, "PAYGATE_GENESYS_OAUTH_CLIENT_SECRET": "cli-secret-value"})
     assert r.exit_code == 0, r.output
     shown = json.loads(r.output)
     assert shown == {"client_id": cid, "genesys": {
         "region": "eu_west_1", "api_base": "https://api.mypurecloud.ie", "login_base": "https://login.mypurecloud.ie",
         "client_id": "gc-1", "client_secret_set": True, "workflow_id": "wf-9", "write_attributes": True,
-        "start_workflow": True, "sms_from_address": "+13175550100"}}
+        "start_workflow": True, "sms_from_address": "+13175550100", "worktype_id": WORKTYPE}}
     assert "cli-secret-value" not in r.output
 
     r = runner.invoke(main, ["clients", "genesys", cid, "--no-attributes", "--no-workflow",
@@ -331,6 +485,12 @@ def test_cli_configures_and_never_prints_the_secret(sqlite_url, state_dir, redis
     shown = json.loads(r.output)["genesys"]
     assert (shown["write_attributes"], shown["start_workflow"], shown["client_secret_set"]) == (False, False, True)
     assert shown["api_base"] == "http://127.0.0.1:8010" and shown["workflow_id"] == "wf-9"
+    assert shown["worktype_id"] == WORKTYPE  # kept when not given
+
+    r = runner.invoke(main, ["clients", "genesys", cid, "--worktype-id", "refunds"], env=env)
+    assert r.exit_code != 0 and "worktype_id: invalid" in r.output
+    r = runner.invoke(main, ["clients", "genesys", cid, "--worktype-id", ""], env=env)
+    assert r.exit_code == 0 and json.loads(r.output)["genesys"]["worktype_id"] is None  # '' turns it off
 
     engine = make_engine(sqlite_url)
     with engine.connect() as conn:
@@ -344,3 +504,101 @@ def test_cli_configures_and_never_prints_the_secret(sqlite_url, state_dir, redis
     assert r.exit_code != 0 and "no client" in r.output
     r = runner.invoke(main, ["clients", "genesys", cid, "--remove"], env=env)
     assert json.loads(r.output) == {"client_id": cid, "genesys": None}
+
+
+# -- workitems: client calls and the sender, through the mock ------------------------------------------
+def test_workitem_calls_check_genesys_limits(http):
+    api = GenesysApi(http, TokenProvider(http, FrozenClock(NOW)))
+    with pytest.raises(ValueError):
+        api.create_workitem(CREDS, name="ab", type_id=WORKTYPE)
+    with pytest.raises(ValueError):
+        api.create_workitem(CREDS, name="x" * 257, type_id=WORKTYPE)
+    with pytest.raises(ValueError):
+        api.create_workitem(CREDS, name="Refund review", type_id=WORKTYPE, description="d" * 513)
+    with pytest.raises(ValueError):
+        api.query_workitems(CREDS, [])
+    with pytest.raises(ValueError):
+        api.query_workitems(CREDS, [{"name": "typeId"}] * 4)
+
+
+def workitem_job(data: dict, *, target: str = f"genesys:workitem:{WORKTYPE}", object_type: str = "refund"):
+    from callbacks.delivery import DeliveryJob
+
+    body = json.dumps({"id": "evt_9", "type": "refund.failed", "object": object_type,
+                       "created_at": "2026-11-23T12:00:00Z", "sequence": 4, "data": data})
+    return DeliveryJob(delivery_id=1, kind="genesys_workitem", target=target, attempt=1, event_id="evt_9",
+                       event_type="refund.failed", event_created_at=NOW, body=body, client_id="cli_1",
+                       signing_secrets=())
+
+
+@pytest.fixture
+def workitem_sender(http):
+    from integrations.genesys.workitems import WorkitemSender
+
+    settings = GenesysSettings(region="us_east_1", client_id="gc-id", client_secret="gc-secret",
+                               api_base="https://api.example.test", login_base="https://login.example.test",
+                               worktype_id=WORKTYPE)
+    return WorkitemSender(GenesysApi(http, TokenProvider(http, FrozenClock(NOW))), lambda _cid: settings,
+                          SecretBox("k"))
+
+
+def test_workitem_sender_queries_then_creates_once(mock, workitem_sender):
+    mock.api_replies = [httpx.Response(200, json={"entities": []}),
+                        httpx.Response(201, json={"id": "wi-1", "statusCategory": "Open"})]
+    result = workitem_sender(workitem_job(REFUND))
+    assert (result.status_code, result.error, result.skipped) == (201, None, False)
+    query, create = [c for c in mock.calls if c.url.path.startswith("/api/v2/")]
+    assert (query.method, query.url.path) == ("POST", "/api/v2/taskmanagement/workitems/query")
+    assert json.loads(query.content) == {"filters": [
+        {"name": "typeId", "type": "String", "operator": "EQ", "values": [WORKTYPE]},
+        {"name": "externalTag", "type": "String", "operator": "EQ", "values": ["re_1"]}], "pageSize": 25}
+    assert (create.method, create.url.path) == ("POST", "/api/v2/taskmanagement/workitems")
+    body = json.loads(create.content)
+    assert set(body) == {"name", "typeId", "description", "externalTag"}  # never customFields
+    assert (body["name"], body["typeId"], body["externalTag"]) == ("Refund review re_1", WORKTYPE, "re_1")
+    for part in ("re_1", "pay_1", "1500 USD", "wrap-REFUND", "expired_or_canceled_card",
+                 "Refund_Failed_Manual_Review", "c2"):
+        assert part in body["description"], part
+    assert len(body["description"]) <= 512
+
+    mock.calls.clear()
+    mock.api_replies = [httpx.Response(200, json={"entities": [{"id": "wi-1", "externalTag": "re_1"}]})]
+    again = workitem_sender(workitem_job(REFUND))  # a second failure of the same refund, or a redelivery
+    assert (again.skipped, again.error, again.status_code) == (True, "workitem_exists", 200)
+    assert [c.url.path for c in mock.calls if c.url.path.startswith("/api/v2/")] == [
+        "/api/v2/taskmanagement/workitems/query"]
+
+
+def test_workitem_description_never_carries_card_numbers(mock, workitem_sender):
+    mock.api_replies = [httpx.Response(200, json={"entities": []}), httpx.Response(201, json={"id": "wi-2"})]
+    sneaky = {**REFUND, "disposition_code": "REFUND 4242 4242 4242 4242", "reference": "4000000000000002",
+              "amount": 10**11}
+    assert workitem_sender(workitem_job(sneaky)).status_code == 201
+    description = json.loads(mock.calls[-1].content)["description"]
+    assert "4242 4242 4242 4242" not in description and "4000000000000002" not in description
+    assert "****4242" in description and "100000000000 USD" in description
+
+
+@pytest.mark.parametrize("replies, status, retry_after, error", [
+    ([httpx.Response(429, headers={"Retry-After": "30"}, json={"code": "too.many.requests.retry.after"})],
+     429, 30.0, "http_429: too.many.requests.retry.after"),
+    ([httpx.Response(503)], 503, None, "http_503"),
+    ([httpx.Response(200, json={"entities": []}), httpx.Response(404, json={"code": "not.found.error"})],
+     404, None, "http_404: not.found.error"),
+    ([httpx.Response(200, json={"entities": []}), httpx.Response(429, headers={"Retry-After": "7"})],
+     429, 7.0, "http_429"),
+])
+def test_workitem_sender_errors_are_the_deliverers_to_handle(mock, workitem_sender, replies, status, retry_after, error):
+    mock.api_replies = replies
+    result = workitem_sender(workitem_job(REFUND))
+    assert (result.status_code, result.retry_after, result.error, result.permanent) == (status, retry_after, error, False)
+
+
+def test_workitem_sender_refuses_what_it_cannot_send(mock, workitem_sender):
+    assert workitem_sender(workitem_job(REFUND, target="genesys:workitem:")).error == "invalid_workitem_target"
+    not_refund = workitem_sender(workitem_job(PAYMENT, object_type="payment"))
+    assert (not_refund.error, not_refund.permanent) == ("not_a_refund_event", True)
+    mock.api_replies = [httpx.Response(200, json={"nope": []})]
+    odd = workitem_sender(workitem_job(REFUND))
+    assert (odd.error, odd.transport_error, odd.status_code) == ("genesys_bad_response", True, None)  # retried
+    assert [c for c in mock.calls if c.url.path == "/api/v2/taskmanagement/workitems"] == []

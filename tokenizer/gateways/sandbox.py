@@ -560,7 +560,7 @@ class SandboxGateway:
         self._pause()
         stored = self.ledger.get_op(key)
         if stored is not None:
-            return OperationResult(**stored)
+            return OperationResult(**{**stored, "status": GatewayStatus(stored["status"])})
         fault = self.ledger.take_fault(name)
         if fault == "timeout":
             return OperationResult(GatewayStatus.UNAVAILABLE, reference=reference, error_code="gateway_timeout")

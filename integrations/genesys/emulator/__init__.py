@@ -3,7 +3,7 @@
 It is the receiving end of paygate's signed callbacks (the endpoint a Genesys "Webhook for Events"
 invocation URL or an integrator's middleware would be), a fake of the parts of the Genesys Cloud
 Platform API paygate writes to (OAuth client credentials, conversations and participant attributes,
-workflow executions, agentless messages; reference ``genesys.md`` §7), and pages for people: the
+workflow executions, agentless messages, Task Management workitems), and pages for people: the
 callbacks received, the platform state, and an agent-desktop mock-up that frames the checkout page.
 It is a separate Flask app, never imported by paygate itself; tests, the e2e suite and ``paygate demo``
 run it as its own process with ``python -m integrations.genesys.emulator``.

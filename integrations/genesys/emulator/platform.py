@@ -12,10 +12,11 @@ server here):
   ``rate_limit_per_minute`` calls per token in a sliding minute → 429 with ``Retry-After`` and the
   normalized body of reference §3.2. Routes: conversations and participant attributes (§2a), workflow
   executions (§2b), agentless messages (§5.1), secure IVR sessions (§4.3; the flow itself is played by
-  :mod:`.flows`).
+  :mod:`.flows`), Task Management workitems (create, query, get;
+  https://developer.genesys.cloud/commdigital/taskmanagement/).
 * :data:`knobs_bp` — ``/api/genesys/*`` test and demo API (no auth): OAuth clients, settings, token
-  expiry, failure injection, conversation setup, secure flows and the caller's DTMF, state, reset.
-  Plus the ``GET /genesys`` page.
+  expiry, failure injection, conversation setup, secure flows and the caller's DTMF, worktypes, state,
+  reset. Plus the ``GET /genesys`` page.
 
 Errors from ``/api/v2`` use the Platform API body ``{"message", "code", "status", "messageParams",
 "contextId", "details", "errors"}`` with an ``ININ-Correlation-Id`` header.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from datetime import datetime, timezone
 from typing import Any
 
@@ -454,6 +456,197 @@ def get_secure_session(conversation_id: str, participant_id: str, session_id: st
     return jsonify(secure_session_view(record))
 
 
+# --- Task Management workitems (https://developer.genesys.cloud/commdigital/taskmanagement/) ---------------
+WORKITEM_NAME_MIN, WORKITEM_NAME_MAX = 3, 256      # WorkitemCreate.name: "Valid length between 3 and 256 characters"
+WORKITEM_DESCRIPTION_MAX = 512                      # WorkitemCreate.description
+WORKITEM_PRIORITY_RANGE = (-25_000_000, 25_000_000)
+WORKITEM_FILTER_OPERATORS = ("EQ", "NEQ", "GT", "LT", "GTE", "LTE", "IN", "CONTAINS", "BETWEEN", "BEGINS_WITH")
+WORKITEM_FILTER_TYPES = ("String", "Int")
+WORKITEM_FILTER_FIELDS = ("id", "name", "description", "typeId", "externalTag", "statusId", "statusCategory",
+                          "workbinId", "queueId", "assigneeId", "priority")
+WORKITEM_INDEXED_FIELDS = ("typeId", "workbinId", "queueId", "assigneeId")
+"""A workitem query needs one single-value ``EQ`` filter on one of these (Genesys announcement, 2026:
+https://community.genesys.com/discussion/restricting-workitem-filters-to-three-for-workitem-sync-query-preview-api)."""
+WORKITEM_PAGE_MAX = 200
+EMULATED_OPERATORS = ("EQ", "NEQ", "IN", "CONTAINS", "BEGINS_WITH")
+
+
+def _is_uuid(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False
+
+
+def workitem_view(record: dict[str, Any]) -> dict[str, Any]:
+    """The SDK ``Workitem`` shape of a stored workitem (without the emulator's ``client_id``)."""
+    return {k: v for k, v in record.items() if k != "client_id"}
+
+
+def _workitem_problem(body: dict[str, Any]) -> Response | None:
+    """The 400/404/422 answer for an invalid ``WorkitemCreate`` body, or None when it is acceptable."""
+    name, type_id = body.get("name"), body.get("typeId")
+    if name is None or type_id is None:
+        missing = "name" if name is None else "typeId"
+        return genesys_error(400, f"{missing} is required.", code="invalid.input.missing.required.field",
+                             field=missing)
+    if not isinstance(name, str) or len(name) < WORKITEM_NAME_MIN:
+        return genesys_error(400, "name: valid length between 3 and 256 characters.",
+                             code="invalid.input.string.value.too.short", field="name")
+    if len(name) > WORKITEM_NAME_MAX:
+        return genesys_error(400, "name: valid length between 3 and 256 characters.",
+                             code="invalid.input.string.value.too.long", field="name")
+    if not _is_uuid(type_id):
+        return genesys_error(400, "typeId must be a valid UUID.", code="invalid.input.invalid.uuid", field="typeId")
+    description = body.get("description")
+    if description is not None and (not isinstance(description, str) or len(description) > WORKITEM_DESCRIPTION_MAX):
+        return genesys_error(400, "description: at most 512 characters.",
+                             code="invalid.input.string.value.too.long", field="description")
+    tag = body.get("externalTag")
+    if tag is not None and not isinstance(tag, str):
+        return _bad_request("externalTag must be a string.", field="externalTag")
+    priority = body.get("priority")
+    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)
+                                 or not WORKITEM_PRIORITY_RANGE[0] <= priority <= WORKITEM_PRIORITY_RANGE[1]):
+        return _bad_request("priority is out of range.", field="priority")
+    store = platform()
+    worktype = store.worktype(type_id)
+    if worktype is None and store.has_worktype_registry():
+        return genesys_error(404, "Worktype or Workbin not found", code="not.found.error", typeId=type_id)
+    custom = body.get("customFields")
+    if custom is not None:
+        if not isinstance(custom, dict):
+            return _bad_request("customFields must be an object.", field="customFields")
+        if custom and worktype is not None and worktype["customFields"] is None:
+            return genesys_error(422, "The worktype has no schema.", code="schema.error.worktype.no.schema")
+        if worktype is not None and worktype["customFields"] is not None:
+            unknown = sorted(set(custom) - set(worktype["customFields"]))
+            if unknown:
+                return genesys_error(422, f"Unknown custom field {unknown[0]}.", code="schema.error.invalid.instance",
+                                     field=unknown[0])
+    return None
+
+
+@api_bp.post("/taskmanagement/workitems")
+def create_workitem():
+    """``WorkitemCreate`` ``{"name" (3–256 chars), "typeId" (worktype UUID), "description"? (≤ 512),
+    "externalTag"?, "priority"?, "customFields"?, ...}`` → 201 ``Workitem`` ``{id, name, type:{id, name?},
+    description, priority, dateCreated, dateModified, status:{id}, statusCategory: "Open", externalTag,
+    customFields, autoStatusTransition, selfUri}``.
+
+    400 ``invalid.input.missing.required.field`` (name or typeId missing), ``invalid.input.string.value.
+    too.short|long`` (name outside 3–256, description over 512), ``invalid.input.invalid.uuid`` (typeId);
+    404 ``not.found.error`` for a typeId no worktype was registered under (once any was, through
+    ``POST /api/genesys/worktypes``); 422 ``schema.error.worktype.no.schema`` / ``schema.error.invalid.
+    instance`` for custom fields the worktype does not define."""
+    body = _json_object()
+    if body is None:
+        return _bad_request("The request body must be a JSON object.")
+    problem = _workitem_problem(body)
+    if problem is not None:
+        return problem
+    store = platform()
+    worktype = store.worktype(body["typeId"])
+    now = iso(_now())
+    workitem_id = store.new_id()
+    record = {"id": workitem_id, "name": body["name"],
+              "type": {"id": body["typeId"], **({"name": worktype["name"]} if worktype else {}),
+                       "selfUri": f"/api/v2/taskmanagement/worktypes/{body['typeId']}"},
+              "description": body.get("description"), "priority": body.get("priority", 0),
+              "dateCreated": now, "dateModified": now,
+              "status": {"id": f"{body['typeId']}-open", "name": "Open"}, "statusCategory": "Open",
+              "externalTag": body.get("externalTag"), "customFields": body.get("customFields") or {},
+              "autoStatusTransition": bool(body.get("autoStatusTransition", True)),
+              "selfUri": f"/api/v2/taskmanagement/workitems/{workitem_id}",
+              "client_id": g.get("genesys_client_id")}
+    store.add_workitem(record)
+    return jsonify(workitem_view(record)), 201
+
+
+def _filter_problem(filters: Any) -> str | None:
+    if not isinstance(filters, list) or not 1 <= len(filters) <= 3:
+        return "filters must be a list of 1 to 3 filters."
+    for f in filters:
+        if not isinstance(f, dict):
+            return "each filter must be an object."
+        if f.get("name") not in WORKITEM_FILTER_FIELDS:
+            return f"filter name must be one of {', '.join(WORKITEM_FILTER_FIELDS)}."
+        if not isinstance(f.get("type"), str) or f["type"].lower() not in {t.lower() for t in WORKITEM_FILTER_TYPES}:
+            return "filter type must be String or Int."
+        if f.get("operator") not in WORKITEM_FILTER_OPERATORS:
+            return f"filter operator must be one of {', '.join(WORKITEM_FILTER_OPERATORS)}."
+        if f["operator"] not in EMULATED_OPERATORS:
+            return f"the emulator does not evaluate operator {f['operator']}."
+        values = f.get("values")
+        if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+            return "filter values must be a non-empty list of strings."
+    if not any(f["name"] in WORKITEM_INDEXED_FIELDS and f["operator"] == "EQ" and len(f["values"]) == 1
+               for f in filters):
+        return f"one filter must be a single EQ on {', '.join(WORKITEM_INDEXED_FIELDS)}."
+    return None
+
+
+def _field_value(record: dict[str, Any], name: str) -> str | None:
+    value = {"typeId": (record.get("type") or {}).get("id"), "statusId": (record.get("status") or {}).get("id"),
+             "workbinId": (record.get("workbin") or {}).get("id"), "queueId": (record.get("queue") or {}).get("id"),
+             "assigneeId": (record.get("assignee") or {}).get("id")}.get(name, record.get(name))
+    return None if value is None else str(value)
+
+
+def _matches(record: dict[str, Any], f: dict[str, Any]) -> bool:
+    value, values, op = _field_value(record, f["name"]), f["values"], f["operator"]
+    if op == "EQ":
+        return value == values[0]
+    if op == "NEQ":
+        return value != values[0]
+    if op == "IN":
+        return value in values
+    if value is None:
+        return False
+    if op == "CONTAINS":
+        return values[0] in value
+    return value.startswith(values[0])  # BEGINS_WITH
+
+
+@api_bp.post("/taskmanagement/workitems/query")
+def query_workitems():
+    """``WorkitemQueryPostRequest`` ``{"filters": [{"name", "type": "String"|"Int", "operator", "values":
+    [str]}], "pageSize"? (1–200, default 25), "after"?}`` → 200 ``{"entities": [Workitem, ...], "count",
+    "after"?}``: the workitems matching every filter, oldest first. 1 to 3 filters, one of them a
+    single-value ``EQ`` on ``typeId``, ``workbinId``, ``queueId`` or ``assigneeId``; the emulator evaluates
+    ``EQ``, ``NEQ``, ``IN``, ``CONTAINS`` and ``BEGINS_WITH`` (400 for any other problem)."""
+    body = _json_object()
+    if body is None:
+        return _bad_request("The request body must be a JSON object.")
+    problem = _filter_problem(body.get("filters"))
+    if problem is not None:
+        return _bad_request(problem, field="filters")
+    size = body.get("pageSize", 25)
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= WORKITEM_PAGE_MAX:
+        return _bad_request("pageSize must be an integer from 1 to 200.", field="pageSize")
+    after = body.get("after")
+    start = 0
+    if after is not None:
+        if not isinstance(after, str) or not after.isdigit():
+            return _bad_request("after is not a cursor this query returned.", field="after")
+        start = int(after)
+    found = [w for w in platform().workitems() if all(_matches(w, f) for f in body["filters"])]
+    page = found[start:start + size]
+    answer: dict[str, Any] = {"entities": [workitem_view(w) for w in page], "count": len(page)}
+    if start + size < len(found):
+        answer["after"] = str(start + size)
+    return jsonify(answer)
+
+
+@api_bp.get("/taskmanagement/workitems/<workitem_id>")
+def get_workitem(workitem_id: str):
+    """One ``Workitem``; 404 when unknown."""
+    try:
+        return jsonify(workitem_view(platform().workitem(workitem_id)))
+    except NotFound:
+        return genesys_error(404, f"Workitem {workitem_id} not found", workitemId=workitem_id)
+
+
 # --- test and demo knobs -----------------------------------------------------------------------------------
 def _knob_error(field: str):
     return jsonify({"error": "invalid_value", "field": field}), 400
@@ -665,6 +858,44 @@ def key_digits(session_id: str):
     return jsonify(_secure_knob_view(record))
 
 
+@knobs_bp.post("/api/genesys/worktypes")
+def add_worktype():
+    """Registers a Task Management worktype: ``{"id"? (a UUID; default a new one), "name",
+    "custom_fields"?: [field names] | null}`` → 201 ``{id, name, customFields}``. Once any worktype exists,
+    workitems can only be created for registered ones (404 otherwise); a worktype without ``custom_fields``
+    has no schema, so a workitem with custom fields is refused (422)."""
+    payload = request.get_json(silent=True) or {}
+    worktype_id, name = payload.get("id"), payload.get("name")
+    if worktype_id is not None and not _is_uuid(worktype_id):
+        return _knob_error("id")
+    if not isinstance(name, str) or not name:
+        return _knob_error("name")
+    fields = payload.get("custom_fields")
+    if fields is not None and (not isinstance(fields, list) or not all(isinstance(f, str) and f for f in fields)):
+        return _knob_error("custom_fields")
+    store = platform()
+    return jsonify(store.add_worktype(worktype_id=worktype_id or str(uuid.uuid4()), name=name,
+                                      custom_fields=fields)), 201
+
+
+@knobs_bp.get("/api/genesys/worktypes")
+def list_worktypes():
+    """Every registered worktype."""
+    return jsonify(platform().worktypes())
+
+
+@knobs_bp.get("/api/genesys/workitems")
+def list_workitems():
+    """Every workitem created (the ``Workitem`` shape plus ``client_id``), oldest first; optional filters
+    ``external_tag`` and ``type_id``."""
+    items = platform().workitems()
+    if request.args.get("external_tag") is not None:
+        items = [w for w in items if w.get("externalTag") == request.args["external_tag"]]
+    if request.args.get("type_id") is not None:
+        items = [w for w in items if (w.get("type") or {}).get("id") == request.args["type_id"]]
+    return jsonify(items)
+
+
 def _state() -> dict[str, Any]:
     snap = platform().snapshot()
     now = _now()
@@ -677,31 +908,41 @@ def _state() -> dict[str, Any]:
 def state():
     """Everything but secrets, tokens and keyed digits: ``{clients, settings, behaviour, conversations,
     executions, messages, requests:[{at, method, path, status, client_id}], secure_flows,
-    secure_sessions}``."""
+    secure_sessions, worktypes, workitems}``."""
     return jsonify(_state())
 
 
 @knobs_bp.post("/api/genesys/reset")
 def reset():
-    """Forgets conversations, executions, messages, secure sessions, tokens, budgets, the request log and
-    the failure knob (clients, settings and published secure flows stay)."""
+    """Forgets conversations, executions, messages, secure sessions, workitems, tokens, budgets, the request
+    log and the failure knob (clients, settings, published secure flows and worktypes stay)."""
     platform().reset()
     return jsonify({"reset": True})
 
 
 @knobs_bp.get("/genesys")
 def page():
-    """Each conversation's participants and attributes with the workflow executions and secure flow
-    sessions started for it, then other executions, the agentless messages and the latest requests.
-    Reloads every 2 s."""
+    """Each conversation's participants and attributes with the workflow executions, secure flow sessions
+    and review workitems started for it, then other executions, every workitem (by refund), the agentless
+    messages and the latest requests. Reloads every 2 s.
+
+    A workitem belongs to a conversation when its ``externalTag`` (the refund id paygate tags it with) is
+    the ``paymentRefundId`` attribute of one of its participants, or the ``Flow.refundId`` of a workflow
+    execution for it."""
     snap = _state()
     conv_ids = {c["id"] for c in snap["conversations"]}
     for conv in snap["conversations"]:
         conv["executions"] = [e for e in snap["executions"]
                               if e["inputData"].get("Flow.conversationId") == conv["id"]]
         conv["secure_sessions"] = [r for r in snap["secure_sessions"] if r["conversationId"] == conv["id"]]
+        refunds = {p["attributes"].get("paymentRefundId") for p in conv["participants"]}
+        refunds |= {e["inputData"].get("Flow.refundId") for e in conv["executions"]}
+        refunds.discard(None)
+        refunds.discard("")
+        conv["workitems"] = [w for w in snap["workitems"] if w.get("externalTag") in refunds]
     other = [e for e in snap["executions"] if e["inputData"].get("Flow.conversationId") not in conv_ids]
     return render_template("genesys.html", conversations=snap["conversations"], other_executions=other,
                            messages=list(reversed(snap["messages"])), requests=list(reversed(snap["requests"]))[:50],
                            clients=snap["clients"], settings=snap["settings"], behaviour=snap["behaviour"],
-                           secure_flows=snap["secure_flows"])
+                           secure_flows=snap["secure_flows"], workitems=snap["workitems"],
+                           worktypes=snap["worktypes"])

@@ -1,5 +1,6 @@
 """In-memory state of the fake Genesys Cloud Platform API (OAuth clients and tokens, conversations with
-participant attributes, workflow executions, agentless messages, the request log and the test knobs).
+participant attributes, workflow executions, agentless messages, Task Management worktypes and workitems,
+the request log and the test knobs).
 
 One lock guards everything: the emulator runs on a threaded server and paygate's delivery worker may
 write several attributes or launch several executions at once while a test reads the state.
@@ -103,6 +104,8 @@ class PlatformStore:
         self._secure_flows: dict[str, dict[str, Any]] = {}
         self._secure_sessions: dict[str, dict[str, Any]] = {}
         self._secure_running: set[str] = set()
+        self._worktypes: dict[str, dict[str, Any]] = {}
+        self._workitems: dict[str, dict[str, Any]] = {}
 
     def new_id(self) -> str:
         """A fresh id from the injected generator."""
@@ -195,11 +198,11 @@ class PlatformStore:
             return ApiBehaviour(1, b.status, b.retry_after)
 
     def reset(self) -> None:
-        """Forgets conversations, executions, messages, tokens, budgets, the log and the failure knob;
-        clients and settings stay."""
+        """Forgets conversations, executions, messages, workitems, tokens, budgets, the log and the failure
+        knob; clients, settings, secure flows and worktypes stay."""
         with self._lock:
             self._behaviour = ApiBehaviour()
-            for d in (self._tokens, self._windows, self._conversations, self._executions):
+            for d in (self._tokens, self._windows, self._conversations, self._executions, self._workitems):
                 d.clear()
             self._messages.clear()
             self._requests.clear()
@@ -304,8 +307,8 @@ class PlatformStore:
 
     def snapshot(self) -> dict[str, Any]:
         """Everything except secrets and tokens: clients (ids), settings, behaviour, conversations,
-        executions, messages, the request log, secure flows (without their credential's secret) and
-        secure sessions (copies)."""
+        executions, messages, the request log, secure flows (without their credential's secret), secure
+        sessions, worktypes and workitems (copies)."""
         with self._lock:
             return {
                 "clients": sorted(self._clients),
@@ -317,6 +320,8 @@ class PlatformStore:
                 "requests": [dict(r) for r in self._requests],
                 "secure_flows": [_public_flow(f) for f in self._secure_flows.values()],
                 "secure_sessions": [copy.deepcopy(r) for r in self._secure_sessions.values()],
+                "worktypes": [copy.deepcopy(w) for w in self._worktypes.values()],
+                "workitems": [copy.deepcopy(w) for w in self._workitems.values()],
             }
 
     # --- secure flows and secure IVR sessions (reference §4.3) ----------------------------------------
@@ -418,6 +423,55 @@ class PlatformStore:
             record.update(state=state, attempt=attempt, variables=dict(variables), dateUpdated=now)
             record["steps"].extend(copy.deepcopy(steps))
             return copy.deepcopy(record)
+
+
+    # --- Task Management: worktypes and workitems (https://developer.genesys.cloud/commdigital/taskmanagement/)
+    def add_worktype(self, *, worktype_id: str | None, name: str,
+                     custom_fields: list[str] | None = None) -> dict[str, Any]:
+        """Registers (or replaces) a worktype ``{id, name, customFields: [names] | None}``. Once one is
+        registered, workitems may only be created with a registered ``typeId``; ``customFields`` None means
+        the worktype has no schema (any custom field is refused)."""
+        worktype = {"id": worktype_id or self._new_id(), "name": name,
+                    "customFields": list(custom_fields) if custom_fields is not None else None}
+        with self._lock:
+            self._worktypes[worktype["id"]] = worktype
+            return copy.deepcopy(worktype)
+
+    def worktypes(self) -> list[dict[str, Any]]:
+        """Every registered worktype, in registration order."""
+        with self._lock:
+            return [copy.deepcopy(w) for w in self._worktypes.values()]
+
+    def worktype(self, worktype_id: str) -> dict[str, Any] | None:
+        """The registered worktype, or None when there is none by that id (or no registry at all: see
+        :meth:`has_worktype_registry`)."""
+        with self._lock:
+            found = self._worktypes.get(worktype_id)
+            return copy.deepcopy(found) if found is not None else None
+
+    def has_worktype_registry(self) -> bool:
+        """True once a worktype was registered: unknown ``typeId`` values are then refused (404)."""
+        with self._lock:
+            return bool(self._worktypes)
+
+    def add_workitem(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Stores one created workitem (``record`` has its ``id``; already validated) and returns a copy."""
+        with self._lock:
+            self._workitems[record["id"]] = copy.deepcopy(record)
+            return copy.deepcopy(record)
+
+    def workitem(self, workitem_id: str) -> dict[str, Any]:
+        """A copy of the workitem; raises :class:`NotFound` (``workitem``)."""
+        with self._lock:
+            found = self._workitems.get(workitem_id)
+            if found is None:
+                raise NotFound("workitem")
+            return copy.deepcopy(found)
+
+    def workitems(self) -> list[dict[str, Any]]:
+        """Every workitem, oldest first."""
+        with self._lock:
+            return [copy.deepcopy(w) for w in self._workitems.values()]
 
 
 def _public_flow(flow: Mapping[str, Any]) -> dict[str, Any]:

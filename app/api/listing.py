@@ -1,0 +1,45 @@
+"""The query parameters every list shares and the answer they make (docs/api.md, "Lists").
+
+``limit`` 1–100 (default 20), ``starting_after`` (the last id of the previous page), ``created_after`` /
+``created_before`` (RFC 3339, exclusive). A list module subclasses :class:`ListParams` with its filters and
+answers with :func:`list_answer`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated
+
+from flask import g, jsonify
+from pydantic import Field
+
+from payments.listing import DEFAULT_LIMIT, FILTERS, MAX_LIMIT, ListQuery, list_objects
+
+from .. import services
+from ..schemas import ErrorCode, Params
+
+_PAGING = {"limit", "starting_after", "created_after", "created_before"}
+
+
+class ListParams(Params):
+    """Paging and the created range of every list."""
+
+    limit: Annotated[int, Field(strict=False, ge=1, le=MAX_LIMIT), ErrorCode("out_of_range")] = Field(
+        DEFAULT_LIMIT, description=f"1 to {MAX_LIMIT} objects per page.")
+    starting_after: Annotated[str, Field(min_length=1, max_length=40)] | None = Field(
+        None, description="The id of the last object of the previous page.")
+    created_after: Annotated[datetime, Field(strict=False), ErrorCode("invalid_datetime")] | None = Field(
+        None, description="Only objects created after this moment (RFC 3339).")
+    created_before: Annotated[datetime, Field(strict=False), ErrorCode("invalid_datetime")] | None = Field(
+        None, description="Only objects created before this moment (RFC 3339).")
+
+
+def list_answer(model: type, view: Callable, query: ListParams):
+    """``{"data": [view(row), ...], "has_more"}`` for the calling client's ``model`` rows matching ``query``."""
+    values = query.model_dump()
+    filters = {name: values[name] for name in FILTERS[model] if values.get(name) is not None}
+    rows, has_more = list_objects(services().Session, model, g.client_id, ListQuery(
+        filters=filters, created_after=query.created_after, created_before=query.created_before,
+        limit=query.limit, starting_after=query.starting_after))
+    return jsonify({"data": [view(r) for r in rows], "has_more": has_more})
