@@ -106,7 +106,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
 
 def error_response(err: PaygateError):
-    """The contract's error envelope ``{"error": {"code", "message", "request_id"}}`` (+ ``fields`` for
+    """The error envelope of docs/api.md, "Conventions", ``{"error": {"code", "message", "request_id"}}`` (+ ``fields`` for
     validation errors); ``details["retry_after"]`` (seconds) becomes a ``Retry-After`` header."""
     body = {"code": err.code, "message": err.message, "request_id": getattr(g, "request_id", None)}
     if err.details.get("fields"):

@@ -1,7 +1,7 @@
 """The agent view (``agent_url``): a signed, expiring page made to sit in the agent's Genesys Script.
 
 It shows the status in words, the amount, attempts and, once known, brand and last four digits —
-never more of the card (contract §2, §4). While the session can still change it follows the status
+never more of the card (docs/api.md, "Payment sessions" and "Voice"). While the session can still change it follows the status
 live (``status.json`` polled by ``agent.js``; a meta refresh when scripts are off). The agent can
 cancel a pending session and send the link again to the number it was last sent to.
 
@@ -126,7 +126,7 @@ def _action(session_id: str, act) -> object:
 
 @bp.post("/agent/<session_id>/cancel")
 def cancel(session_id: str):
-    """Cancels a pending session (contract §2 ``canceled``; the event goes out as usual)."""
+    """Cancels a pending session (docs/api.md, "Payment sessions": ``canceled``; the event goes out as usual)."""
     def act(s: PaymentSession) -> str:
         services().sessions.cancel(None, s.id)
         return "canceled"

@@ -1,4 +1,4 @@
-"""The hosted checkout page (contract §3): one card form per pending session, outcome page otherwise.
+"""The hosted checkout page (docs/api.md, "Checkout page"): one card form per pending session, outcome page otherwise.
 
 POST → process → 303 back to the GET (post/redirect/get), so a refresh never
 re-submits; field errors re-render the form without echoing the card number or CVC.

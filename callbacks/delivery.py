@@ -3,7 +3,7 @@
 A claim is one UPDATE that stamps ``locked_until``/``lock_token`` on up to ``limit`` due rows and is
 committed before anything is sent. A worker that dies (even by SIGKILL) leaves only a lease that runs
 out; another worker then claims the row again, so nothing is lost and delivery is at least once
-(receivers dedupe on the event id, contract §5). Results are written only while the row still carries
+(receivers dedupe on the event id; docs/api.md, "Events"). Results are written only while the row still carries
 our ``lock_token``.
 
 The claim works unchanged on SQLite (one writer at a time) and on PostgreSQL, where the lease condition
@@ -12,7 +12,7 @@ first commit and skips them. On PostgreSQL the inner SELECT also uses ``FOR UPDA
 concurrent workers take different rows instead of waiting.
 
 Senders: ``kind -> callable(job) -> SendResult``. ``webhook`` is built in; the Genesys write-back kinds
-of contract §6 (:mod:`integrations.genesys.writeback`) plug in through ``senders=``. An unknown kind is dead at once.
+of docs/api.md, "Genesys write-back" (:mod:`integrations.genesys.writeback`) plug in through ``senders=``. An unknown kind is dead at once.
 A sender may return ``retry_after`` (a 429's ``Retry-After``): the next attempt is then not before it,
 so a rate-limited destination is honoured by rescheduling, never by sleeping in the worker.
 """
@@ -103,7 +103,7 @@ def safe_origin(url: str) -> str:
 
 
 class WebhookSender:
-    """POSTs the event body to the target, signed with every active secret (contract §5).
+    """POSTs the event body to the target, signed with every active secret (docs/api.md, "Events").
 
     Headers: ``Content-Type: application/json``, ``Paygate-Event-Id``, ``Paygate-Signature``
     (``t`` = ``clock()`` at send time), ``User-Agent: paygate-callbacks/1``. Redirects are not followed

@@ -15,7 +15,7 @@ PAYMENT_FAILED = "payment.failed"
 PAYMENT_SESSION_REQUIRES_AGENT = "payment_session.requires_agent"
 PAYMENT_SESSION_EXPIRED = "payment_session.expired"
 PAYMENT_SESSION_CANCELED = "payment_session.canceled"
-# holds, refunds, disputes, subscriptions (contract §10-§13, §15)
+# holds, refunds, disputes, subscriptions (docs/api.md)
 HOLD_AUTHORIZED = "hold.authorized"
 HOLD_CAPTURED = "hold.captured"
 HOLD_VOIDED = "hold.voided"
@@ -39,7 +39,7 @@ EVENT_TYPES = frozenset({
 })
 
 OBJECTS = frozenset({"payment_session", "payment", "refund", "dispute", "subscription"})
-"""What an event's ``data`` is the view of (the body's ``object`` key, contract §15)."""
+"""What an event's ``data`` is the view of (the body's ``object`` key; docs/api.md, "Events")."""
 
 
 def build_body(event_id: str, event_type: str, created_at: str, sequence: int, data: dict,
@@ -49,7 +49,7 @@ def build_body(event_id: str, event_type: str, created_at: str, sequence: int, d
 
     ``created_at`` is an RFC 3339 UTC string; ``object_type`` one of :data:`OBJECTS`; ``data`` that object's
     view (JSON-serialisable; never a card number or CVC). Non-ASCII text is kept as UTF-8, not escaped.
-    Raises ``ValueError`` for an event type or object not listed in the contract (§5, §15).
+    Raises ``ValueError`` for an event type or object not listed in docs/api.md ("Events").
     """
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {event_type!r}")

@@ -15,7 +15,7 @@ from kernel.db import Base
 
 
 class Event(Base):
-    """A callback event (contract §5). ``body`` is the exact JSON text that is signed and sent."""
+    """A callback event (docs/api.md, "Events"). ``body`` is the exact JSON text that is signed and sent."""
 
     __tablename__ = "events"
     __table_args__ = (UniqueConstraint("session_id", "sequence"), UniqueConstraint("root_id", "sequence"))

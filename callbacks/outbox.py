@@ -2,10 +2,10 @@
 
 :func:`record_event` only adds rows to the caller's SQLAlchemy session; the caller commits them in the
 same transaction as the state change, so either both exist or neither does (no event is lost when a
-process dies between the two, contract §5). After the commit the caller calls :func:`wake` so a worker
+process dies between the two; docs/api.md, "Events"). After the commit the caller calls :func:`wake` so a worker
 picks the delivery up at once instead of on its next poll.
 
-Delivery kinds: ``webhook`` (the signed POST of contract §5) is built in; other kinds (the Genesys
+Delivery kinds: ``webhook`` (the signed POST of docs/api.md, "Events") is built in; other kinds (the Genesys
 write-backs of :mod:`integrations.genesys.writeback`) are senders plugged into the
 :class:`~callbacks.delivery.Deliverer`. The outbox does not decide where an event goes: the domain passes
 its :class:`Destination` list.

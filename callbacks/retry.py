@@ -1,4 +1,4 @@
-"""The delivery retry policy, as pure functions (contract §5).
+"""The delivery retry policy, as pure functions (docs/api.md, "Events").
 
 - A 2xx answer means delivered.
 - 408, 425, 429, every 5xx, timeouts and connection errors are retried with exponential backoff and jitter.

@@ -1,4 +1,4 @@
-"""The ``Paygate-Signature`` header: ``t=<unix seconds>,v1=<hex>[,v1=<hex>...]`` (contract §5).
+"""The ``Paygate-Signature`` header: ``t=<unix seconds>,v1=<hex>[,v1=<hex>...]`` (docs/api.md, "Events").
 
 Each ``v1`` is the lower-case hex HMAC-SHA256, keyed with one of the endpoint's signing secrets, of the
 bytes ``b"<t>." + raw body``. While a secret is being rotated the header carries one ``v1`` per active

@@ -67,7 +67,7 @@ def test_voice_caller_keys_an_amex_into_the_secure_flow(e2e_stack, page):
                              amount=4200, customer_account_id="ACME-VOICE")
     sid = s["session_id"]
 
-    # the agent's Script starts the secure flow for the caller (reference §4.3)
+    # the agent's Script starts the secure flow for the caller (https://help.mypurecloud.com/articles/about-secure-flows/)
     base = f"{stack.emulator}/api/v2/conversations/{conv['id']}/participants/{conv['customer']}/secureivrsessions"
     r = httpx.post(base, headers=stack.genesys_auth(), json={
         "flowId": SECURE_FLOW_ID, "userData": sid, "sourceParticipantId": conv["agent"], "disconnect": False})
@@ -94,7 +94,7 @@ def test_voice_caller_keys_an_amex_into_the_secure_flow(e2e_stack, page):
     agent = stack.participant_attributes(conv["id"], conv["agent"])
     assert (agent["paymentSessionId"], agent["paymentOutcome"], agent["paymentCardLast4"]) == (sid, "approved", "0005")
 
-    # paygate's write-back onto the customer participant, string values only (contract §6)
+    # paygate's write-back onto the customer participant, string values only (docs/api.md, "Genesys write-back")
     customer = approved_attributes(stack, conv)
     assert (customer["paymentCardBrand"], customer["paymentCardLast4"], customer["paymentSessionId"]) == \
         ("amex", "0005", sid)

@@ -1,6 +1,6 @@
 """Configuration, read from the environment once and validated at start-up.
 
-Every variable has the ``PAYGATE_`` prefix (contract §7). In development the
+Every variable has the ``PAYGATE_`` prefix (docs/api.md, "Configuration"). In development the
 secrets that are not set are generated once into ``instance/secrets.json`` so a
 fresh checkout runs with no set-up; with ``PAYGATE_ENV=production`` a missing
 secret raises :class:`~kernel.errors.ConfigError` instead, so production can

@@ -1,4 +1,4 @@
-"""The ``paygate`` command (contract §8): clients, worker, database migrations, redelivery, demo."""
+"""The ``paygate`` command (README, "Processes and commands"): clients, worker, database migrations, redelivery, demo."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def clients_genesys(client_id: str, region: str | None, api_base: str | None, lo
                     oauth_client_id: str | None, oauth_client_secret: str | None, workflow_id: str | None,
                     write_attributes: bool | None, start_workflow: bool | None, sms_from: str | None,
                     worktype_id: str | None, remove: bool) -> None:
-    """Configure write-back into Genesys Cloud (contract §6) and link sending for CLIENT_ID.
+    """Configure write-back into Genesys Cloud (docs/api.md, "Genesys write-back") and link sending for CLIENT_ID.
 
     Options left out keep their stored value, so a flag can be flipped without repeating the secret.
     Prints the stored settings as JSON, never the secret.

@@ -1,4 +1,4 @@
-"""``paygate demo``: the whole product on one machine, started the way production runs it (contract §8).
+"""``paygate demo``: the whole product on one machine, started the way production runs it (README, "Processes and commands").
 
 Processes, all on 127.0.0.1, each in its own process group and with its output prefixed by its name:
 
@@ -9,7 +9,7 @@ Processes, all on 127.0.0.1, each in its own process group and with its output p
 * ``worker``: ``paygate worker``, which delivers the events to the emulator.
 
 Before starting them it migrates the configured database and creates an API client named ``demo`` whose
-callback URL is the emulator and whose Genesys settings (contract §6) point at the emulator: participant
+callback URL is the emulator and whose Genesys settings (docs/api.md, "Genesys write-back") point at the emulator: participant
 attributes and a workflow start per event, SMS from a demo number. Once everything answers it does what
 a Genesys flow does: creates a messaging conversation in the emulator, gets a client-credentials token,
 ``POST /v1/payment-sessions`` for that conversation, texts the link with ``send-link``, and prints the

@@ -6,7 +6,7 @@ for at most half a second, so a committed event goes out well under a second lat
 come due are noticed promptly. SIGTERM and SIGINT stop the loop after the current batch.
 
 Killing the process outright loses nothing: the claimed rows' leases run out and any worker claims them
-again (contract §5, "no event is lost when a process dies").
+again (docs/api.md, "Events": no event is lost when a process dies).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ _ERROR_PAUSE_MAX = 10.0
 
 def build_deliverer(settings: Settings, Session, http: httpx.Client, **overrides) -> Deliverer:
     """A :class:`Deliverer` configured from the settings' ``delivery_*`` fields (system clock, fresh RNG),
-    sending webhooks and the Genesys write-backs of contract §6 (:func:`integrations.genesys.writeback.build_senders`,
+    sending webhooks and the Genesys write-backs of docs/api.md, "Genesys write-back" (:func:`integrations.genesys.writeback.build_senders`,
     secrets opened with a :class:`~integrations.genesys.settings.SecretBox` of ``PAYGATE_SECRET_KEY``)."""
     kwargs = dict(clock=system_clock, rng=random.Random(), backoff_base=settings.delivery_backoff_base,
                   backoff_cap=settings.delivery_backoff_cap, max_age_seconds=settings.delivery_max_age_seconds,

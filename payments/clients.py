@@ -1,6 +1,6 @@
 """API clients: creation, client-credentials authentication and bearer access tokens.
 
-Contract §1: ``POST /oauth/token`` with HTTP Basic ``client_id:client_secret`` and
+docs/api.md, "Conventions": ``POST /oauth/token`` with HTTP Basic ``client_id:client_secret`` and
 ``grant_type=client_credentials`` returns a bearer token valid for 3600 s. Only a
 salted scrypt hash of the client secret is stored. Access tokens are stateless:
 ``pgat_`` + an HMAC-signed, time-stamped payload (itsdangerous) under the app's
@@ -75,7 +75,7 @@ def create_client(db: DbSession, *, name: str, callback_url: str | None, now: da
 
 def rotate_signing_secret(db: DbSession, client: ApiClient, *, keep_previous: int = 1) -> str:
     """Adds a new signing secret (newest first) and keeps ``keep_previous`` older ones active, so
-    receivers can switch over while events carry one ``v1=`` per active secret (contract §5)."""
+    receivers can switch over while events carry one ``v1=`` per active secret (docs/api.md, "Events")."""
     new = "whsec_" + secrets.token_urlsafe(32)
     client.signing_secrets = [new] + list(client.signing_secrets)[:keep_previous]
     return new

@@ -1,4 +1,4 @@
-"""``Idempotency-Key`` for every POST (contract §1), stored in Redis per API client.
+"""``Idempotency-Key`` for every POST (docs/api.md, "Conventions"), stored in Redis per API client.
 
 * The first completed response (status and body) is kept 24 h and replayed for a
   retry with the same key and the same request.

@@ -1,4 +1,4 @@
-"""Sending the checkout link by SMS or WhatsApp (contract §4, send-link) and sending it again from the agent view.
+"""Sending the checkout link by SMS or WhatsApp (docs/api.md, "Voice": send-link) and sending it again from the agent view.
 
 The domain decides whether a link may be sent (the session is pending, the client has Genesys settings, the
 per-session limit is not reached) and records each accepted send on the session; the message itself goes

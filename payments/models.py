@@ -37,7 +37,7 @@ class ApiClient(Base):
 
 
 class PaymentSession(Base):
-    """A checkout link tied to a Genesys conversation, and its state machine (contract §2)."""
+    """A checkout link tied to a Genesys conversation, and its state machine (docs/api.md, "Payment sessions")."""
 
     __tablename__ = "payment_sessions"
 
@@ -109,7 +109,7 @@ class PaymentAttempt(Base):
 
 
 class Payment(Base):
-    """A payment (contract §10): created when a session is approved, or by a merchant-initiated charge.
+    """A payment (docs/api.md, "Payments"): created when a session is approved, or by a merchant-initiated charge.
 
     ``status`` is a :class:`payments.states.PaymentStatus` value. Amounts are minor units of ``currency``:
     ``amount`` authorized, ``amount_capturable`` still held, ``amount_captured`` taken, ``amount_refunded``
@@ -166,7 +166,7 @@ class Payment(Base):
 
 
 class Refund(Base):
-    """A refund of a captured payment (contract §11). ``dedupe_key`` (unique) is a digest of
+    """A refund of a captured payment (docs/api.md, "Refunds"). ``dedupe_key`` (unique) is a digest of
     (payment, disposition code, conversation, reference): the database, not a check-then-insert, makes a
     disposition refund a payment once however many requests race. ``attempts`` counts gateway attempts
     (a review retry is a new attempt with its own idempotency key ``gateway_key``)."""
@@ -200,7 +200,7 @@ class Refund(Base):
 
 
 class Dispute(Base):
-    """A chargeback reported by the gateway (contract §12). ``status`` and ``reason`` are Stripe's values;
+    """A chargeback reported by the gateway (docs/api.md, "Disputes"). ``status`` and ``reason`` are Stripe's values;
     ``gateway_reference`` (``dp_...``) is unique, so a dispute reported twice is one row."""
 
     __tablename__ = "disputes"

@@ -1,4 +1,4 @@
-"""Payment sessions: creation, the session view, cancel and expiry (contract §2).
+"""Payment sessions: creation, the session view, cancel and expiry (docs/api.md, "Payment sessions").
 
 State machine::
 
@@ -54,7 +54,7 @@ _STATUS_MESSAGES = {
 class LinkSigner:
     """Signs checkout links: ``t`` = base64url(HMAC-SHA256(secret, purpose|session id)), 128 bits kept.
 
-    The session id alone does not open the page (contract §2).
+    The session id alone does not open the page (docs/api.md, "Payment sessions").
     """
 
     def __init__(self, secret_key: str):
@@ -101,7 +101,7 @@ def outcome_of(session: PaymentSession) -> str | None:
 
 
 def session_view(s: PaymentSession, *, status: str | None = None) -> dict:
-    """The session view of contract §2 (``status`` overrides the stored one, for event snapshots)."""
+    """The session view of docs/api.md, "Payment sessions" (``status`` overrides the stored one, for event snapshots)."""
     card = None
     if s.card_last4:
         card = {"brand": s.card_brand, "last4": s.card_last4, "exp_month": s.card_exp_month,

@@ -98,7 +98,7 @@ _BIN_RANGES: tuple[tuple[str, int, int], ...] = (
 MIN_PAN_LENGTH = 12
 MAX_PAN_LENGTH = 19
 MAX_RAW_NUMBER_LENGTH = 23
-"""The hosted form's number field takes up to 23 characters: 19 digits plus separators (contract §3)."""
+"""The hosted form's number field takes up to 23 characters: 19 digits plus separators (docs/api.md, "Checkout page")."""
 MAX_NAME_LENGTH = 100
 MAX_YEARS_AHEAD = 20
 
@@ -141,7 +141,7 @@ def normalize_number(raw: str) -> str | None:
 
 
 def inspect_number(digits: str, allowed_brands: Iterable[str]) -> dict:
-    """What a voice flow needs to ask next for these digits (contract §4, ``POST /v1/cards/inspect``).
+    """What a voice flow needs to ask next for these digits (docs/api.md, "Voice": ``POST /v1/cards/inspect``).
 
     Returns ``{"brand", "allowed", "pan_lengths", "cvc_length", "requires_expiry": True,
     "requires_cvc": True, "luhn_valid"}``. ``luhn_valid`` is ``None`` while fewer digits than the brand's

@@ -1,5 +1,5 @@
 /*
- * Hosted checkout page behaviour (contract §3). Plain ES2020, no framework, no build step.
+ * Hosted checkout page behaviour (docs/api.md, "Checkout page"). Plain ES2020, no framework, no build step.
  *
  * What it does, all as progressive enhancement (the form posts and the server validates without it):
  *  - formats the card number while typing (4-4-4-4…, Amex 4-6-5) without losing the caret,

@@ -1,4 +1,4 @@
-"""``POST /v1/payment-sessions/{id}/send-link`` (contract §4) on the real app, real databases and Redis,
+"""``POST /v1/payment-sessions/{id}/send-link`` (docs/api.md, "Voice") on the real app, real databases and Redis,
 against the Genesys emulator (integrations.genesys.emulator/) on a real threaded HTTP server (tests/fakes/genesys.py)."""
 
 from __future__ import annotations

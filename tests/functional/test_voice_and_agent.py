@@ -1,4 +1,4 @@
-"""Voice entry (contract §4) shares the hosted page's processing; the agent view never shows card data."""
+"""Voice entry (docs/api.md, "Voice") shares the hosted page's processing; the agent view never shows card data."""
 
 from __future__ import annotations
 

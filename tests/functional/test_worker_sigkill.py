@@ -1,5 +1,5 @@
 """A worker killed with SIGKILL while a callback is in flight loses nothing: its lease runs out and a
-new worker process delivers the rest (contract §5, "no event is lost when a process dies")."""
+new worker process delivers the rest (docs/api.md, "Events": no event is lost when a process dies)."""
 
 from __future__ import annotations
 

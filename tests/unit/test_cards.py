@@ -20,7 +20,7 @@ from tokenizer.cards import (
 ALL = tuple(BRANDS)
 TODAY = date(2026, 11, 23)
 
-# Stripe's published test cards (reference/stripe.md §5) → brand
+# Stripe's published test cards (https://docs.stripe.com/testing) → brand
 STRIPE_CARDS = {
     "4242424242424242": "visa", "4000056655665556": "visa", "5555555555554444": "mastercard",
     "2223003122003222": "mastercard", "5200828282828210": "mastercard", "5105105105105100": "mastercard",
