@@ -52,7 +52,11 @@ TEST_CARDS = (
     ("4242 4242 4242 4242", "approves"),
     ("4000 0000 0000 0002", "is declined (the customer may try again)"),
     ("4100 0000 0000 0019", "is blocked as highest risk and goes to an agent"),
+    ("4000 0000 0000 0259", "approves, then is disputed (a chargeback) a few seconds later"),
+    ("4000 0000 0000 5126", "approves, but its refunds fail and go to the review queue"),
 )
+DISPUTE_CARD = "4000000000000259"
+REFUND_FAIL_CARD = "4000000000005126"
 
 
 class DemoError(Exception):
@@ -74,7 +78,10 @@ class Child:
 
 @dataclass(frozen=True)
 class DemoInfo:
-    """What the demo prints once it is ready (``client_secret`` is shown once, like ``clients create``)."""
+    """What the demo prints once it is ready (``client_secret`` is shown once, like ``clients create``).
+    ``hold_checkout_url``: a hold to pay and then capture or release; ``disputed_payment_id``: a payment the
+    sandbox disputes a few seconds after the start; ``failing_refund_id``: a refund that fails into the review
+    queue; ``access_token``: a bearer token for the printed commands (valid an hour)."""
 
     checkout_url: str
     agent_url: str | None
@@ -83,6 +90,11 @@ class DemoInfo:
     embed_url: str
     client_id: str
     client_secret: str = field(repr=False)
+    hold_checkout_url: str | None = None
+    hold_session_id: str | None = None
+    disputed_payment_id: str | None = None
+    failing_refund_id: str | None = None
+    access_token: str | None = field(default=None, repr=False)
 
 
 class _Output:
@@ -278,40 +290,114 @@ class Demo:
     def create_session(self, client: dict[str, str]) -> dict:
         """What a Genesys messaging flow does: a conversation exists (created in the emulator), the flow's
         "User Defined (OAuth)" credential gets a token, a data action creates the session for the
-        conversation's customer participant, another texts the link (a failed send is reported, not fatal)."""
+        conversation's customer participant, another texts the link (a failed send is reported, not fatal).
+        The answer gains ``access_token`` for the money demos that follow."""
         with httpx.Client(timeout=10) as http:
-            r = http.post(f"{self.emulator_url}/api/genesys/conversations", json={
-                "media_type": "message", "participants": [
-                    {"purpose": "customer", "name": "Demo Customer", "address": DEMO_CUSTOMER_PHONE},
-                    {"purpose": "agent", "name": "Demo Agent"}]})
-            if r.status_code != 201:
-                raise DemoError("conversation_failed", f"the emulator answered {r.status_code}: {r.text[:200]}")
-            conversation = r.json()
-            customer = next(p for p in conversation["participants"] if p["purpose"] == "customer")
+            conversation, customer = self._conversation(http)
             r = http.post(f"{self.base_url}/oauth/token", data={"grant_type": "client_credentials"},
                           auth=(client["client_id"], client["client_secret"]))
             if r.status_code != 200:
                 raise DemoError("token_failed", f"POST /oauth/token answered {r.status_code}: {r.text[:200]}")
-            auth = {"Authorization": f"Bearer {r.json()['access_token']}"}
-            body = {"conversation_id": conversation["id"], "participant_id": customer["id"],
-                    "customer_account_id": "ACME-1001", "intent": "payment", "amount": 2500, "currency": "USD",
-                    "channel": "messaging", "reference": "INV-1001"}
-            r = http.post(f"{self.base_url}/v1/payment-sessions", json=body, headers=auth)
-            if r.status_code != 201:
-                raise DemoError("session_failed", f"POST /v1/payment-sessions answered {r.status_code}: "
-                                                  f"{r.text[:200]}")
-            session = r.json()
+            token = r.json()["access_token"]
+            auth = {"Authorization": f"Bearer {token}"}
+            session = self._session(http, auth, conversation["id"], customer["id"], "payment", "INV-1001")
             r = http.post(f"{self.base_url}/v1/payment-sessions/{session['session_id']}/send-link", headers=auth,
                           json={"to": DEMO_CUSTOMER_PHONE, "messenger_type": "sms"})
             if r.status_code == 200:
                 self.out.line("demo", f"checkout link texted to {DEMO_CUSTOMER_PHONE} through the emulator")
             else:
                 self.out.line("demo", f"send-link answered {r.status_code}: {r.text[:200]}")
-            return session
+            return {**session, "access_token": token}
+
+    def _conversation(self, http: httpx.Client, media_type: str = "message") -> tuple[dict, dict]:
+        r = http.post(f"{self.emulator_url}/api/genesys/conversations", json={
+            "media_type": media_type, "participants": [
+                {"purpose": "customer", "name": "Demo Customer", "address": DEMO_CUSTOMER_PHONE},
+                {"purpose": "agent", "name": "Demo Agent"}]})
+        if r.status_code != 201:
+            raise DemoError("conversation_failed", f"the emulator answered {r.status_code}: {r.text[:200]}")
+        conversation = r.json()
+        return conversation, next(p for p in conversation["participants"] if p["purpose"] == "customer")
+
+    def _session(self, http: httpx.Client, auth: dict, conversation_id: str, participant_id: str, intent: str,
+                 reference: str) -> dict:
+        body = {"conversation_id": conversation_id, "participant_id": participant_id,
+                "customer_account_id": "ACME-1001", "intent": intent, "amount": 2500, "currency": "USD",
+                "channel": "messaging", "reference": reference}
+        r = http.post(f"{self.base_url}/v1/payment-sessions", json=body, headers=auth)
+        if r.status_code != 201:
+            raise DemoError("session_failed", f"POST /v1/payment-sessions answered {r.status_code}: {r.text[:200]}")
+        return r.json()
+
+    def money_after_authorization(self, token: str) -> dict:
+        """The rest of the money's life, started so the emulator's pages show it within seconds: a hold to pay
+        on the page and then capture or release; a voice payment with the sandbox's dispute card (a chargeback
+        arrives a few seconds later, through the signed Stripe webhook path); a voice payment with the card
+        whose refunds fail, refunded by wrap-up code (the failure lands in the review queue and is written back).
+        Returns the ids for the banner; a step that fails is reported, not fatal."""
+        auth = {"Authorization": f"Bearer {token}"}
+        out: dict = {}
+        with httpx.Client(timeout=15) as http:
+            conversation, customer = self._conversation(http)
+            hold = self._session(http, auth, conversation["id"], customer["id"], "hold", "DISPUTE-HOLD-1")
+            out.update(hold_checkout_url=hold["checkout_url"], hold_session_id=hold["session_id"])
+            for number, key in ((DISPUTE_CARD, "disputed_payment_id"), (REFUND_FAIL_CARD, "refunded_payment_id")):
+                conversation, customer = self._conversation(http, "call")
+                s = self._session(http, auth, conversation["id"], customer["id"], "payment", f"VOICE-{number[-4:]}")
+                r = http.post(f"{self.base_url}/v1/payment-sessions/{s['session_id']}/card", headers=auth,
+                              json={"number": number, "exp_month": "12", "exp_year": "30", "cvc": "123"})
+                if r.status_code != 200 or r.json().get("outcome") != "approved":
+                    self.out.line("demo", f"voice payment with …{number[-4:]} answered {r.status_code}")
+                    continue
+                view = http.get(f"{self.base_url}/v1/payment-sessions/{s['session_id']}", headers=auth).json()
+                out[key] = view["payment_id"]
+            if out.get("refunded_payment_id"):
+                r = http.post(f"{self.base_url}/v1/refunds", headers=auth, json={
+                    "payment_id": out["refunded_payment_id"], "disposition_code": "REFUND_FULL",
+                    "reason": "requested_by_customer"})
+                if r.status_code == 201:
+                    out["failing_refund_id"] = r.json()["refund_id"]
+                    self.out.line("demo", f"refund {out['failing_refund_id']} by wrap-up code REFUND_FULL created; "
+                                          "the card's bank will refuse it in a moment (review queue)")
+        return out
+
+    def _command_lines(self, info: DemoInfo) -> str:
+        if not info.access_token:
+            return ""
+        b, t = self.base_url, info.access_token
+        lines = ["  Try the money after the authorization (this access token is valid for an hour):",
+                 f"      export TOKEN='{t}'"]
+        if info.hold_session_id:
+            lines += ["      # after paying the hold above: its payment, then capture $15.00 of it (or void it)",
+                      f"      P=$(curl -s {b}/v1/payment-sessions/{info.hold_session_id} -H \"Authorization: Bearer "
+                      f"$TOKEN\" | jq -r .payment_id)",
+                      f"      curl -s -X POST {b}/v1/payments/$P/capture -H \"Authorization: Bearer $TOKEN\" "
+                      f"-H 'Content-Type: application/json' -d '{{\"amount\": 1500}}'",
+                      "      # or let it lapse: move the sandbox clock 7 days (hold.expiring, then hold.expired)",
+                      f"      curl -s -X POST {b}/v1/sandbox/clock -H \"Authorization: Bearer $TOKEN\" "
+                      f"-H 'Content-Type: application/json' -d '{{\"advance_seconds\": 604800}}'"]
+        if info.disputed_payment_id:
+            lines += [f"      # the chargeback on {info.disputed_payment_id}, then close it as won, as Stripe would",
+                      f"      D=$(curl -s \"{b}/v1/disputes?payment_id={info.disputed_payment_id}\" "
+                      f"-H \"Authorization: Bearer $TOKEN\" | jq -r '.data[0].dispute_id')",
+                      f"      curl -s -X POST {b}/v1/sandbox/disputes/$D/close -H \"Authorization: Bearer $TOKEN\" "
+                      f"-H 'Content-Type: application/json' -d '{{\"status\": \"won\"}}'"]
+        lines += ["      # refunds that failed and wait for a person (also: paygate refunds review)",
+                  f"      curl -s \"{b}/v1/refunds?manual_review=required\" -H \"Authorization: Bearer $TOKEN\""]
+        return "\n".join(lines) + "\n\n"
 
     def banner(self, info: DemoInfo) -> str:
         cards = "\n".join(f"      {number}   {what}" for number, what in TEST_CARDS)
         agent = f"  Agent view (status only):   {info.agent_url}\n" if info.agent_url else ""
+        hold = (f"  A hold (authorize now, capture or release later):\n      {info.hold_checkout_url}\n"
+                if info.hold_checkout_url else "")
+        money = ""
+        if info.disputed_payment_id:
+            money += (f"  Payment {info.disputed_payment_id} (card …0259, by voice) is disputed within seconds: "
+                      f"dispute.opened on the emulator\n")
+        if info.failing_refund_id:
+            money += (f"  Refund {info.failing_refund_id} (card …5126) fails at the bank: refund.failed, the review\n"
+                      f"      disposition on the customer participant and the review queue\n")
         return (
             "\n"
             "==================================================================================\n"
@@ -321,11 +407,13 @@ class Demo:
             f"  Genesys emulator:           {info.emulator_url}/   (signed callbacks as they arrive)\n"
             f"  Genesys conversation:       {info.emulator_url}/genesys   (the SMS, attributes, workflow runs)\n"
             f"  Checkout in an agent desktop iframe:\n"
-            f"      {info.embed_url}\n\n"
+            f"      {info.embed_url}\n"
+            f"{hold}{money}\n"
             "  Test cards (any future expiry such as 12/30, any CVC such as 123):\n"
             f"{cards}\n\n"
             f"  API client {info.client_id}  secret {info.client_secret}\n"
             f"  (POST {self.base_url}/oauth/token with HTTP Basic, then POST /v1/payment-sessions for more links)\n\n"
+            f"{self._command_lines(info)}"
             "  Press Ctrl-C to stop everything.\n"
             "==================================================================================\n\n"
         )
@@ -343,10 +431,20 @@ class Demo:
             client = self.prepare_database()
             self.start_services(client["signing_secret"])
             session = self.create_session(client)
+            try:
+                money = self.money_after_authorization(session["access_token"])
+            except (httpx.HTTPError, DemoError) as err:
+                self.out.line("demo", f"the money demos did not start: {err}")
+                money = {}
             info = DemoInfo(checkout_url=session["checkout_url"], agent_url=session.get("agent_url"),
                             session_id=session["session_id"], emulator_url=self.emulator_url,
                             embed_url=f"{self.emulator_url}/embed?url={quote(session['checkout_url'], safe='')}",
-                            client_id=client["client_id"], client_secret=client["client_secret"])
+                            client_id=client["client_id"], client_secret=client["client_secret"],
+                            hold_checkout_url=money.get("hold_checkout_url"),
+                            hold_session_id=money.get("hold_session_id"),
+                            disputed_payment_id=money.get("disputed_payment_id"),
+                            failing_refund_id=money.get("failing_refund_id"),
+                            access_token=session["access_token"])
             self.out.block(self.banner(info))
             if on_ready is not None:
                 on_ready(info)
