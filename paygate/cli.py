@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
@@ -16,6 +17,24 @@ def _settings() -> Settings:
         return Settings.from_env()
     except ConfigError as err:
         raise click.ClickException(f"configuration error: {err.message}") from None
+
+
+@contextlib.contextmanager
+def _services():
+    """The composition root's services for a command (the database migrated first when it is a fresh SQLite
+    file), closed afterwards."""
+    from paygate.migrate import upgrade
+
+    from .services import build_services
+
+    settings = _settings()
+    if settings.database_url.startswith("sqlite"):
+        upgrade(settings.database_url, lock_dir=settings.instance_path)
+    svc = build_services(settings)
+    try:
+        yield svc
+    finally:
+        svc.close()
 
 
 @click.group()
@@ -33,18 +52,11 @@ def clients() -> None:
 @click.option("--callback-url", default=None, help="Default endpoint for this client's events.")
 def clients_create(name: str, callback_url: str | None) -> None:
     """Create an API client; prints its id and secrets once, as JSON."""
-    from kernel.clock import random_id, system_clock
-    from kernel.db import make_engine, make_sessionmaker
-    from paygate.migrate import upgrade
     from payments.clients import create_client
 
-    settings = _settings()
-    if settings.database_url.startswith("sqlite"):
-        upgrade(settings.database_url, lock_dir=settings.instance_path)
-    engine = make_engine(settings.database_url)
-    with make_sessionmaker(engine).begin() as db:
-        created = create_client(db, name=name, callback_url=callback_url, now=system_clock(), new_id=random_id)
-    engine.dispose()
+    with _services() as svc:
+        with svc.Session.begin() as db:
+            created = create_client(db, name=name, callback_url=callback_url, now=svc.clock(), new_id=svc.new_id)
     click.echo(json.dumps(created.as_dict()))
 
 
@@ -53,17 +65,15 @@ def clients_create(name: str, callback_url: str | None) -> None:
 @click.option("--keep", default=1, show_default=True, help="How many older secrets stay active.")
 def clients_rotate(client_id: str, keep: int) -> None:
     """Add a new event signing secret; events carry one v1= per active secret until the old ones go."""
-    from kernel.db import make_engine, make_sessionmaker
     from payments.clients import rotate_signing_secret
     from payments.models import ApiClient
 
-    engine = make_engine(_settings().database_url)
-    with make_sessionmaker(engine).begin() as db:
-        client = db.get(ApiClient, client_id)
-        if client is None:
-            raise click.ClickException(f"no client {client_id}")
-        new = rotate_signing_secret(db, client, keep_previous=keep)
-    engine.dispose()
+    with _services() as svc:
+        with svc.Session.begin() as db:
+            client = db.get(ApiClient, client_id)
+            if client is None:
+                raise click.ClickException(f"no client {client_id}")
+            new = rotate_signing_secret(db, client, keep_previous=keep)
     click.echo(json.dumps({"client_id": client_id, "signing_secret": new}))
 
 
@@ -184,17 +194,14 @@ def events_redeliver(event_id: str) -> None:
     from callbacks import outbox
     from kernel.errors import NotFound
 
-    from .services import build_services
-
-    svc = build_services(_settings())
-    try:
-        with svc.Session.begin() as session:
-            deliveries = outbox.redeliver(session, event_id, svc.clock())
-    except NotFound:
-        raise click.ClickException(f"no event {event_id}") from None
-    outbox.wake(svc.redis)
+    with _services() as svc:
+        try:
+            with svc.Session.begin() as session:
+                deliveries = outbox.redeliver(session, event_id, svc.clock())
+        except NotFound:
+            raise click.ClickException(f"no event {event_id}") from None
+        outbox.wake(svc.redis)
     click.echo(json.dumps({"event_id": event_id, "deliveries_queued": len(deliveries)}))
-    svc.close()
 
 
 @main.group()
@@ -217,17 +224,11 @@ def refunds_review(client_id: str | None, as_json: bool, limit: int) -> None:
     from payments.states import ManualReview
     from payments.views import refund_view
 
-    from .services import build_services
-
-    svc = build_services(_settings())
-    try:
-        query = select(Refund).where(Refund.manual_review == ManualReview.REQUIRED)
-        if client_id:
-            query = query.where(Refund.client_id == client_id)
-        with svc.Session() as db:
-            rows = list(db.scalars(query.order_by(Refund.created_at, Refund.id).limit(limit)))
-    finally:
-        svc.close()
+    query = select(Refund).where(Refund.manual_review == ManualReview.REQUIRED)
+    if client_id:
+        query = query.where(Refund.client_id == client_id)
+    with _services() as svc, svc.Session() as db:
+        rows = list(db.scalars(query.order_by(Refund.created_at, Refund.id).limit(limit)))
     if as_json:
         for r in rows:
             click.echo(json.dumps(refund_view(r)))

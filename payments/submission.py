@@ -28,19 +28,19 @@ from sqlalchemy.orm import sessionmaker
 from callbacks import events as ev
 from callbacks import outbox
 from kernel.clock import Clock, IdFactory
-from tokenizer.cards import BRANDS, authorization_validity, validate_card
+from tokenizer.cards import BRANDS, Card, authorization_validity, validate_card
 from tokenizer.declines import FAILED_MESSAGE, UNAVAILABLE_MESSAGE, customer_message
 from tokenizer.gateways.base import AuthorizationRequest, Gateway, GatewayResult, GatewayStatus
 from tokenizer.models import VaultCard
 from tokenizer.vault import Vault
 
+from .context import LOCK_TTL_MS, RedisLock
 from .events import payment_event
 from .fraud import FraudScreen
 from .models import TERMINAL_STATUSES, ApiClient, Payment, PaymentAttempt, PaymentSession
 from .sessions import SessionService, emit
 from .views import payment_view
 
-LOCK_TTL_MS = 60_000
 DUPLICATE_WAIT_SECONDS = 25.0
 
 AGENT_MESSAGE = "We could not complete this payment online. An agent will help you."
@@ -81,6 +81,22 @@ class SubmitResult:
 
 
 @dataclass(frozen=True)
+class StartedAttempt:
+    """An attempt this request won the compare-and-set for: the session and attempt ids, the attempt's
+    ``number`` in the session, the gateway ``idempotency_key`` (``<session>:<number>:authorize``), the
+    validated ``card`` (memory only), the customer's ``client_ip`` (None by voice) and the card's
+    ``fingerprint``."""
+
+    session_id: str
+    attempt_id: str
+    number: int
+    idempotency_key: str
+    card: Card = field(repr=False)
+    client_ip: str | None
+    fingerprint: str
+
+
+@dataclass(frozen=True)
 class ProcessorConfig:
     """``allowed_brands`` (ids); ``require_name`` for the web form; ``reconcile_after_seconds``."""
 
@@ -104,8 +120,7 @@ class PaymentProcessor:
         self.clock = clock
         self.new_id = new_id
         self.sleep = sleep
-        self._unlock = redis.register_script(
-            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0")
+        self.locks = RedisLock(redis, sleep=sleep)
 
     # ------------------------------------------------------------------------------------------------
     def submit(self, session_id: str, card_input: CardInput, *, source: str, client_ip: str | None = None,
@@ -140,20 +155,20 @@ class PaymentProcessor:
 
         fingerprint = self.vault.fingerprint(card.number)
         lock_key, lock_token = f"paygate:lock:session:{session_id}", self.new_id("lock")
-        if not self.redis.set(lock_key, lock_token, nx=True, px=LOCK_TTL_MS):
+        if not self.locks.acquire(lock_key, lock_token, ttl_ms=LOCK_TTL_MS):
             return self._report(self._wait_settled(session_id), duplicate=True)
         try:
             started = self._start_attempt(s, card, source=source, client_ip=client_ip,
                                           submission_id=submission_id, fingerprint=fingerprint)
             if started is None:  # lost the compare-and-set: someone else is processing or finished
                 return self._report(self._wait_settled(session_id), duplicate=True)
-            attempt_id, number, idem_key = started
-            return self._run_attempt(session_id, attempt_id, number, idem_key, card, client_ip, fingerprint)
+            return self._run_attempt(started)
         finally:
-            self._unlock(keys=[lock_key], args=[lock_token])
+            self.locks.release(lock_key, lock_token)
 
     # ------------------------------------------------------------------------------------------------
-    def _start_attempt(self, s: PaymentSession, card, *, source, client_ip, submission_id, fingerprint):
+    def _start_attempt(self, s: PaymentSession, card: Card, *, source, client_ip, submission_id,
+                       fingerprint) -> StartedAttempt | None:
         now = self.clock().replace(tzinfo=None)
         number = s.attempts + 1
         idem_key = f"{s.id}:{number}:authorize"
@@ -171,46 +186,46 @@ class PaymentProcessor:
                 card_fingerprint=fingerprint, idempotency_key=idem_key, fraud_score=0.0,
                 fraud_reasons=[], created_at=now)
             db.add(attempt)
-        return attempt.id, number, idem_key
+        return StartedAttempt(session_id=s.id, attempt_id=attempt.id, number=number, idempotency_key=idem_key,
+                              card=card, client_ip=client_ip, fingerprint=fingerprint)
 
-    def _run_attempt(self, session_id, attempt_id, number, idem_key, card, client_ip, fingerprint) -> SubmitResult:
-        assessment = self.fraud.screen(session_id=session_id, attempt_number=number, client_ip=client_ip,
-                                       fingerprint=fingerprint)
+    def _run_attempt(self, a: StartedAttempt) -> SubmitResult:
+        assessment = self.fraud.screen(session_id=a.session_id, attempt_number=a.number, client_ip=a.client_ip,
+                                       fingerprint=a.fingerprint)
         if assessment.blocked:
-            return self._finish(session_id, attempt_id, number, card, fingerprint, assessment,
-                                GatewayResult(GatewayStatus.BLOCKED, decline_code="fraud_prescreen"),
+            return self._finish(a, assessment, GatewayResult(GatewayStatus.BLOCKED, decline_code="fraud_prescreen"),
                                 token=None)
 
-        sealed = self.vault.seal(card)
+        sealed = self.vault.seal(a.card)
         with self.Session.begin() as db:  # the card is vaulted before any gateway call
-            s = db.get(PaymentSession, session_id)
+            s = db.get(PaymentSession, a.session_id)
             db.add(VaultCard(token=sealed.token, key_id=sealed.key_id, wrapped_key=sealed.wrapped_key,
                              nonce=sealed.nonce, ciphertext=sealed.ciphertext, fingerprint=sealed.fingerprint,
                              brand=sealed.brand, last4=sealed.last4, exp_month=sealed.exp_month,
                              exp_year=sealed.exp_year, client_id=s.client_id,
                              created_at=self.clock().replace(tzinfo=None)))
         request = AuthorizationRequest(
-            amount=s.amount, currency=s.currency, idempotency_key=idem_key, capture=s.intent != "hold",
-            card=card,
+            amount=s.amount, currency=s.currency, idempotency_key=a.idempotency_key, capture=s.intent != "hold",
+            card=a.card,
             description=f"paygate {s.intent} {s.reference or s.id}",
             metadata={"paygate_session_id": s.id, "conversation_id": s.conversation_id,
                       "customer_account_id": s.customer_account_id, "intent": s.intent})
         result = self.gateway.authorize(request)
         assessment = self.fraud.with_gateway_risk(assessment, result.risk_level)
-        return self._finish(session_id, attempt_id, number, card, fingerprint, assessment, result,
-                            token=sealed.token)
+        return self._finish(a, assessment, result, token=sealed.token)
 
-    def _finish(self, session_id, attempt_id, number, card, fingerprint, assessment, result: GatewayResult,
-                *, token) -> SubmitResult:
+    def _finish(self, a: StartedAttempt, assessment, result: GatewayResult, *, token: str | None) -> SubmitResult:
+        """Records the attempt's outcome and moves the session (one transaction with its events)."""
         now = self.clock()
         naive = now.replace(tzinfo=None)
+        card, fingerprint = a.card, a.fingerprint
         if result.status is GatewayStatus.DECLINED and fingerprint:
             self.fraud.record_decline(fingerprint)
         with self.Session.begin() as db:
-            s = db.get(PaymentSession, session_id)
-            attempt = db.get(PaymentAttempt, attempt_id)
+            s = db.get(PaymentSession, a.session_id)
+            attempt = db.get(PaymentAttempt, a.attempt_id)
             client = db.get(ApiClient, s.client_id)
-            if s.status != "processing" or s.attempts != number:
+            if s.status != "processing" or s.attempts != a.number:
                 return self._report(s, duplicate=True)  # reconciled meanwhile
             attempt.fraud_score = assessment.score if assessment else attempt.fraud_score
             attempt.fraud_reasons = assessment.to_json() if assessment else attempt.fraud_reasons
