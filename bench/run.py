@@ -35,7 +35,6 @@ import queue
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,6 +47,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
+
+from paygate import processes
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -68,27 +69,14 @@ class BenchError(Exception):
     """A benchmark step failed (a process died, a server did not come up, every request failed)."""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_until(check, *, timeout: float, what: str, procs=()) -> None:
     """Polls ``check`` until truthy; raises :class:`BenchError` on timeout or when a process in ``procs`` died."""
-    deadline = time.monotonic() + timeout
-    while True:
-        for p in procs:
-            if p.popen.poll() is not None:
-                raise BenchError(f"{p.name} exited with status {p.popen.returncode} while waiting for {what}")
-        try:
-            if check():
-                return
-        except (httpx.HTTPError, OSError):
-            pass
-        if time.monotonic() >= deadline:
-            raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.1)
+
+    def dead() -> str | None:
+        gone = next((p for p in procs if p.popen.poll() is not None), None)
+        return f"{gone.name} exited with status {gone.popen.returncode}" if gone is not None else None
+
+    processes.wait_until(check, timeout=timeout, what=what, abort=dead, error=BenchError)
 
 
 # --- the callback receiver ---------------------------------------------------------------------------------
@@ -151,7 +139,7 @@ class BenchStack:
         self.logs = tmp / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.procs: list[Proc] = []
-        self.web_port, self.base_port, self.recv_port, self.redis_port = (free_port() for _ in range(4))
+        self.web_port, self.base_port, self.recv_port, self.redis_port = (processes.free_port() for _ in range(4))
         self.base = f"http://127.0.0.1:{self.web_port}"
         self.baseline = f"http://127.0.0.1:{self.base_port}"
         self.receiver = f"http://127.0.0.1:{self.recv_port}"
@@ -192,7 +180,7 @@ class BenchStack:
             raise BenchError("redis-server is not installed")
         self.spawn("redis", [server, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--dir",
                              str(redis_dir), "--save", "", "--appendonly", "no", "--loglevel", "warning"])
-        wait_until(lambda: _port_open(self.redis_port), timeout=15, what="redis", procs=self.procs)
+        wait_until(lambda: processes.port_open(self.redis_port), timeout=15, what="redis", procs=self.procs)
         subprocess.run([str(BIN / "paygate"), "db", "upgrade"], cwd=ROOT, env=self.env, check=True,
                        stdout=subprocess.DEVNULL)
         out = subprocess.run([str(BIN / "paygate"), "clients", "create", "bench", "--callback-url",
@@ -274,33 +262,10 @@ class BenchStack:
 
     def stop(self) -> None:
         """SIGTERM to each process group (apps first, Redis last), SIGKILL after 5 s."""
-        apps = [p for p in reversed(self.procs) if p.name != "redis"]
-        infra = [p for p in self.procs if p.name == "redis"]
+        apps = [p.popen for p in reversed(self.procs) if p.name != "redis"]
+        infra = [p.popen for p in self.procs if p.name == "redis"]
         for group in (apps, infra):
-            for p in group:
-                _killpg(p.popen, signal.SIGTERM)
-            for p in group:
-                try:
-                    p.popen.wait(5)
-                except subprocess.TimeoutExpired:
-                    _killpg(p.popen, signal.SIGKILL)
-                    p.popen.wait()
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.3):
-            return True
-    except OSError:
-        return False
-
-
-def _killpg(popen: subprocess.Popen, sig: int) -> None:
-    if popen.poll() is None:
-        try:
-            os.killpg(popen.pid, sig)
-        except ProcessLookupError:
-            pass
+            processes.stop_processes(group, timeout=5)
 
 
 def _children(pid: int) -> list[int]:

@@ -17,15 +17,14 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from paygate.processes import stop_processes, wait_until
 from tests import services
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -44,15 +43,8 @@ SMS_FROM = "+13175550100"
 
 
 def poll(fn, *, timeout=15.0, interval=0.1, what="condition"):
-    """Calls ``fn`` until it returns something truthy or ``timeout`` passes (then fails the test)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    """Calls ``fn`` until it returns something truthy (returned) or ``timeout`` passes (the test fails)."""
+    return wait_until(fn, timeout=timeout, interval=interval, what=what, error=AssertionError)
 
 
 class Stack:
@@ -216,14 +208,7 @@ class Stack:
             self.dump_state()
         except (httpx.HTTPError, OSError):
             pass  # the emulator is already gone; the dump after the last test stays
-        for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop_processes(self.procs, timeout=10)
 
 
 @pytest.fixture(scope="session")

@@ -23,12 +23,10 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TextIO
@@ -38,6 +36,8 @@ import httpx
 
 from kernel.errors import ConfigError
 from kernel.settings import Settings
+
+from .processes import free_port, port_free, stop_processes, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 60.0
@@ -115,22 +115,6 @@ class _Output:
             self.stream.flush()
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Demo:
     """Starts, watches and stops the demo's processes; see the module docstring."""
 
@@ -167,50 +151,36 @@ class Demo:
 
     def wait_for(self, what: str, check: Callable[[], bool], timeout: float = STARTUP_TIMEOUT) -> None:
         """Polls ``check`` until it is true; raises :class:`DemoError` on timeout, a dead child or Ctrl-C."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def abort() -> str | None:
             if self.stop.is_set():
                 raise DemoError("interrupted", "interrupted")
             dead = self.dead_child()
-            if dead is not None:
-                raise DemoError("child_exited", f"{dead.name} exited with status {dead.proc.returncode}")
-            try:
-                if check():
-                    return
-            except (httpx.HTTPError, OSError):
-                pass
-            if time.monotonic() >= deadline:
-                raise DemoError("startup_timeout", f"{what} did not answer within {timeout:.0f} s")
-            self.stop.wait(0.1)
+            return f"{dead.name} exited with status {dead.proc.returncode}" if dead is not None else None
+
+        try:
+            wait_until(check, timeout=timeout, what=what, abort=abort, sleep=self.stop.wait)
+        except TimeoutError as err:
+            code = "child_exited" if " exited with status " in str(err) else "startup_timeout"
+            raise DemoError(code, str(err)) from None
 
     def shutdown(self) -> None:
         """Stops every child: the app processes first, then Redis (so they can finish cleanly); each
         gets SIGTERM to its process group and SIGKILL after 10 s. Removes the temporary files."""
-        apps = [c for c in reversed(self.children) if c.name != "redis"]
-        infra = [c for c in self.children if c.name == "redis"]
-        for group in (apps, infra):
-            for child in group:
-                self._signal(child, signal.SIGTERM)
-            for child in group:
-                try:
-                    child.proc.wait(STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    self.out.line("demo", f"{child.name} did not stop in {STOP_TIMEOUT:.0f} s; killing it")
-                    self._signal(child, signal.SIGKILL)
-                    child.proc.wait()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        names = {id(c.proc): c.name for c in self.children}
 
-    @staticmethod
-    def _signal(child: Child, sig: int) -> None:
-        if child.proc.poll() is None:
-            try:
-                os.killpg(child.proc.pid, sig)
-            except ProcessLookupError:
-                pass
+        def killing(proc) -> None:
+            self.out.line("demo", f"{names[id(proc)]} did not stop in {STOP_TIMEOUT:.0f} s; killing it")
+
+        apps = [c.proc for c in reversed(self.children) if c.name != "redis"]
+        infra = [c.proc for c in self.children if c.name == "redis"]
+        for group in (apps, infra):
+            stop_processes(group, timeout=STOP_TIMEOUT, on_kill=killing)
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     # --- steps ------------------------------------------------------------------------------------------
     def check_ports(self) -> None:
-        busy = [p for p in (self.port, self.emulator_port, self.redis_port) if p is not None and not _port_free(p)]
+        busy = [p for p in (self.port, self.emulator_port, self.redis_port) if p is not None and not port_free(p)]
         if busy:
             raise DemoError("port_in_use", f"port(s) {', '.join(map(str, busy))} on 127.0.0.1 are in use; "
                                            "pick others with --port / --emulator-port")
@@ -219,7 +189,7 @@ class Demo:
         if self.env.get("PAYGATE_REDIS_URL"):
             self.out.line("demo", f"using Redis at {self.env['PAYGATE_REDIS_URL']}")
             return
-        port = self.redis_port or _free_port()
+        port = self.redis_port or free_port()
         redis_dir = self.tmp / "redis"
         redis_dir.mkdir()
         server = shutil.which("redis-server")

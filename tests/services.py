@@ -12,11 +12,11 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
+
+from paygate.processes import free_port, port_open, wait_until
 
 PGBIN = Path("/usr/lib/postgresql/15/bin")
 _started: dict[str, str] = {}
@@ -34,21 +34,9 @@ def state_dir() -> Path:
     return p
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_for_port(port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+    """Waits until something accepts connections on 127.0.0.1:``port`` (RuntimeError after ``timeout`` s)."""
+    wait_until(lambda: port_open(port), timeout=timeout, interval=0.05, what=f"127.0.0.1:{port}", error=RuntimeError)
 
 
 def redis_url() -> str:
