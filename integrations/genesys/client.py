@@ -41,7 +41,8 @@ _CODE_RE = re.compile(r"^[A-Za-z0-9._-]{1,80}$")
 
 def parse_retry_after(header: str | None, body: bytes | None, now: datetime) -> float | None:
     """Seconds to wait from a 429: the ``Retry-After`` header (delta-seconds or HTTP-date, RFC 9110
-    §10.2.3), else Genesys's normalized body ``"Retry the request in [42] seconds"`` (reference §3.2).
+    §10.2.3), else Genesys's normalized body ``"Retry the request in [42] seconds"``
+    (https://developer.genesys.cloud/platform/api/rate-limits).
     None when neither says; never negative."""
     if header:
         value = header.strip()
@@ -220,7 +221,7 @@ class GenesysApi:
         """``method`` ``creds.api_url + path`` with JSON ``body`` and ``Authorization: Bearer``.
 
         On 401 the token is dropped, a new one fetched and the call made once more (Genesys has no
-        refresh token for client credentials, reference §3.2). Never raises for HTTP or transport
+        refresh token for client credentials, https://developer.genesys.cloud/authorization/platform-auth/use-client-credentials). Never raises for HTTP or transport
         failures and never sleeps; see :class:`GenesysResponse`.
         """
         started = time.perf_counter()
@@ -249,7 +250,8 @@ class GenesysApi:
     def patch_participant_attributes(self, creds: Credentials, conversation_id: str, participant_id: str,
                                      attributes: Mapping[str, str]) -> GenesysResponse:
         """``PATCH /api/v2/conversations/{conversationId}/participants/{participantId}/attributes``
-        ``{"attributes": {...}}`` (reference §2a; the generic endpoint works for every media type).
+        ``{"attributes": {...}}`` (the generic endpoint works for every media type;
+        https://developer.genesys.cloud/devapps/api-explorer#patch-api-v2-conversations--conversationId--participants--participantId--attributes).
         Raises ``TypeError`` for a non-string value (Genesys would answer 400)."""
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()):
             raise TypeError("participant attributes must be strings")
@@ -259,7 +261,8 @@ class GenesysApi:
 
     def start_workflow(self, creds: Credentials, flow_id: str, name: str,
                        input_data: Mapping[str, str]) -> GenesysResponse:
-        """``POST /api/v2/flows/executions`` ``{"flowId", "name", "inputData"}`` (reference §2b); the
+        """``POST /api/v2/flows/executions`` ``{"flowId", "name", "inputData"}``
+        (https://developer.genesys.cloud/devapps/api-explorer#post-api-v2-flows-executions); the
         answer's ``id`` is the flow execution id. Raises ``ValueError`` for an input key without the
         ``Flow.`` prefix."""
         if not all(k.startswith("Flow.") for k in input_data):
@@ -269,7 +272,7 @@ class GenesysApi:
 
     def send_agentless_message(self, creds: Credentials, *, from_address: str, to_address: str,
                                messenger_type: str, text: str) -> GenesysResponse:
-        """``POST /api/v2/conversations/messages/agentless`` (reference §5.1) with ``fromAddress``,
+        """``POST /api/v2/conversations/messages/agentless`` (https://developer.genesys.cloud/commdigital/digital/agentless-messaging) with ``fromAddress``,
         ``toAddress``, ``toAddressMessengerType`` and ``textBody``; the answer's ``id`` is the message id.
         ``to_address`` must already be in the messenger's format (E.164 for SMS, digits for WhatsApp)."""
         return self.call(creds, "POST", "/api/v2/conversations/messages/agentless",

@@ -2,7 +2,7 @@
 
 A test (or an engineer, through ``python -m integrations.genesys.harness``) hands :func:`execute` an export from
 ``integrations/genesys/data-actions/``, the action's input, the integration's credential fields and an HTTP
-transport. The harness then follows the engine's documented steps (reference ``genesys.md`` §1.2–§1.5;
+transport. The harness then follows the engine's documented steps (https://help.mypurecloud.com/articles/add-configuration-custom-actions-integrations/;
 Genesys help "Velocity macros for data actions", "Response configuration for data actions"):
 
 1. the input is validated against ``contract.input.inputSchema``;

@@ -28,7 +28,7 @@ def mask_address(address: str) -> str:
 
 def link_message(checkout_url: str, amount_text: str, expires_text: str, messenger_type: str) -> str:
     """The agentless message text: a short friendly sentence with the link, or the bare link when the
-    sentence would not fit. Limits (reference §5.1): 765 characters for ``sms``, 2000 otherwise.
+    sentence would not fit. Limits (https://developer.genesys.cloud/commdigital/digital/agentless-messaging): 765 characters for ``sms``, 2000 otherwise.
     Raises ``ValueError`` when even the bare link is too long."""
     limit = SMS_MAX_CHARS if messenger_type == "sms" else OTHER_MAX_CHARS
     text = (f"Here is your secure payment link for {amount_text}: {checkout_url} "

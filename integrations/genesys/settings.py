@@ -2,7 +2,7 @@
 
 Stored shape (every key optional except ``region``, ``client_id`` and the secret)::
 
-    {"region": "us_east_1",                       # Genesys region name (reference genesys.md §3.1)
+    {"region": "us_east_1",                       # Genesys region name (region_hosts below)
      "api_base": null, "login_base": null,        # overrides of the region's hosts (emulator, tests)
      "client_id": "<Genesys OAuth client id>",
      "client_secret_sealed": "<Fernet token>",    # the OAuth client secret, encrypted at rest
@@ -21,7 +21,8 @@ The secret never appears in a repr, a log line or :meth:`GenesysSettings.public_
 (https://developer.genesys.cloud/commdigital/taskmanagement/): with it, every ``refund.failed`` event also
 creates one workitem of that type for the refund (:mod:`integrations.genesys.workitems`).
 
-Region → host mapping follows the Genesys Python SDK's ``PureCloudRegionHosts`` (reference §3.1): the API
+Region → host mapping follows the Genesys Python SDK's ``PureCloudRegionHosts``
+(https://github.com/MyPureCloud/platform-client-sdk-python, ``purecloud_region_hosts.py``): the API
 host is ``api.<domain>`` and the login host ``login.<domain>``.
 """
 
@@ -58,7 +59,8 @@ REGION_DOMAINS: dict[str, str] = {
     "mx_central_1": "mxc1.pure.cloud",
     "ap_southeast_1": "apse1.pure.cloud",
 }
-"""Genesys Cloud region name → domain (reference genesys.md §3.1, SDK ``purecloud_region_hosts.py``)."""
+"""Genesys Cloud region name → domain (the Python SDK's ``purecloud_region_hosts.py``;
+https://developer.genesys.cloud/platform/api/)."""
 
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 _MAX_ID = 200

@@ -1,5 +1,5 @@
 """The Genesys emulator's fake Platform API (OAuth, participant attributes, workflow executions, agentless
-messages, 401/429 behaviour, failure injection, state and page), as reference genesys.md §2, §3, §5 and §7
+messages, 401/429 behaviour, failure injection, state and page), as the Genesys Platform API documentation
 describe the real one. In-process Flask test client with an injected clock; one test uses a real
 threaded server for concurrency."""
 
@@ -498,7 +498,7 @@ def test_concurrent_writes_over_a_threaded_server(app):
         thread.join(10)
 
 
-# --- secure flows: secureivrsessions and the flow played on the caller's DTMF (reference §4.3, §7) ------
+# --- secure flows: secureivrsessions and the flow played on the caller's DTMF ------------------------
 AMEX, AMEX_CVC = "378282246310005", "7294"
 VISA = "4242424242424242"
 FLOW_CREDENTIALS = {"clientId": "cli_flow", "clientSecret": "flow-secret", "loginUrl": "http://paygate.test/oauth/token",

@@ -3,15 +3,15 @@
 Three blueprints, all on the emulator's one port (the "login" and "api" hosts of a region are the same
 server here):
 
-* :data:`login_bp` — ``POST /oauth/token``, the client-credentials grant of reference §3.1: HTTP Basic
+* :data:`login_bp` — ``POST /oauth/token``, the client-credentials grant (https://developer.genesys.cloud/authorization/platform-auth/use-client-credentials): HTTP Basic
   ``client_id:client_secret`` plus form ``grant_type=client_credentials`` →
   ``{"access_token", "token_type": "bearer", "expires_in"}``; unknown client or wrong secret → 400
   ``{"error": "unauthorized_client", ...}``.
 * :data:`api_bp` — ``/api/v2/*``. Every call needs ``Authorization: bearer <token>`` (scheme in any
   case): missing → 401 ``authentication.required``, unknown or expired → 401 ``bad.credentials``. Past
   ``rate_limit_per_minute`` calls per token in a sliding minute → 429 with ``Retry-After`` and the
-  normalized body of reference §3.2. Routes: conversations and participant attributes (§2a), workflow
-  executions (§2b), agentless messages (§5.1), secure IVR sessions (§4.3; the flow itself is played by
+  normalized body of https://developer.genesys.cloud/platform/api/rate-limits. Routes: conversations and participant attributes, workflow
+  executions, agentless messages, secure IVR sessions (the flow itself is played by
   :mod:`.flows`), Task Management workitems (create, query, get;
   https://developer.genesys.cloud/commdigital/taskmanagement/).
 * :data:`knobs_bp` — ``/api/genesys/*`` test and demo API (no auth): OAuth clients, settings, token
@@ -41,10 +41,10 @@ knobs_bp = Blueprint("genesys_knobs", __name__)
 
 API_PREFIX = "/api/v2/"
 E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")          # ITU-T E.164: "+", country code, at most 15 digits
-WHATSAPP_ID = re.compile(r"^\+?[1-9][0-9]{1,14}$")   # reference §5.1: digits without "+" (a "+" is tolerated)
+WHATSAPP_ID = re.compile(r"^\+?[1-9][0-9]{1,14}$")   # agentless messaging: digits without "+" (a "+" is tolerated)
 MESSENGER_TYPES = ("sms", "whatsapp", "open")
-SMS_MAX_CHARS = 765      # reference §5.1: textBody limit for SMS
-OTHER_MAX_CHARS = 2000   # reference §5.1: textBody limit for the other messenger types
+SMS_MAX_CHARS = 765      # agentless messaging: textBody limit for SMS
+OTHER_MAX_CHARS = 2000   # agentless messaging: textBody limit for the others
 DEFAULT_FLOW_VERSION = "1.0"
 
 ERROR_CODES = {400: "bad.request", 401: "bad.credentials", 403: "missing.any.permissions", 404: "not.found",
@@ -86,7 +86,7 @@ def genesys_error(status: int, message: str, *, code: str | None = None, retry_a
 
 
 def too_many_requests(retry_after: int) -> Response:
-    """The normalized 429 of reference §3.2."""
+    """The normalized 429 (https://developer.genesys.cloud/platform/api/rate-limits)."""
     return genesys_error(429, f"Rate limit exceeded the maximum. Retry the request in [{retry_after}] seconds",
                          retry_after=retry_after)
 
@@ -176,7 +176,7 @@ def api_not_found_or_not_allowed(err):
 # --- OAuth (login host) ------------------------------------------------------------------------------------
 @login_bp.post("/oauth/token")
 def token():
-    """Client-credentials grant (reference §3.1). 200 ``{"access_token", "token_type": "bearer",
+    """Client-credentials grant (https://developer.genesys.cloud/authorization/platform-auth/use-client-credentials). 200 ``{"access_token", "token_type": "bearer",
     "expires_in"}``; 400 ``{"error": "unsupported_grant_type"}`` for another grant; 400
     ``{"error": "unauthorized_client", "description", "error_description"}`` for missing, unknown or
     wrong credentials."""
@@ -197,7 +197,7 @@ def token():
     return response
 
 
-# --- conversations and participant attributes (reference §2a) ----------------------------------------------
+# --- conversations and participant attributes ------------------------------------------------------------
 @api_bp.get("/conversations/<conversation_id>")
 def get_conversation(conversation_id: str):
     """``{id, mediaType, startTime, participants:[{id, purpose, attributes, ...}], selfUri}``; 404 when unknown."""
@@ -215,7 +215,7 @@ def _patch_attributes(conversation_id: str, participant_id: str, media_type: str
     attributes = body["attributes"]
     for key, value in attributes.items():
         if not isinstance(value, str):
-            # Genesys models participant attributes as a map of string to string (reference §2a)
+            # Genesys models participant attributes as a map of string to string (ParticipantAttributes)
             return None, _bad_request(f"Attribute '{key}' must have a string value.", attribute=key)
     try:
         merged = platform().merge_attributes(conversation_id, participant_id, attributes, media_type)
@@ -249,7 +249,7 @@ def patch_message_attributes(conversation_id: str, participant_id: str):
     return error or jsonify({"attributes": merged})
 
 
-# --- workflow executions (reference §2b) -------------------------------------------------------------------
+# --- workflow executions (POST /api/v2/flows/executions) --------------------------------------------------
 def _flow_version(record: dict[str, Any]) -> dict[str, str]:
     version = record["flowVersion"]
     return {"id": version, "name": version, "selfUri": f"/api/v2/flows/{record['flowId']}/versions/{version}"}
@@ -312,7 +312,7 @@ def get_execution(execution_id: str):
     return jsonify(execution_view(record, _now()))
 
 
-# --- agentless messages (reference §5.1) -------------------------------------------------------------------
+# --- agentless messages (POST /api/v2/conversations/messages/agentless) ------------------------------------
 def _message_problem(body: dict[str, Any]) -> tuple[str, str] | None:
     """``(field, message)`` describing why an agentless request is invalid, or None."""
     for field in ("fromAddress", "toAddress", "toAddressMessengerType"):
@@ -377,7 +377,7 @@ def get_message(conversation_id: str, message_id: str):
     return jsonify({**message, "status": "delivery-success"})
 
 
-# --- secure IVR sessions (reference §4.3) ------------------------------------------------------------------
+# --- secure IVR sessions (POST /api/v2/conversations/{id}/participants/{pid}/secureivrsessions) -------------
 def _secure_uri(record: dict[str, Any]) -> str:
     return (f"/api/v2/conversations/{record['conversationId']}/participants/{record['participantId']}"
             f"/secureivrsessions/{record['id']}")

@@ -4,7 +4,7 @@ the request log and the test knobs).
 
 One lock guards everything: the emulator runs on a threaded server and paygate's delivery worker may
 write several attributes or launch several executions at once while a test reads the state.
-Behaviour follows ``shared/reference/genesys.md`` §2, §3, §5 and §7; where this module deviates from the
+Behaviour follows the Platform API documentation (https://developer.genesys.cloud/devapps/api-explorer); where this module deviates from the
 real platform (e.g. a settable token lifetime below Genesys's 300 s minimum) it says so.
 """
 
@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Mapping
 
-# Genesys defaults (reference §3.1, §3.2): an OAuth client's token lives 86400 s by default and the
+# Genesys defaults (https://developer.genesys.cloud/authorization/platform-auth/use-client-credentials, https://developer.genesys.cloud/platform/api/rate-limits): an OAuth client's token lives 86400 s by default and the
 # login service answers 86399; client-credentials tokens get 300 requests per minute.
 DEFAULT_TOKEN_TTL_SECONDS = 86399
 DEFAULT_RATE_LIMIT_PER_MINUTE = 300
@@ -27,7 +27,7 @@ REQUEST_LOG_LIMIT = 5000
 
 PARTICIPANT_PURPOSES = ("customer", "agent", "acd", "ivr", "external", "workflow")
 MEDIA_TYPES = ("call", "message")
-SECURE_SESSION_STATES = ("PENDING", "COMPLETED", "FAILED")  # SDK ``SecureSession.state`` (reference §4.3)
+SECURE_SESSION_STATES = ("PENDING", "COMPLETED", "FAILED")  # SDK ``SecureSession.state``
 
 
 @dataclass
@@ -324,7 +324,7 @@ class PlatformStore:
                 "workitems": [copy.deepcopy(w) for w in self._workitems.values()],
             }
 
-    # --- secure flows and secure IVR sessions (reference §4.3) ----------------------------------------
+    # --- secure flows and secure IVR sessions (POST .../participants/{pid}/secureivrsessions) ---------
     def add_secure_flow(self, *, flow_id: str | None, name: str, credentials: Mapping[str, str]) -> dict[str, Any]:
         """Publishes (or replaces) a secure call flow that calls paygate's data actions with the given
         integration credential (``clientId``, ``clientSecret``, ``loginUrl``, ``baseUrl``). Returns the
