@@ -45,6 +45,8 @@ STOP_TIMEOUT = 10.0
 
 GENESYS_CLIENT_ID = "demo-genesys-oauth-client"
 DEMO_WORKFLOW_ID = "demo-billing-workflow"
+DEMO_WORKTYPE_ID = "5d1e6a0c-7b2f-4c3d-8e9a-0f1b2c3d4e5f"
+"""The Task Management worktype failed refunds become workitems of (registered at the emulator)."""
 DEMO_SMS_FROM = "+15550100100"
 DEMO_CUSTOMER_PHONE = "+15550100199"
 
@@ -237,7 +239,8 @@ class Demo:
                 configure_genesys(db, created.client_id, GenesysSettings(
                     region="us_east_1", client_id=GENESYS_CLIENT_ID, client_secret=self.genesys_secret,
                     api_base=self.emulator_url, login_base=self.emulator_url, workflow_id=DEMO_WORKFLOW_ID,
-                    write_attributes=True, start_workflow=True, sms_from_address=DEMO_SMS_FROM),
+                    write_attributes=True, start_workflow=True, sms_from_address=DEMO_SMS_FROM,
+                    worktype_id=DEMO_WORKTYPE_ID),
                     SecretBox(settings.secret_key), production=False)
         finally:
             engine.dispose()
@@ -255,6 +258,8 @@ class Demo:
         self.spawn("worker", [py, "-m", "paygate.cli", "worker"])
         self.wait_for("the Genesys emulator",
                       lambda: httpx.get(f"{self.emulator_url}/api/received", timeout=2).status_code == 200)
+        httpx.post(f"{self.emulator_url}/api/genesys/worktypes", timeout=5,
+                   json={"id": DEMO_WORKTYPE_ID, "name": "Refund review"}).raise_for_status()
         self.wait_for("the web app", lambda: httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200)
 
     def create_session(self, client: dict[str, str]) -> dict:
@@ -290,10 +295,10 @@ class Demo:
         return conversation, next(p for p in conversation["participants"] if p["purpose"] == "customer")
 
     def _session(self, http: httpx.Client, auth: dict, conversation_id: str, participant_id: str, intent: str,
-                 reference: str) -> dict:
+                 reference: str, channel: str = "messaging") -> dict:
         body = {"conversation_id": conversation_id, "participant_id": participant_id,
                 "customer_account_id": "ACME-1001", "intent": intent, "amount": 2500, "currency": "USD",
-                "channel": "messaging", "reference": reference}
+                "channel": channel, "reference": reference}
         r = http.post(f"{self.base_url}/v1/payment-sessions", json=body, headers=auth)
         if r.status_code != 201:
             raise DemoError("session_failed", f"POST /v1/payment-sessions answered {r.status_code}: {r.text[:200]}")
@@ -313,7 +318,8 @@ class Demo:
             out.update(hold_checkout_url=hold["checkout_url"], hold_session_id=hold["session_id"])
             for number, key in ((DISPUTE_CARD, "disputed_payment_id"), (REFUND_FAIL_CARD, "refunded_payment_id")):
                 conversation, customer = self._conversation(http, "call")
-                s = self._session(http, auth, conversation["id"], customer["id"], "payment", f"VOICE-{number[-4:]}")
+                s = self._session(http, auth, conversation["id"], customer["id"], "payment", f"VOICE-{number[-4:]}",
+                                  channel="voice")
                 r = http.post(f"{self.base_url}/v1/payment-sessions/{s['session_id']}/card", headers=auth,
                               json={"number": number, "exp_month": "12", "exp_year": "30", "cvc": "123"})
                 if r.status_code != 200 or r.json().get("outcome") != "approved":
@@ -367,7 +373,7 @@ class Demo:
                       f"dispute.opened on the emulator\n")
         if info.failing_refund_id:
             money += (f"  Refund {info.failing_refund_id} (card …5126) fails at the bank: refund.failed, the review\n"
-                      f"      disposition on the customer participant and the review queue\n")
+                      f"      disposition on the customer participant, a review workitem and the review queue\n")
         return (
             "\n"
             "==================================================================================\n"
