@@ -70,6 +70,10 @@ def _at(unix: int | float | None) -> datetime | None:
     return datetime.fromtimestamp(int(unix), timezone.utc).replace(tzinfo=None)
 
 
+class _Replayed(Exception):
+    """The event id was handled before (its row exists)."""
+
+
 class GatewayWebhooks:
     """Receives the gateway's webhooks. ``secret``: ``PAYGATE_STRIPE_WEBHOOK_SECRET`` (None refuses every
     delivery); ``refunds``: the :class:`~payments.refunds.RefundService` whose state changes a refund's late
@@ -93,9 +97,12 @@ class GatewayWebhooks:
         try:
             with self.ctx.Session.begin() as db:
                 db.add(GatewayWebhookEvent(id=event_id[:100], type=event_type[:100], received_at=now.replace(tzinfo=None)))
-                db.flush()  # a replay stops here, on the primary key
+                try:
+                    db.flush()  # a replay stops here, on the primary key
+                except IntegrityError:
+                    raise _Replayed() from None
                 handled = self._dispatch(db, event_type, obj, now)
-        except IntegrityError:
+        except _Replayed:
             log.info("gateway webhook replayed; ignored", extra={"gateway_event_id": event_id, "type": event_type})
             return WebhookOutcome(event_id, event_type, "duplicate")
         if handled:

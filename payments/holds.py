@@ -149,7 +149,7 @@ class HoldService:
         naive = now.replace(tzinfo=None)
         refused: Conflict | None = None
         with self.ctx.Session.begin() as db:
-            p = db.get(Payment, payment_id)
+            p = db.get(Payment, payment_id, with_for_update=True)  # a webhook may settle it at the same time
             operation = p.pending_operation
             if operation is None:  # settled meanwhile (the reconciler or a webhook)
                 return OperationOutcome(p)

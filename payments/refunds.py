@@ -178,7 +178,7 @@ class RefundService:
     def _apply_result(self, refund_id: str, attempt: int, result: RefundResult) -> Refund:
         now = self.ctx.now()
         with self.ctx.Session.begin() as db:
-            refund = db.get(Refund, refund_id)
+            refund = db.get(Refund, refund_id, with_for_update=True)  # a webhook may settle it at the same time
             if refund.status != RefundState.PENDING or refund.attempts != attempt:
                 return refund  # settled meanwhile (a webhook, the reconciler)
             if result.reference:

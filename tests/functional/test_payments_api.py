@@ -141,3 +141,24 @@ def test_the_sandbox_clock_is_not_there_in_production_or_with_stripe(stack_facto
     stripe = stack_factory(GATEWAY="stripe", STRIPE_API_KEY="sk_test_x")
     assert post(stripe, "/v1/sandbox/clock", {"advance_seconds": 60}).status_code == 404
     assert post(stripe, "/v1/sandbox/disputes/dsp_x/close", {"status": "won"}).status_code == 404
+
+
+def test_an_unknown_answer_stays_processing_until_reconciled(stack):
+    _, first = paid(stack)
+    token = payment(stack, first)["token"]
+    stack.services.gateway.inject_fault("charge_saved_card", "timeout")  # the gateway never acted
+    lost = charge(stack, token, key="t-1").get_json()
+    assert (lost["status"], lost["amount_captured"]) == ("processing", 0)
+    stack.services.gateway.inject_fault("charge_saved_card", "lost")  # the gateway charged; the answer was lost
+    done_late = charge(stack, token, key="t-2").get_json()
+    assert done_late["status"] == "processing"
+    assert stack.services.merchant.reconcile_due() == 0  # not yet due
+    stack.clock.advance(121)
+    assert stack.services.merchant.reconcile_due() == 2
+    failed, charged = payment(stack, lost["payment_id"]), payment(stack, done_late["payment_id"])
+    assert (failed["status"], failed["decline_code"]) == ("failed", "gateway_no_payment")
+    assert (charged["status"], charged["amount_captured"]) == ("captured", 1200)
+    assert types(stack, lost["payment_id"]) == ["payment.failed"]
+    assert types(stack, done_late["payment_id"]) == ["payment.approved"]
+    listed = stack.http.get(f"/v1/events?payment_id={done_late['payment_id']}", headers=stack.auth()).get_json()
+    assert [e["type"] for e in listed["data"]] == ["payment.approved"]
