@@ -50,7 +50,7 @@ def test_never_a_silent_zero(stack, amount):
     _, pid = paid(stack)
     r = refund(stack, pid, amount=amount)
     assert r.status_code == 400
-    assert r.get_json()["error"]["code"] == "invalid_amount" or r.get_json()["error"]["fields"]["amount"] == "invalid_amount"
+    assert r.get_json()["error"]["code"] == "invalid_amount" and r.get_json()["error"]["fields"]["amount"] == "invalid_amount"
     assert refunds_at_gateway(stack) == []
 
 
