@@ -1,8 +1,9 @@
 """The fraud pre-screen: velocity rules scored before any gateway call.
 
-Each card submission is scored by a few rules; each rule that fires adds a :class:`FraudSignal` with a
-score, the total is clamped to [0, 1], and a total at or above the policy's ``threshold`` blocks the
-attempt (the session goes to ``requires_agent`` and the gateway is never called).
+Each card submission is scored by a list of rules (:attr:`FraudScreen.rules`, :func:`default_rules`; a rule
+queues its Redis commands on one shared pipeline and judges its own answers); each rule that fires adds a
+:class:`FraudSignal` with a score, the total is clamped to [0, 1], and a total at or above the policy's
+``threshold`` blocks the attempt (the session goes to ``requires_agent`` and the gateway is never called).
 
 Rules (reason codes are stable; they are stored with each attempt)::
 
@@ -32,10 +33,12 @@ script call.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Protocol
 
 from kernel.clock import Clock
 
-__all__ = ["FraudAssessment", "FraudPolicy", "FraudScreen", "FraudSignal"]
+__all__ = ["AttemptFacts", "CardDeclinesRule", "FraudAssessment", "FraudPolicy", "FraudRule", "FraudScreen",
+           "FraudSignal", "SessionAttemptsRule", "SlidingCountRule", "default_rules"]
 
 KEY_PREFIX = "paygate:fraud:"
 _TTL_MARGIN_SECONDS = 60
@@ -126,6 +129,121 @@ def _velocity_score(weight: float, count: int, limit: int) -> float:
     return round(min(1.0, weight * count / limit), 6)
 
 
+@dataclass(frozen=True)
+class AttemptFacts:
+    """What the rules know of one attempt: ids, the client IP (None by voice), the card fingerprint and the
+    injected clock's ``now`` in unix seconds."""
+
+    session_id: str
+    attempt_number: int
+    client_ip: str | None
+    fingerprint: str
+    now: float
+
+
+class FraudRule(Protocol):
+    """One rule of the pre-screen. ``queue`` adds its Redis commands (counting this attempt) to the shared
+    pipeline and returns how many; ``judge`` gets the answers to exactly those commands and returns the signal
+    when the rule fires, else None."""
+
+    code: str
+
+    def queue(self, pipe, facts: AttemptFacts) -> int: ...
+
+    def judge(self, results: list, facts: AttemptFacts) -> FraudSignal | None: ...
+
+
+@dataclass(frozen=True)
+class SessionAttemptsRule:
+    """``session_attempts``: every attempt after the first in the same session adds ``weight`` (card testing
+    retries numbers in one session). No Redis."""
+
+    weight: float
+    code: str = "session_attempts"
+
+    def queue(self, pipe, facts: AttemptFacts) -> int:
+        return 0
+
+    def judge(self, results: list, facts: AttemptFacts) -> FraudSignal | None:
+        extra = max(0, facts.attempt_number - 1)
+        if not extra or not self.weight:
+            return None
+        return FraudSignal(self.code, round(min(1.0, extra * self.weight), 6), f"attempt {facts.attempt_number} in "
+                                                                               "this session")
+
+
+@dataclass(frozen=True)
+class SlidingCountRule:
+    """A velocity rule over a Redis sorted set of timestamps: counts the distinct members of ``key`` within
+    ``window`` seconds (this attempt included) and fires above ``limit``, scoring ``weight × count / limit``
+    (capped at 1). ``key``/``member`` map the facts to the set and the entry (None: the rule does not apply,
+    e.g. no IP by voice); ``detail`` words the reason from (count, limit)."""
+
+    code: str
+    key: Callable[[AttemptFacts], str | None]
+    member: Callable[[AttemptFacts], str]
+    limit: int
+    weight: float
+    window: int
+    detail: Callable[[int, int], str]
+
+    def queue(self, pipe, facts: AttemptFacts) -> int:
+        key = self.key(facts)
+        if key is None:
+            return 0
+        pipe.zadd(key, {self.member(facts): facts.now})
+        pipe.zremrangebyscore(key, "-inf", facts.now - self.window)
+        pipe.zcard(key)
+        pipe.expire(key, self.window + _TTL_MARGIN_SECONDS)
+        return 4
+
+    def judge(self, results: list, facts: AttemptFacts) -> FraudSignal | None:
+        if not results:
+            return None
+        count = int(results[2])
+        if count <= self.limit:
+            return None
+        return FraudSignal(self.code, _velocity_score(self.weight, count, self.limit), self.detail(count, self.limit))
+
+
+@dataclass(frozen=True)
+class CardDeclinesRule:
+    """``card_declines``: gateway declines of the card in the last ``window`` seconds (recorded by
+    :meth:`FraudScreen.record_decline`), firing at ``limit`` or more."""
+
+    limit: int
+    weight: float
+    window: int
+    code: str = "card_declines"
+
+    def queue(self, pipe, facts: AttemptFacts) -> int:
+        pipe.zcount(FraudScreen.card_declines_key(facts.fingerprint), f"({facts.now - self.window}", "+inf")
+        return 1
+
+    def judge(self, results: list, facts: AttemptFacts) -> FraudSignal | None:
+        declines = int(results[0])
+        if declines < self.limit:
+            return None
+        return FraudSignal(self.code, _velocity_score(self.weight, declines, self.limit),
+                           f"card declined {declines} times in the last day (limit {self.limit})")
+
+
+def default_rules(p: FraudPolicy) -> tuple[FraudRule, ...]:
+    """The rules of the module docstring, configured by ``p``, in the order their reasons are listed."""
+    return (
+        SessionAttemptsRule(p.session_attempt_weight),
+        SlidingCountRule("ip_velocity", key=lambda f: FraudScreen.ip_key(f.client_ip) if f.client_ip else None,
+                         member=lambda f: f"{f.session_id}:{f.attempt_number}", limit=p.ip_attempts_per_hour,
+                         weight=p.ip_velocity_weight, window=p.velocity_window_seconds,
+                         detail=lambda n, limit: f"{n} attempts from this client IP in the last hour (limit {limit})"),
+        SlidingCountRule("card_velocity", key=lambda f: FraudScreen.card_sessions_key(f.fingerprint),
+                         member=lambda f: f.session_id, limit=p.card_sessions_per_hour,
+                         weight=p.card_velocity_weight, window=p.velocity_window_seconds,
+                         detail=lambda n, limit: f"card used in {n} sessions in the last hour (limit {limit})"),
+        CardDeclinesRule(p.card_declines_per_day, p.card_declines_weight, p.decline_window_seconds),
+    )
+
+
 class FraudScreen:
     """Scores card attempts against :class:`FraudPolicy` with counters in Redis.
 
@@ -138,6 +256,8 @@ class FraudScreen:
         self.policy = policy
         self.clock = clock
         self._record_decline = redis.register_script(_RECORD_DECLINE)
+        self.rules: tuple[FraudRule, ...] = default_rules(policy)
+        """The pre-screen's rules, in the order their reasons are listed."""
 
     # keys -------------------------------------------------------------------------------------------
     @staticmethod
@@ -155,57 +275,27 @@ class FraudScreen:
     # ------------------------------------------------------------------------------------------------
     def screen(self, *, session_id: str, attempt_number: int, client_ip: str | None,
                fingerprint: str) -> FraudAssessment:
-        """Records this attempt in the counters and scores it (see the module docstring for the rules).
+        """Records this attempt in the counters and scores it with every rule of :attr:`rules` (see the module
+        docstring).
 
         ``attempt_number`` starts at 1 within the session; ``client_ip`` may be ``None`` (voice calls
         arrive server to server), which skips the IP rule; ``fingerprint`` is the vault's ``fp_`` value.
-        Screening the same (session, attempt) twice does not count it twice. One Redis round trip.
+        Screening the same (session, attempt) twice does not count it twice. One Redis round trip: each rule
+        queues its commands on one pipeline, then judges its own slice of the answers.
         """
-        p = self.policy
-        now = self.clock().timestamp()
-        velocity_start = now - p.velocity_window_seconds
-        decline_start = now - p.decline_window_seconds
-        velocity_ttl = p.velocity_window_seconds + _TTL_MARGIN_SECONDS
-
+        facts = AttemptFacts(session_id=session_id, attempt_number=attempt_number, client_ip=client_ip,
+                             fingerprint=fingerprint, now=self.clock().timestamp())
         pipe = self.redis.pipeline(transaction=True)
-        if client_ip:
-            ip_key = self.ip_key(client_ip)
-            pipe.zadd(ip_key, {f"{session_id}:{attempt_number}": now})
-            pipe.zremrangebyscore(ip_key, "-inf", velocity_start)
-            pipe.zcard(ip_key)
-            pipe.expire(ip_key, velocity_ttl)
-        sessions_key = self.card_sessions_key(fingerprint)
-        pipe.zadd(sessions_key, {session_id: now})
-        pipe.zremrangebyscore(sessions_key, "-inf", velocity_start)
-        pipe.zcard(sessions_key)
-        pipe.expire(sessions_key, velocity_ttl)
-        pipe.zcount(self.card_declines_key(fingerprint), f"({decline_start}", "+inf")
-        results = pipe.execute()
-
-        ip_attempts = int(results[2]) if client_ip else None
-        card_sessions = int(results[-3])
-        card_declines = int(results[-1])
-
+        counts = [rule.queue(pipe, facts) for rule in self.rules]
+        results = pipe.execute() if any(counts) else []
         reasons: list[FraudSignal] = []
-        extra = max(0, attempt_number - 1)
-        if extra and p.session_attempt_weight:
-            reasons.append(FraudSignal("session_attempts", round(min(1.0, extra * p.session_attempt_weight), 6),
-                                       f"attempt {attempt_number} in this session"))
-        if ip_attempts is not None and ip_attempts > p.ip_attempts_per_hour:
-            reasons.append(FraudSignal(
-                "ip_velocity", _velocity_score(p.ip_velocity_weight, ip_attempts, p.ip_attempts_per_hour),
-                f"{ip_attempts} attempts from this client IP in the last hour (limit {p.ip_attempts_per_hour})"))
-        if card_sessions > p.card_sessions_per_hour:
-            reasons.append(FraudSignal(
-                "card_velocity",
-                _velocity_score(p.card_velocity_weight, card_sessions, p.card_sessions_per_hour),
-                f"card used in {card_sessions} sessions in the last hour (limit {p.card_sessions_per_hour})"))
-        if card_declines >= p.card_declines_per_day:
-            reasons.append(FraudSignal(
-                "card_declines",
-                _velocity_score(p.card_declines_weight, card_declines, p.card_declines_per_day),
-                f"card declined {card_declines} times in the last day (limit {p.card_declines_per_day})"))
-        return FraudAssessment.of(reasons, p.threshold)
+        start = 0
+        for rule, count in zip(self.rules, counts):
+            signal = rule.judge(results[start:start + count], facts)
+            start += count
+            if signal is not None:
+                reasons.append(signal)
+        return FraudAssessment.of(reasons, self.policy.threshold)
 
     def record_decline(self, fingerprint: str) -> int:
         """Counts a gateway decline for the card ``fingerprint`` (``fp_...``); returns the declines of that
