@@ -210,6 +210,17 @@ MinorUnits = Annotated[int, Field(ge=1, le=10**12, description="Amount in the cu
                                                                 "(USD 2500 = $25.00, JPY 2500 = ¥2,500).")]
 """A positive amount in minor units, at most 10¹²."""
 
+Text200 = Annotated[str, Field(min_length=1, max_length=200)]
+"""A non-empty id or code of up to 200 characters (conversation, participant, account, disposition...)."""
+
+Metadata = Annotated[dict[Annotated[str, Field(max_length=40)], Annotated[str, Field(max_length=500)]],
+                     Field(max_length=50), ErrorCode("invalid_metadata")]
+"""Up to 50 string values (keys ≤ 40, values ≤ 500 characters), echoed in the object's events."""
+
+CallbackUrl = Annotated[str, Field(max_length=2000, pattern="^https?://[^/?#\\s]+"),
+                        ErrorCode(string_pattern_mismatch="invalid_url")]
+"""Where an object's events are POSTed: an absolute http(s) URL (https only, or loopback http, in production)."""
+
 SESSION_STATUSES = ("pending", "processing", "approved", "declined", "requires_agent", "failed", "expired",
                     "canceled")
 SessionStatus = Literal[SESSION_STATUSES]  # type: ignore[valid-type]

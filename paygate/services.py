@@ -135,7 +135,8 @@ def build_services(settings: Settings, *, clock: Clock = system_clock, new_id: I
                                 ProcessorConfig(allowed_brands=settings.allowed_brands,
                                                 reconcile_after_seconds=settings.reconcile_after_seconds),
                                 clock=clock, new_id=new_id)
-    ctx = Context(Session=Session, redis=redis, gateway=gateway, clock=clock, new_id=new_id, locks=RedisLock(redis))
+    ctx = Context(Session=Session, redis=redis, gateway=gateway, clock=clock, new_id=new_id, locks=RedisLock(redis),
+                  production=settings.production)
     reconcile = settings.reconcile_after_seconds
     refunds = RefundService(ctx, reconcile_after_seconds=reconcile)
     webhooks = GatewayWebhooks(ctx, refunds, settings.stripe_webhook_secret)

@@ -56,6 +56,8 @@ class Context:
     clock: Clock
     new_id: IdFactory
     locks: RedisLock = field(repr=False)
+    production: bool = False
+    """``PAYGATE_ENV=production``: callback URLs must then be https (or loopback http)."""
 
     def now(self):
         """Business time, aware UTC."""

@@ -16,6 +16,7 @@ transaction of the state change it describes (:func:`callbacks.outbox.record_eve
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import urlparse
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session as DbSession
@@ -26,8 +27,29 @@ from callbacks.outbox import KIND_WEBHOOK, Destination, record_event
 from integrations.genesys import writeback
 from integrations.genesys.settings import settings_of
 from kernel.clock import IdFactory
+from kernel.errors import ValidationFailed
 
 from .models import ApiClient, Payment, PaymentSession
+
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def callback_url_allowed(url: str, *, production: bool) -> bool:
+    """Whether ``url`` may receive an object's events (docs/api.md, "Payment sessions": ``callback_url``):
+    an absolute https URL, or http to a loopback host, or any http outside production."""
+    parsed = urlparse(url)
+    if not parsed.netloc:
+        return False
+    if parsed.scheme == "https":
+        return True
+    return parsed.scheme == "http" and (not production or parsed.hostname in _LOOPBACK_HOSTS)
+
+
+def check_callback_url(url: str | None, *, production: bool) -> None:
+    """Raises :class:`~kernel.errors.ValidationFailed` (field ``callback_url``: ``invalid_url``) for a given URL
+    that :func:`callback_url_allowed` refuses."""
+    if url and not callback_url_allowed(url, production=production):
+        raise ValidationFailed("callback_url is not allowed here.", details={"fields": {"callback_url": "invalid_url"}})
 
 
 def destinations_for(client: ApiClient, *, event_type: str, callback_url: str | None,

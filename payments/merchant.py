@@ -31,7 +31,7 @@ from tokenizer.gateways.base import GatewayResult, GatewayStatus, SavedCardCharg
 from tokenizer.models import VaultCard
 
 from .context import Context
-from .events import payment_event
+from .events import check_callback_url, payment_event
 from .models import ApiClient, Payment
 from .states import APPROVED, PaymentStatus
 from .views import payment_view
@@ -72,9 +72,11 @@ class MerchantCharges:
         """Charges the stored card. Returns ``(payment, created)``; ``created`` is False when this
         ``Idempotency-Key`` made a payment before (it is returned as it is now).
 
-        Raises ``token_not_found`` (404) when the token is not this client's, never came from an approved
+        Raises ``validation_error`` (400, ``callback_url``: ``invalid_url``) for a callback URL production does
+        not allow, and ``token_not_found`` (404) when the token is not this client's, never came from an approved
         customer payment, or was not saved at the gateway for merchant-initiated use.
         """
+        check_callback_url(request.callback_url, production=self.ctx.production)
         key = request_key(idempotency_key)
         existing = self._by_key(client_id, key)
         if existing is not None:

@@ -36,7 +36,7 @@ from kernel.errors import Conflict, NotFound, Unprocessable
 from tokenizer.gateways.base import GatewayStatus, RefundRequest, RefundResult, RefundStatus
 
 from .context import Context
-from .events import payment_event
+from .events import check_callback_url, payment_event
 from .models import ApiClient, Payment, Refund
 from .states import REFUNDABLE, REVIEW_DISPOSITION, ManualReview, RefundState, status_after_refunds
 from .views import refund_view
@@ -100,10 +100,12 @@ class RefundService:
         """Refunds a captured payment by disposition. Returns ``(refund, created)``: ``created`` is False when the
         same disposition was refunded before (that refund is returned, whatever its state).
 
-        Raises ``payment_not_found`` (404), ``payment_not_refundable`` (409: not captured or partially refunded;
+        Raises ``validation_error`` (400, ``callback_url``: ``invalid_url``), ``payment_not_found`` (404),
+        ``payment_not_refundable`` (409: not captured or partially refunded;
         void a hold instead), ``amount_exceeds_refundable`` (422). A gateway refusal is not an error: the refund
         is returned with ``status: failed`` and awaits review.
         """
+        check_callback_url(request.callback_url, production=self.ctx.production)
         with self.ctx.Session() as db:
             payment = db.get(Payment, request.payment_id)
         if payment is None or payment.client_id != client_id:

@@ -23,7 +23,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlparse
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session as DbSession
@@ -36,10 +35,10 @@ from kernel.errors import Conflict, NotFound, ValidationFailed
 from kernel.money import format_amount, is_currency
 
 from . import events
+from .events import callback_url_allowed
 from .models import ApiClient, PaymentSession
 
 AGENT_VIEW_GRACE_SECONDS = 86400
-_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 _STATUS_MESSAGES = {
     "pending": "Waiting for the customer to enter a card.",
     "processing": "The payment is being confirmed.",
@@ -183,7 +182,8 @@ class SessionService:
             errors["amount"] = "invalid_amount"
         if not is_currency(values.get("currency")):
             errors["currency"] = "invalid_currency"
-        if values.get("callback_url") and not self._callback_url_ok(values["callback_url"]):
+        if values.get("callback_url") and not callback_url_allowed(values["callback_url"],
+                                                                   production=self.defaults.production):
             errors["callback_url"] = "invalid_url"
         if errors:
             raise ValidationFailed("The payment session request is invalid.", details={"fields": errors})
@@ -198,14 +198,6 @@ class SessionService:
             db.add(s)
             db.commit()
         return s
-
-    def _callback_url_ok(self, url: str) -> bool:
-        parsed = urlparse(url)
-        if not parsed.netloc:
-            return False
-        if parsed.scheme == "https":
-            return True
-        return parsed.scheme == "http" and (not self.defaults.production or parsed.hostname in _LOOPBACK_HOSTS)
 
     # -- read ---------------------------------------------------------------------------------
     def get(self, client_id: str | None, session_id: str) -> PaymentSession:

@@ -19,7 +19,7 @@ from tokenizer.gateways.stripe_webhooks import sign_payload
 from .. import services
 from ..schemas import PATH_PARAMETERS, Body, ErrorCode, Timestamp, View
 from . import get, post
-from .listing import ListParams, list_answer
+from .listing import ListParams, list_answer, page_of
 
 TAGS = ["disputes"]
 PATH_PARAMETERS.setdefault("dispute_id", "Dispute id (dsp_...).")
@@ -44,11 +44,7 @@ class DisputeView(View):
     updated_at: Timestamp
 
 
-class DisputeList(View):
-    """A page of disputes, newest first."""
-
-    data: list[DisputeView]
-    has_more: bool
+DisputeList = page_of(DisputeView, "DisputeList", "disputes")
 
 
 class DisputesQuery(ListParams):

@@ -12,12 +12,12 @@ from datetime import datetime
 from typing import Annotated
 
 from flask import g, jsonify
-from pydantic import Field
+from pydantic import Field, create_model
 
 from payments.listing import DEFAULT_LIMIT, FILTERS, MAX_LIMIT, ListQuery, list_objects
 
 from .. import services
-from ..schemas import ErrorCode, Params
+from ..schemas import ErrorCode, Params, View
 
 _PAGING = {"limit", "starting_after", "created_after", "created_before"}
 
@@ -33,6 +33,15 @@ class ListParams(Params):
         None, description="Only objects created after this moment (RFC 3339).")
     created_before: Annotated[datetime, Field(strict=False), ErrorCode("invalid_datetime")] | None = Field(
         None, description="Only objects created before this moment (RFC 3339).")
+
+
+def page_of(view: type[View], name: str, noun: str) -> type[View]:
+    """The response model of a list of ``view`` objects: ``{"data": [view, ...], "has_more": bool}``, named
+    ``name`` in the document (``PaymentList``) and described as a page of ``noun``, newest first."""
+    model = create_model(name, __base__=View, __module__=view.__module__,
+                         data=(list[view], ...), has_more=(bool, ...))
+    model.__doc__ = f"A page of {noun}, newest first."
+    return model
 
 
 def list_answer(model: type, view: Callable, query: ListParams):

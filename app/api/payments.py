@@ -15,15 +15,25 @@ from payments.states import PaymentStatus
 from payments.views import payment_view
 
 from .. import services
-from ..schemas import PATH_PARAMETERS, Body, Currency, ErrorCode, MinorUnits, Timestamp, View
+from ..schemas import (
+    PATH_PARAMETERS,
+    Body,
+    CallbackUrl,
+    Currency,
+    ErrorCode,
+    Metadata,
+    MinorUnits,
+    Text200,
+    Timestamp,
+    View,
+)
 from . import get, post
-from .listing import ListParams, list_answer
+from .listing import ListParams, list_answer, page_of
 
 TAGS = ["payments"]
 PATH_PARAMETERS.setdefault("payment_id", "Payment id (pay_...).")
 
 PaymentStatusName = Literal[tuple(s.value for s in PaymentStatus)]  # type: ignore[valid-type]
-Text200 = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class CardView(View):
@@ -74,11 +84,7 @@ class PaymentView(View):
     updated_at: Timestamp
 
 
-class PaymentList(View):
-    """A page of payments, newest first."""
-
-    data: list[PaymentView]
-    has_more: bool
+PaymentList = page_of(PaymentView, "PaymentList", "payments")
 
 
 class PaymentsQuery(ListParams):
@@ -111,10 +117,8 @@ class MerchantCharge(Body):
     conversation_id: Text200 | None = None
     participant_id: Text200 | None = None
     reference: Annotated[str, Field(max_length=64)] | None = None
-    metadata: Annotated[dict[Annotated[str, Field(max_length=40)], Annotated[str, Field(max_length=500)]],
-                        Field(max_length=50), ErrorCode("invalid_metadata")] | None = None
-    callback_url: Annotated[str, Field(max_length=2000, pattern="^https?://[^/?#\\s]+"),
-                            ErrorCode(string_pattern_mismatch="invalid_url")] | None = Field(
+    metadata: Metadata | None = None
+    callback_url: CallbackUrl | None = Field(
         None, json_schema_extra={"format": "uri"}, description="Where this payment's events go (default: the "
                                                                "API client's endpoint).")
 

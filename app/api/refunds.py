@@ -15,13 +15,12 @@ from payments.refunds import REASONS, RefundInput
 from payments.views import refund_view
 
 from .. import error_response, services
-from ..schemas import PATH_PARAMETERS, Body, ErrorCode, Timestamp, View
+from ..schemas import PATH_PARAMETERS, Body, CallbackUrl, Metadata, Text200, Timestamp, View
 from . import get, post
-from .listing import ListParams, list_answer
+from .listing import ListParams, list_answer, page_of
 
 TAGS = ["refunds"]
 PATH_PARAMETERS.setdefault("refund_id", "Refund id (re_...).")
-Text200 = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class RefundView(View):
@@ -51,11 +50,7 @@ class RefundView(View):
     updated_at: Timestamp
 
 
-class RefundList(View):
-    """A page of refunds, newest first."""
-
-    data: list[RefundView]
-    has_more: bool
+RefundList = page_of(RefundView, "RefundList", "refunds")
 
 
 class RefundsQuery(ListParams):
@@ -98,10 +93,8 @@ class CreateRefund(Body):
     conversation_id: Text200 | None = None
     participant_id: Text200 | None = None
     reference: Annotated[str, Field(max_length=64)] | None = None
-    metadata: Annotated[dict[Annotated[str, Field(max_length=40)], Annotated[str, Field(max_length=500)]],
-                        Field(max_length=50), ErrorCode("invalid_metadata")] | None = None
-    callback_url: Annotated[str, Field(max_length=2000, pattern="^https?://[^/?#\\s]+"),
-                            ErrorCode(string_pattern_mismatch="invalid_url")] | None = Field(
+    metadata: Metadata | None = None
+    callback_url: CallbackUrl | None = Field(
         None, json_schema_extra={"format": "uri"})
 
     @field_validator("amount", mode="before")

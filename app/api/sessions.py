@@ -14,9 +14,9 @@ from payments.models import PaymentSession as SessionRow
 from payments.sessions import session_view
 
 from .. import services
-from ..schemas import Body, Currency, ErrorCode, MinorUnits, PaymentSession, SessionStatus, Timestamp, View
+from ..schemas import Body, Currency, ErrorCode, Metadata, MinorUnits, PaymentSession, SessionStatus, Timestamp, View
 from . import get, post
-from .listing import ListParams, list_answer
+from .listing import ListParams, list_answer, page_of
 
 TAGS = [Tag(name="payment sessions", description="Checkout links: create, read, cancel, text to the customer.")]
 LOCALE_PATTERN = "^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
@@ -58,8 +58,7 @@ class CreatePaymentSession(Body):
         None, description="BCP 47 language of the checkout page (en-US); empty or null: the browser's.")
     ttl_seconds: Annotated[int, Field(ge=60, le=86400), ErrorCode("out_of_range")] | None = Field(
         None, description="Link lifetime in seconds; null: the configured default (900).")
-    metadata: Annotated[dict[Annotated[str, Field(max_length=40)], Annotated[str, Field(max_length=500)]],
-                        Field(max_length=50), ErrorCode("invalid_metadata")] | None = Field(
+    metadata: Metadata | None = Field(
         None, description="Up to 50 string values (keys ≤ 40, values ≤ 500 characters), echoed in every event.")
 
     @field_validator("participant_id", "intent", "reference", "callback_url", "locale")
@@ -118,11 +117,7 @@ def create_session(json: CreatePaymentSession):
     return jsonify(svc.sessions.created_view(s)), 201
 
 
-class PaymentSessionList(View):
-    """A page of payment sessions, newest first."""
-
-    data: list[PaymentSession]
-    has_more: bool
+PaymentSessionList = page_of(PaymentSession, "PaymentSessionList", "payment sessions")
 
 
 class PaymentSessionsQuery(ListParams):

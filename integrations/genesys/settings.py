@@ -1,4 +1,4 @@
-"""Per-API-client Genesys Cloud settings (contract §6), kept in ``api_clients.genesys`` (JSON).
+"""Per-API-client Genesys Cloud settings (docs/api.md, "Genesys write-back"), kept in ``api_clients.genesys`` (JSON).
 
 Stored shape (every key optional except ``region``, ``client_id`` and the secret)::
 

@@ -49,7 +49,7 @@ def workitem_name(refund_id: str) -> str:
 
 
 def workitem_description(refund: Mapping) -> str:
-    """The workitem's description from a refund view (contract §11), at most 512 characters::
+    """The workitem's description from a refund view (docs/api.md, "Refunds"), at most 512 characters::
 
         Refund re_1 of payment pay_1 failed: 2500 USD (minor units), disposition code REFUND,
         failure code expired_or_canceled_card. Review disposition: Refund_Failed_Manual_Review.

@@ -24,7 +24,7 @@ session,                    ``paymentDeclineCode``, ``paymentMessage``, ``paymen
 ``payment_session.*``)      ``paymentGatewayReference``
 ``payment``:                ``paymentStatus`` and ``paymentOutcome`` = ``approved`` | ``declined`` |
 ``hold.authorized`` and     ``failed`` (the charge's result in the session vocabulary: ``hold.authorized`` is
-merchant-initiated          an approval, contract §10.1), ``paymentDeclineCode``, ``paymentMessage``,
+merchant-initiated          an approval, docs/api.md, "Holds"), ``paymentDeclineCode``, ``paymentMessage``,
 ``payment.*``               ``paymentId``, ``paymentToken``, ``paymentCardBrand``, ``paymentCardLast4``,
                             ``paymentGatewayReference``, ``paymentSessionId`` (``""`` for a merchant-initiated
                             payment); ``paymentHoldStatus`` (``authorized``) for ``hold.authorized``;
@@ -82,16 +82,16 @@ OBJECT_REFUND = "refund"
 OBJECT_DISPUTE = "dispute"
 OBJECT_SUBSCRIPTION = "subscription"
 OBJECTS = (OBJECT_SESSION, OBJECT_PAYMENT, OBJECT_REFUND, OBJECT_DISPUTE, OBJECT_SUBSCRIPTION)
-"""The ``object`` values of an event body (contract §15)."""
+"""The ``object`` values of an event body (docs/api.md, "Events")."""
 
 REVIEW_DISPOSITION = "Refund_Failed_Manual_Review"
-"""The review disposition a failed refund carries (contract §11; seed 004's fallback disposition)."""
+"""The review disposition a failed refund carries (docs/api.md, "Refunds")."""
 
 ATTRIBUTE_NAMES = (
-    # contract §6
+    # docs/api.md, "Genesys write-back"
     "paymentStatus", "paymentOutcome", "paymentToken", "paymentCardBrand", "paymentCardLast4", "paymentId",
     "paymentDeclineCode", "paymentMessage", "paymentSessionId",
-    # contract §15
+    # added for holds, refunds, disputes and subscriptions (docs/api.md, "Genesys write-back")
     "paymentGatewayReference", "paymentHoldStatus", "paymentRefundId", "paymentRefundStatus",
     "paymentRefundReviewDisposition", "paymentDisputeStatus", "paymentSubscriptionId", "paymentSubscriptionStatus",
 )
@@ -100,12 +100,12 @@ depends on its object: see the table in the module docstring. Dicts returned by
 :func:`participant_attributes` keep this order."""
 
 WORKFLOW_INPUTS = (
-    # contract §6
+    # docs/api.md, "Genesys write-back"
     "Flow.eventType", "Flow.eventId", "Flow.eventSequence", "Flow.eventCreatedAt", "Flow.sessionId",
     "Flow.conversationId", "Flow.participantId", "Flow.customerAccountId", "Flow.intent", "Flow.amount",
     "Flow.currency", "Flow.status", "Flow.outcome", "Flow.token", "Flow.paymentId", "Flow.cardBrand",
     "Flow.cardLast4", "Flow.reference", "Flow.declineCode", "Flow.message", "Flow.channel",
-    # contract §15
+    # added for holds, refunds, disputes and subscriptions (docs/api.md, "Genesys write-back")
     "Flow.objectType", "Flow.refundId", "Flow.disputeId", "Flow.subscriptionId", "Flow.dispositionCode",
     "Flow.reviewDisposition",
     # additions: a refund's failure code, a hold's deadline
@@ -201,7 +201,7 @@ def object_of(event: Mapping) -> str:
     if declared in OBJECTS:
         return declared
     data = event.get("data") or {}
-    inner = data.get("object")  # payment, refund, dispute and subscription views name themselves (§10-§13)
+    inner = data.get("object")  # payment, refund, dispute and subscription views name themselves (docs/api.md)
     return inner if inner in OBJECTS else OBJECT_SESSION
 
 

@@ -588,7 +588,7 @@ def _paid(runner, *, conversation: str, intent: str = "payment", number: str = "
 
 
 def test_hold_actions_against_the_app(stack):
-    """Get, list, capture and void through the exports on a real hold (contract §10, §10.1)."""
+    """Get, list, capture and void through the exports on a real hold (docs/api.md, "Payments" and "Holds")."""
     require_routes(stack, "get-payment.custom.json", "list-payments.custom.json", "capture-payment.custom.json",
                    "void-payment.custom.json")
     runner = ActionRunner(credentials_for(stack), FlaskTransport(stack.http))
@@ -632,7 +632,7 @@ def test_hold_actions_against_the_app(stack):
 
 
 def test_refund_actions_against_the_app(stack):
-    """Create and get refunds through the exports (contract §11): a string amount, exactly once per
+    """Create and get refunds through the exports (docs/api.md, "Refunds"): a string amount, exactly once per
     disposition, business outcomes on the Success path."""
     require_routes(stack, "list-payments.custom.json", "create-refund.custom.json", "get-refund.custom.json")
     runner = ActionRunner(credentials_for(stack), FlaskTransport(stack.http))

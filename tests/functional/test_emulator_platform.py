@@ -507,7 +507,7 @@ FLOW_CREDENTIALS = {"clientId": "cli_flow", "clientSecret": "flow-secret", "logi
 
 class FakePaygate:
     """A harness transport answering the custom auth and the two secure data actions the way paygate
-    does (contract §4). ``submits`` are the answers to the card submissions in order (default:
+    does (docs/api.md, "Voice"). ``submits`` are the answers to the card submissions in order (default:
     approved); ``fail`` maps a path suffix to an HTTP status. ``calls`` keeps ``(path, headers, body)``:
     the only place in these tests where keyed digits may legitimately go."""
 

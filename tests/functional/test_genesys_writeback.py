@@ -1,4 +1,4 @@
-"""Genesys write-back (contract §6, §15) on real databases (SQLite and PostgreSQL), real Redis and the Genesys
+"""Genesys write-back (docs/api.md, "Genesys write-back") on real databases (SQLite and PostgreSQL), real Redis and the Genesys
 emulator (integrations.genesys.emulator/) on a real threaded HTTP server (tests/fakes/genesys.py): attributes
 and workflow starts for every event object, the superseded check per root and object, and the review workitem
 of a failed refund. Time is a FrozenClock, shared with the emulator: retries come due only when a test moves
@@ -144,7 +144,7 @@ def test_attributes_and_workflow_are_written_with_string_values(Session, genesys
     assert (patch["status"], patch["client_id"]) == (202, GC_ID)  # a bearer token the emulator issued
     (body,) = genesys.bodies("PATCH")
     attributes = body["attributes"]
-    assert list(body) == ["attributes"] and tuple(attributes) == ATTRIBUTE_NAMES[:10]  # §6's and the reference
+    assert list(body) == ["attributes"] and tuple(attributes) == ATTRIBUTE_NAMES[:10]  # the session attributes and the gateway reference
     assert all(isinstance(v, str) for v in attributes.values())
     assert attributes == {
         "paymentStatus": "approved", "paymentOutcome": "approved", "paymentToken": "tok_abc123",
@@ -419,7 +419,7 @@ WORKTYPE = "7d8f1c2e-0b1a-4c3d-9e8f-1a2b3c4d5e6f"
 
 
 def payment_view(session_id: str | None, **overrides) -> dict:
-    """A payment view (contract §10) of a 50.00 USD hold made with the 4242 card."""
+    """A payment view (docs/api.md, "Payments") of a 50.00 USD hold made with the 4242 card."""
     view = {"payment_id": "pay_h1", "object": "payment", "session_id": session_id, "status": "authorized",
             "intent": "hold", "amount": 5000, "amount_capturable": 5000, "amount_captured": 0, "amount_refunded": 0,
             "currency": "USD", "token": "tok_h1", "card": {"brand": "visa", "last4": "4242", "exp_month": 12,
@@ -434,7 +434,7 @@ def payment_view(session_id: str | None, **overrides) -> dict:
 
 
 def refund_view(**overrides) -> dict:
-    """A refund view (contract §11) of 20.00 USD on pay_h1, refused by the gateway."""
+    """A refund view (docs/api.md, "Refunds") of 20.00 USD on pay_h1, refused by the gateway."""
     view = {"refund_id": "re_1", "object": "refund", "payment_id": "pay_h1", "status": "failed", "amount": 2000,
             "currency": "USD", "reason": "requested_by_customer", "disposition_code": "wrap-REFUND",
             "conversation_id": "conv-2", "participant_id": "cust-2", "reference": None,

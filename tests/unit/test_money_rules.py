@@ -166,3 +166,14 @@ def test_injected_faults_lose_the_answer_before_or_after_the_work():
     assert gw.capture(CaptureRequest(ref, "pay_1:capture")).amount == 2500  # the retry reads the first result
     with pytest.raises(ValueError):
         gw.inject_fault("teleport")
+
+
+def test_callback_urls_every_object_may_name():
+    from payments.events import callback_url_allowed
+
+    assert callback_url_allowed("https://billing.example/cb", production=True)
+    assert callback_url_allowed("http://127.0.0.1:9000/cb", production=True)
+    assert not callback_url_allowed("http://billing.example/cb", production=True)
+    assert callback_url_allowed("http://billing.example/cb", production=False)
+    assert not callback_url_allowed("ftp://billing.example/cb", production=False)
+    assert not callback_url_allowed("/relative", production=False)

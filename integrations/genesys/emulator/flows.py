@@ -2,7 +2,7 @@
 only the two ``"secure": true`` data actions see it, and the non-secure result is handed back to the
 agent as participant data.
 
-The flow played is ``paygate Secure Card Entry`` of ``docs/architect-recipes.md`` §3
+The flow played is ``paygate Secure Card Entry`` of ``docs/architect-recipes.md`` (recipe 3)
 (``integrations/genesys/recipes/3-secure-card-entry.yaml``), one loop iteration per round of caller input:
 
 1. collect the card number (12 to 19 digits, secure variable ``Task.cardNumber``);

@@ -1,6 +1,6 @@
 """The callback receiver (``POST /webhooks/paygate``) and its test API (``/api/*``).
 
-The receiver checks what a careful integrator must check (contract §5): the ``Paygate-Signature``
+The receiver checks what a careful integrator must check (docs/api.md, "Events"): the ``Paygate-Signature``
 header against the accepted signing secrets with a 300 s tolerance, then de-duplicates on the event id
 (``Paygate-Event-Id``; delivery is at least once). A redelivered event is answered 200 again so the
 sender stops retrying, and is recorded as a duplicate.
