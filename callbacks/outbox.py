@@ -16,14 +16,14 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Iterable, Sequence
 
 import redis as redis_lib
 from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
 
-from kernel.clock import IdFactory, rfc3339
+from kernel.clock import IdFactory, naive_utc, rfc3339
 from kernel.errors import NotFound
 
 from .events import build_body
@@ -34,13 +34,6 @@ log = logging.getLogger("paygate.callbacks")
 WAKE_KEY = "paygate:outbox:wake"
 WAKE_LIST_MAX = 10
 KIND_WEBHOOK = "webhook"
-
-
-def naive_utc(moment: datetime) -> datetime:
-    """An aware datetime as the naive UTC value the tables store (naive input is assumed UTC already)."""
-    if moment.tzinfo is None:
-        return moment
-    return moment.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 @dataclass(frozen=True)

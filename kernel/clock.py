@@ -58,6 +58,13 @@ def rfc3339(moment: datetime | None) -> str | None:
     return moment.replace(microsecond=0).isoformat() + "Z"
 
 
+def naive_utc(moment: datetime) -> datetime:
+    """An aware datetime as the naive UTC value the tables store (naive input is assumed UTC already)."""
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+
+
 def as_utc(moment: datetime) -> datetime:
     """Treats a naive datetime read back from the database as UTC."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)

@@ -10,12 +10,13 @@ order across pages. Only the calling client's objects are ever listed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import sessionmaker
 
+from kernel.clock import naive_utc
 from kernel.errors import ValidationFailed
 
 from .models import Dispute, Payment, PaymentSession, Refund
@@ -45,13 +46,6 @@ class ListQuery:
     starting_after: str | None = None
 
 
-def _naive(moment: datetime | None) -> datetime | None:
-    """Naive UTC, as the tables store times."""
-    if moment is None or moment.tzinfo is None:
-        return moment
-    return moment.astimezone(timezone.utc).replace(tzinfo=None)
-
-
 def list_objects(Session: sessionmaker, model: type, client_id: str, query: ListQuery) -> tuple[list, bool]:
     """``(rows, has_more)`` of ``model`` for ``client_id``. Raises :class:`ValidationFailed` (field
     ``starting_after``: ``not_found``) for a cursor that is not one of this client's objects, and
@@ -65,9 +59,9 @@ def list_objects(Session: sessionmaker, model: type, client_id: str, query: List
         if value is not None:
             stmt = stmt.where(getattr(model, name) == value)
     if query.created_after is not None:
-        stmt = stmt.where(model.created_at > _naive(query.created_after))
+        stmt = stmt.where(model.created_at > naive_utc(query.created_after))
     if query.created_before is not None:
-        stmt = stmt.where(model.created_at < _naive(query.created_before))
+        stmt = stmt.where(model.created_at < naive_utc(query.created_before))
     with Session() as db:
         if query.starting_after:
             cursor = db.get(model, query.starting_after)

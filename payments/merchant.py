@@ -17,13 +17,14 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta, timezone
+from datetime import timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from callbacks import events as ev
 from callbacks import outbox
+from kernel.clock import naive_utc
 from kernel.errors import NotFound
 from tokenizer.cards import authorization_validity
 from tokenizer.declines import FAILED_MESSAGE, UNAVAILABLE_MESSAGE, customer_message
@@ -143,7 +144,7 @@ class MerchantCharges:
                 p.message = "Payment approved."
                 if held:
                     before = result.capture_before or (now + authorization_validity(p.card_brand, "merchant"))
-                    p.capture_before = before.astimezone(timezone.utc).replace(tzinfo=None)
+                    p.capture_before = naive_utc(before)
                 event_type = ev.HOLD_AUTHORIZED if held else ev.PAYMENT_APPROVED
             elif result.status in (GatewayStatus.DECLINED, GatewayStatus.BLOCKED):
                 p.status, p.decline_code = PaymentStatus.DECLINED, result.decline_code or "generic_decline"

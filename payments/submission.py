@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import sessionmaker
 
 from callbacks import events as ev
 from callbacks import outbox
-from kernel.clock import Clock, IdFactory
+from kernel.clock import Clock, IdFactory, naive_utc
 from tokenizer.cards import BRANDS, Card, authorization_validity, validate_card
 from tokenizer.declines import FAILED_MESSAGE, UNAVAILABLE_MESSAGE, customer_message
 from tokenizer.gateways.base import AuthorizationRequest, Gateway, GatewayResult, GatewayStatus
@@ -371,7 +371,7 @@ def _capture_before(result: GatewayResult, brand: str | None, now: datetime) -> 
     """When a customer-initiated hold lapses (naive UTC): the gateway's own value, else the card network's
     validity (:func:`tokenizer.cards.authorization_validity`)."""
     moment = result.capture_before or (now + authorization_validity(brand, "customer"))
-    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return naive_utc(moment)
 
 
 def brand_rules_json(allowed: tuple[str, ...]) -> list[dict]:
