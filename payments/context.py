@@ -15,6 +15,7 @@ from typing import Callable
 from sqlalchemy.orm import sessionmaker
 
 from kernel.clock import Clock, IdFactory
+from kernel.errors import NotFound
 from tokenizer.gateways.base import Gateway
 
 LOCK_TTL_MS = 60_000
@@ -58,6 +59,16 @@ class Context:
     locks: RedisLock = field(repr=False)
     production: bool = False
     """``PAYGATE_ENV=production``: callback URLs must then be https (or loopback http)."""
+
+    def owned(self, model: type, object_id: str, client_id: str | None, *, code: str, what: str):
+        """The ``model`` row ``object_id`` of API client ``client_id`` (None skips the owner check). Raises
+        :class:`~kernel.errors.NotFound` with ``code`` ("No such ``what``.") when it does not exist or belongs to
+        another client: the two are indistinguishable from outside."""
+        with self.Session() as db:
+            row = db.get(model, object_id)
+        if row is None or (client_id is not None and row.client_id != client_id):
+            raise NotFound(f"No such {what}.", code=code)
+        return row
 
     def now(self):
         """Business time, aware UTC."""

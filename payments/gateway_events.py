@@ -219,11 +219,7 @@ class DisputeService:
 
     def get(self, client_id: str | None, dispute_id: str) -> Dispute:
         """The dispute. Raises :class:`NotFound` ``dispute_not_found`` (also for another client's)."""
-        with self.ctx.Session() as db:
-            d = db.get(Dispute, dispute_id)
-        if d is None or (client_id is not None and d.client_id != client_id):
-            raise NotFound("No such dispute.", code="dispute_not_found")
-        return d
+        return self.ctx.owned(Dispute, dispute_id, client_id, code="dispute_not_found", what="dispute")
 
     def sandbox_close(self, client_id: str, dispute_id: str, status: str, *, sign) -> Dispute:
         """Sandbox only: closes the dispute as ``won`` or ``lost`` at the sandbox gateway and delivers the

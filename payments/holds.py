@@ -29,7 +29,7 @@ from sqlalchemy import select, update
 
 from callbacks import events as ev
 from callbacks import outbox
-from kernel.errors import Conflict, NotFound, Unprocessable
+from kernel.errors import Conflict, Unprocessable
 from tokenizer.gateways.base import CaptureRequest, GatewayStatus, OperationResult, VoidRequest
 
 from .context import Context
@@ -72,11 +72,7 @@ class HoldService:
     def get(self, client_id: str | None, payment_id: str) -> Payment:
         """The payment (``client_id`` None skips the owner check). Raises :class:`NotFound`
         ``payment_not_found``, also for another client's payment."""
-        with self.ctx.Session() as db:
-            p = db.get(Payment, payment_id)
-        if p is None or (client_id is not None and p.client_id != client_id):
-            raise NotFound("No such payment.", code="payment_not_found")
-        return p
+        return self.ctx.owned(Payment, payment_id, client_id, code="payment_not_found", what="payment")
 
     # -- capture / void ------------------------------------------------------------------------------
     def capture(self, client_id: str, payment_id: str, amount: int | None = None) -> OperationOutcome:

@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 
 from callbacks import events as ev
 from callbacks import outbox
-from kernel.errors import Conflict, NotFound, Unprocessable
+from kernel.errors import Conflict, Unprocessable
 from tokenizer.gateways.base import GatewayStatus, RefundRequest, RefundResult, RefundStatus
 
 from .context import Context
@@ -89,11 +89,7 @@ class RefundService:
     # -- reads ---------------------------------------------------------------------------------------
     def get(self, client_id: str | None, refund_id: str) -> Refund:
         """The refund (``client_id`` None skips the owner check). Raises :class:`NotFound` ``refund_not_found``."""
-        with self.ctx.Session() as db:
-            r = db.get(Refund, refund_id)
-        if r is None or (client_id is not None and r.client_id != client_id):
-            raise NotFound("No such refund.", code="refund_not_found")
-        return r
+        return self.ctx.owned(Refund, refund_id, client_id, code="refund_not_found", what="refund")
 
     # -- create --------------------------------------------------------------------------------------
     def create(self, client_id: str, request: RefundInput) -> tuple[Refund, bool]:
@@ -106,10 +102,7 @@ class RefundService:
         is returned with ``status: failed`` and awaits review.
         """
         check_callback_url(request.callback_url, production=self.ctx.production)
-        with self.ctx.Session() as db:
-            payment = db.get(Payment, request.payment_id)
-        if payment is None or payment.client_id != client_id:
-            raise NotFound("No such payment.", code="payment_not_found")
+        payment = self.ctx.owned(Payment, request.payment_id, client_id, code="payment_not_found", what="payment")
         key = dedupe_key(payment.id, request.disposition_code, request.conversation_id, request.reference)
         existing = self._by_key(key)
         if existing is not None:
