@@ -28,6 +28,7 @@ from integrations.genesys.writeback import build_senders
 from kernel.clock import system_clock
 from kernel.settings import Settings
 from payments.clients import genesys_settings_loader, signing_secrets_resolver
+from tokenizer.gateways.stripe_webhooks import sign_payload
 
 from .services import Services, build_services
 
@@ -102,8 +103,6 @@ class SandboxWebhookPoster:
         self.real_time = real_time
 
     def __call__(self) -> int:
-        from tokenizer.gateways.stripe_webhooks import sign_payload
-
         now = self.clock().timestamp()
         delivered = 0
         for body in self.queue.take_due(now):
