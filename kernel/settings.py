@@ -21,6 +21,7 @@ from typing import Mapping
 from urllib.parse import urlparse
 
 from .errors import ConfigError
+from .money import is_currency
 
 ALL_BRANDS = ("visa", "mastercard", "amex", "discover", "diners", "jcb", "unionpay")
 ENVIRONMENTS = ("development", "test", "production")
@@ -69,6 +70,24 @@ class Settings:
     hold_expiring_notice_seconds: int = 86400
     sandbox_dispute_delay_seconds: int = 5
     sandbox_latency_ms: int = 0
+    allowed_currencies: tuple[str, ...] | None = None
+    """``PAYGATE_ALLOWED_CURRENCIES``: ISO 4217 codes sessions and charges may use; None allows every code."""
+    min_amounts: Mapping[str, int] = field(default_factory=dict)
+    """``PAYGATE_MIN_AMOUNTS`` (``USD:500,EUR:500``): the least amount per currency, minor units."""
+    subscription_retry_days: tuple[int, ...] = (1, 3, 5)
+    """``PAYGATE_SUBSCRIPTION_RETRY_DAYS``: days after a renewal's due date to retry a failed charge."""
+    stripe_moto: bool = False
+    """``PAYGATE_STRIPE_MOTO``: confirm DTMF-entered Stripe payments as MOTO (Stripe enables it per account)."""
+    fraud_ani_attempts_per_hour: int = 10
+    """``PAYGATE_FRAUD_ANI_ATTEMPTS_PER_HOUR``: card attempts from one caller number per hour before it scores."""
+    fraud_ani_cards_per_hour: int = 3
+    """``PAYGATE_FRAUD_ANI_CARDS_PER_HOUR``: distinct cards keyed from one caller number per hour before it
+    scores."""
+    fraud_client_declined_cards: int = 20
+    """``PAYGATE_FRAUD_CLIENT_DECLINED_CARDS``: distinct cards declined for one API client within
+    ``fraud_client_window_seconds`` before card submissions through the API score (card testing)."""
+    fraud_client_window_seconds: int = 600
+    """``PAYGATE_FRAUD_CLIENT_WINDOW_SECONDS``: the window of ``fraud_client_declined_cards``."""
 
     @property
     def production(self) -> bool:
@@ -157,6 +176,14 @@ class Settings:
             hold_expiring_notice_seconds=_int(get, "HOLD_EXPIRING_NOTICE_SECONDS", 86400, 0, 30 * 86400),
             sandbox_dispute_delay_seconds=_int(get, "SANDBOX_DISPUTE_DELAY_SECONDS", 5, 0, 30 * 86400),
             sandbox_latency_ms=_int(get, "SANDBOX_LATENCY_MS", 0, 0, 120_000),
+            allowed_currencies=_currencies(get("ALLOWED_CURRENCIES")),
+            min_amounts=_min_amounts(get("MIN_AMOUNTS")),
+            subscription_retry_days=_retry_days(get("SUBSCRIPTION_RETRY_DAYS")),
+            stripe_moto=_bool(get, "STRIPE_MOTO", False),
+            fraud_ani_attempts_per_hour=_int(get, "FRAUD_ANI_ATTEMPTS_PER_HOUR", 10, 1, 10**9),
+            fraud_ani_cards_per_hour=_int(get, "FRAUD_ANI_CARDS_PER_HOUR", 3, 1, 10**9),
+            fraud_client_declined_cards=_int(get, "FRAUD_CLIENT_DECLINED_CARDS", 20, 1, 10**9),
+            fraud_client_window_seconds=_int(get, "FRAUD_CLIENT_WINDOW_SECONDS", 600, 1, 86400),
         )
 
     def with_overrides(self, **changes) -> "Settings":
@@ -239,6 +266,58 @@ def _int(get, name: str, default: int, lo: int, hi: int) -> int:
     if not lo <= value <= hi:
         raise ConfigError(f"PAYGATE_{name} must be between {lo} and {hi}")
     return value
+
+
+def _bool(get, name: str, default: bool) -> bool:
+    raw = get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"PAYGATE_{name} must be true or false")
+
+
+def _currencies(raw: str | None) -> tuple[str, ...] | None:
+    """``PAYGATE_ALLOWED_CURRENCIES``: a comma list of ISO 4217 codes (None or empty: every code)."""
+    if raw is None:
+        return None
+    codes = tuple(dict.fromkeys(c.strip().upper() for c in raw.split(",") if c.strip()))
+    unknown = [c for c in codes if not is_currency(c)]
+    if unknown or not codes:
+        raise ConfigError(f"PAYGATE_ALLOWED_CURRENCIES has codes that are not ISO 4217: {unknown}")
+    return codes
+
+
+def _min_amounts(raw: str | None) -> dict[str, int]:
+    """``PAYGATE_MIN_AMOUNTS``: ``USD:500,EUR:500`` (ISO 4217 code, a colon, minor units ≥ 0)."""
+    out: dict[str, int] = {}
+    for part in (raw or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        code, sep, value = part.partition(":")
+        code = code.strip().upper()
+        if not sep or not is_currency(code) or not value.strip().isdigit():
+            raise ConfigError("PAYGATE_MIN_AMOUNTS entries must look like 'USD:500' (ISO 4217 code: minor units)")
+        out[code] = int(value)
+    return out
+
+
+def _retry_days(raw: str | None) -> tuple[int, ...]:
+    """``PAYGATE_SUBSCRIPTION_RETRY_DAYS``: increasing whole days after the due date, ``1,3,5`` by default
+    (empty list not allowed: at least one retry)."""
+    if raw is None:
+        return (1, 3, 5)
+    try:
+        days = tuple(int(p) for p in raw.split(",") if p.strip())
+    except ValueError:
+        raise ConfigError("PAYGATE_SUBSCRIPTION_RETRY_DAYS must be a comma list of whole days") from None
+    if not days or any(d < 1 or d > 60 for d in days) or list(days) != sorted(set(days)):
+        raise ConfigError("PAYGATE_SUBSCRIPTION_RETRY_DAYS must be increasing days between 1 and 60, like 1,3,5")
+    return days
 
 
 def _float(get, name: str, default: float, lo: float, hi: float) -> float:

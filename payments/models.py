@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, UniqueConstraint,
+                        false)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kernel.db import Base
@@ -40,6 +41,7 @@ class PaymentSession(Base):
     """A checkout link tied to a Genesys conversation, and its state machine (docs/api.md, "Payment sessions")."""
 
     __tablename__ = "payment_sessions"
+    __table_args__ = (Index("ix_payment_sessions_customer_status", "client_id", "customer_account_id", "status"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)            # ps_...
     client_id: Mapped[str] = mapped_column(ForeignKey("api_clients.id"), index=True)
@@ -47,8 +49,10 @@ class PaymentSession(Base):
     participant_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     customer_account_id: Mapped[str] = mapped_column(String(200))
     intent: Mapped[str] = mapped_column(String(20))
-    amount: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # None: the customer enters it
     currency: Mapped[str] = mapped_column(String(3))
+    amount_min: Mapped[int | None] = mapped_column(BigInteger, nullable=True)   # amount_range.min
+    amount_max: Mapped[int | None] = mapped_column(BigInteger, nullable=True)   # amount_range.max
     channel: Mapped[str | None] = mapped_column(String(20), nullable=True)
     reference: Mapped[str | None] = mapped_column(String(64), nullable=True)
     callback_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)
@@ -79,6 +83,12 @@ class PaymentSession(Base):
     link_messenger_type: Mapped[str | None] = mapped_column(String(16), nullable=True)      # sms | whatsapp
     link_from_address: Mapped[str | None] = mapped_column(String(200), nullable=True)
     link_message_id: Mapped[str | None] = mapped_column(String(100), nullable=True)         # Genesys message id
+    cancel_reason: Mapped[str | None] = mapped_column(String(40), nullable=True)  # requested | conversation_ended
+    # intent "subscription": the subscription the approval creates (docs/api.md, "Subscriptions")
+    subscription_interval: Mapped[str | None] = mapped_column(String(10), nullable=True)   # day|week|month|year
+    subscription_interval_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    subscription_amount: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    subscription_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
 
 
 class PaymentAttempt(Base):
@@ -93,6 +103,8 @@ class PaymentAttempt(Base):
     submission_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     source: Mapped[str] = mapped_column(String(20))                          # checkout | voice
     client_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    ani: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)  # the caller's number, E.164
+    call_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     card_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
     card_brand: Mapped[str | None] = mapped_column(String(20), nullable=True)
     card_last4: Mapped[str | None] = mapped_column(String(4), nullable=True)
@@ -144,13 +156,15 @@ class Payment(Base):
     gateway: Mapped[str] = mapped_column(String(20))
     gateway_reference: Mapped[str | None] = mapped_column(String(100), nullable=True, index=True)
     gateway_key: Mapped[str | None] = mapped_column(String(200), nullable=True)  # idempotency key of the authorization
+    entry_mode: Mapped[str] = mapped_column(String(10), default="page", server_default="page")  # page|dtmf|stored
+    moto: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     capture_before: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     hold_expiring_sent: Mapped[bool] = mapped_column(Boolean, default=False)
     conversation_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
     participant_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     customer_account_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     reference: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    subscription_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    subscription_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
     dispute_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     decline_code: Mapped[str | None] = mapped_column(String(60), nullable=True)
     message: Mapped[str | None] = mapped_column(String(300), nullable=True)
@@ -230,3 +244,50 @@ class GatewayWebhookEvent(Base):
     id: Mapped[str] = mapped_column(String(100), primary_key=True)           # Stripe's evt_...
     type: Mapped[str] = mapped_column(String(100))
     received_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Subscription(Base):
+    """A recurring charge of a stored token (docs/api.md, "Subscriptions"): ``status`` active | past_due | canceled.
+
+    Periods are calendar intervals anchored on ``anchor_at``; ``period`` counts the periods charged so far (the
+    first is period 1). ``next_charge_at`` is when the worker charges next (a renewal, or a retry while
+    ``past_due``); ``failed_attempts`` counts failed charges of the current due period. A renewal is claimed with a
+    compare-and-set that sets ``pending_key`` (the charge's idempotency key); ``request_key`` is the digest of the
+    ``Idempotency-Key`` of ``POST /v1/subscriptions``, ``session_id`` the session whose approval created it.
+    """
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (UniqueConstraint("client_id", "request_key"),
+                      Index("ix_subscriptions_client_created", "client_id", "created_at"),
+                      Index("ix_subscriptions_due", "status", "next_charge_at"))
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)            # sub_...
+    client_id: Mapped[str] = mapped_column(ForeignKey("api_clients.id"))
+    session_id: Mapped[str | None] = mapped_column(ForeignKey("payment_sessions.id"), unique=True, nullable=True)
+    request_key: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    token: Mapped[str] = mapped_column(String(64), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    interval: Mapped[str] = mapped_column(String(10))
+    interval_count: Mapped[int] = mapped_column(Integer)
+    anchor_at: Mapped[datetime] = mapped_column(DateTime)
+    period: Mapped[int] = mapped_column(Integer, default=0)
+    current_period_start: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    current_period_end: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    next_charge_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_payment_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    pending_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    pending_since: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    customer_account_id: Mapped[str] = mapped_column(String(200), index=True)
+    conversation_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    participant_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    reference: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    cancel_reason: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    metadata_: Mapped[dict] = mapped_column("metadata", JSON, default=dict)
+    callback_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    event_sequence: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    canceled_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
