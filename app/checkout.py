@@ -2,6 +2,11 @@
 
 POST → process → 303 back to the GET (post/redirect/get), so a refresh never
 re-submits; field errors re-render the form without echoing the card number or CVC.
+
+A session with an ``amount_range`` also shows an amount field (major units in the session's locale, prefilled
+with the suggested amount): one POST sets the amount first (:meth:`payments.sessions.SessionService.set_amount`,
+the rule the voice endpoint uses) and then submits the card. A ``busy`` answer (another payment of the same
+customer is processing; nothing was tried) re-renders the form with a notice.
 """
 
 from __future__ import annotations
@@ -9,16 +14,19 @@ from __future__ import annotations
 import json
 import secrets
 
+from babel.numbers import get_decimal_symbol
 from flask import Blueprint, redirect, render_template, request, url_for
 
-from kernel.errors import NotFound
+from kernel.errors import Conflict, NotFound
+from kernel.money import exponent, format_amount
+from payments.amount_rules import major_units_text, parse_major_units
 from payments.models import PaymentSession
 from payments.sessions import display_amount
-from payments.submission import CardInput, brand_rules_json
+from payments.submission import BUSY_MESSAGE, CardInput, brand_rules_json
 from tokenizer.cards import BRANDS, parse_expiry_text
 
 from . import services
-from .forms import CheckoutForm, field_messages
+from .forms import CheckoutForm, amount_message, field_messages
 
 bp = Blueprint("checkout", __name__)
 
@@ -47,17 +55,54 @@ def _load(session_id: str) -> PaymentSession | None:
         return None
 
 
-def _view(s: PaymentSession) -> dict:
+INTERVAL_WORDS = {"day": ("day", "days"), "week": ("week", "weeks"), "month": ("month", "months"),
+                  "year": ("year", "years")}
+
+
+def _view(s: PaymentSession, *, busy: bool = False) -> dict:
     svc = services()
     remaining = max(0, s.max_attempts - s.attempts)
     notice = s.message if (s.status == "pending" and s.decline_code and s.attempts) else None
     if notice and remaining:
         notice = f"{notice} You can try {remaining} more time{'s' if remaining != 1 else ''}."
-    return {"session_id": s.id, "status": s.status, "amount_display": display_amount(s), "currency": s.currency,
+    amount_field = s.amount_min is not None and s.amount_max is not None
+    known = format_amount(s.amount, s.currency, s.locale) if s.amount is not None else None
+    view = {"session_id": s.id, "status": s.status, "amount_display": display_amount(s), "currency": s.currency,
             "intent": s.intent, "intent_label": INTENT_LABELS[s.intent], "reference": s.reference,
             "attempts": s.attempts, "max_attempts": s.max_attempts, "attempts_remaining": remaining,
-            "notice": notice, "locale": s.locale or "en",
-            "refresh_url": svc.sessions.checkout_url(s.id)}
+            "notice": BUSY_MESSAGE if busy else notice, "notice_kind": "busy" if busy else "decline",
+            "locale": s.locale or "en", "refresh_url": svc.sessions.checkout_url(s.id),
+            "amount_known": known, "amount_field": amount_field,
+            # what the notes under the form call the amount: the customer may still change it on the page
+            "note_amount": "this amount" if amount_field or known is None else known,
+            "subscription_note": _subscription_note(s, known, amount_field)}
+    if amount_field:
+        locale_id = (s.locale or "en_US").replace("-", "_")
+        try:
+            decimal_symbol = get_decimal_symbol(locale_id)
+        except Exception:  # a locale CLDR does not know: the amount field reads English notation
+            decimal_symbol = "."
+        view.update(amount_min=s.amount_min, amount_max=s.amount_max, amount_exponent=exponent(s.currency),
+                    amount_min_display=format_amount(s.amount_min, s.currency, s.locale),
+                    amount_max_display=format_amount(s.amount_max, s.currency, s.locale),
+                    amount_example=major_units_text(s.amount or s.amount_min, s.currency, s.locale),
+                    amount_decimal_symbol=decimal_symbol)
+    return view
+
+
+def _subscription_note(s: PaymentSession, known: str | None, amount_field: bool) -> str | None:
+    """The sentence under a subscription's form: what is charged today and how often after."""
+    if s.intent != "subscription" or not s.subscription_interval:
+        return None
+    count = s.subscription_interval_count or 1
+    one, many = INTERVAL_WORDS.get(s.subscription_interval, (s.subscription_interval, s.subscription_interval))
+    every = f"every {one}" if count == 1 else f"every {count} {many}"
+    first = "this amount" if amount_field or known is None else known
+    if s.subscription_amount is not None and s.subscription_amount != s.amount:
+        renewal = format_amount(s.subscription_amount, s.currency, s.locale)
+        return (f"You pay {first} today, then {renewal} {every}. "
+                "Your card will be kept on file for this subscription.")
+    return f"You pay {first} today and then {every}. Your card will be kept on file for this subscription."
 
 
 def _unavailable():
@@ -66,8 +111,9 @@ def _unavailable():
                                    "or the chat for a new link."), 404
 
 
-def _render(s: PaymentSession, form: CheckoutForm | None = None, field_errors=None, status=200):
-    view = _view(s)
+def _render(s: PaymentSession, form: CheckoutForm | None = None, field_errors=None, status=200, *,
+            busy: bool = False):
+    view = _view(s, busy=busy)
     if s.status != "pending":
         key = s.status if s.status in OUTCOME_TEXT else "processing"
         title, message = OUTCOME_TEXT[key]
@@ -79,6 +125,8 @@ def _render(s: PaymentSession, form: CheckoutForm | None = None, field_errors=No
     form.submission_id.data = secrets.token_urlsafe(16)
     form.number.data = None  # never echo card data back into the page
     form.cvc.data = None
+    if form.amount.data is None:  # a fresh form: the amount set so far, or the suggested one
+        form.amount.data = major_units_text(s.amount, s.currency, s.locale)
     allowed = services().settings.allowed_brands
     return render_template("checkout/form.html", view=view, form=form, field_errors=field_errors or {},
                            action_url=url_for("checkout.page", session_id=s.id, t=request.args.get("t")),
@@ -99,6 +147,10 @@ def submit(session_id: str):
     form = CheckoutForm()
     if not form.validate():  # only the CSRF token has validators
         return _render(s, form, {"form": "This page expired. Please enter your card details again."}, 400)
+    if s.status == "pending" and s.amount_min is not None:
+        problem = _set_amount(s, form.amount.data)
+        if problem:
+            return _render(services().sessions.get(None, session_id), form, {"amount": problem}, 422)
     month, year = parse_expiry_text(form.expiry.data or "") or (None, None)
     if form.expiry.data and month is None:
         month, year = "invalid", "invalid"
@@ -109,4 +161,22 @@ def submit(session_id: str):
         require_name=True)
     if result.outcome == "invalid":
         return _render(result.session, form, field_messages(result.field_errors), 422)
+    if result.outcome == "busy":  # nothing was tried and no attempt used: the customer may try again shortly
+        return _render(result.session, form, status=409, busy=True)
     return redirect(url_for("checkout.page", session_id=session_id, t=request.args.get("t")), code=303)
+
+
+def _set_amount(s: PaymentSession, typed: str | None) -> str | None:
+    """Sets the amount the customer typed (major units, the session's locale) on an ``amount_range`` session;
+    returns the plain-words problem for the amount field, or None when it was set (or the session moved on:
+    the card submission then reports that)."""
+    if not (typed or "").strip():
+        return amount_message("required", s)
+    entered = parse_major_units(typed, s.currency, s.locale)
+    if entered is None:
+        return amount_message("invalid", s)
+    try:
+        answer = services().sessions.set_amount(None, s.id, entered)
+    except Conflict:
+        return None
+    return None if answer["outcome"] == "ok" else amount_message(answer["outcome"], s)

@@ -1,16 +1,24 @@
-"""The checkout form (Flask-WTF, with CSRF). Card rules live in :mod:`tokenizer.cards`; the form
-only carries the raw fields and the CSRF token, so the page works with or without JavaScript."""
+"""The checkout form (Flask-WTF, with CSRF). Card rules live in :mod:`tokenizer.cards` and amount rules in
+:mod:`payments.amount_rules`; the form only carries the raw fields and the CSRF token, so the page works with or
+without JavaScript."""
 
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, StringField
 
+from kernel.money import format_amount
+from payments.amount_rules import major_units_text
+
 
 class CheckoutForm(FlaskForm):
     """Fields: ``cardholder_name`` (cc-name), ``number`` (cc-number, up to 23 chars with spaces or dashes),
-    ``expiry`` (cc-exp, MM/YY), ``cvc`` (cc-csc) and ``submission_id`` (a per-render nonce that makes a
-    re-POST of the same form a duplicate)."""
+    ``expiry`` (cc-exp, MM/YY), ``cvc`` (cc-csc), ``submission_id`` (a per-render nonce that makes a
+    re-POST of the same form a duplicate) and ``amount`` (transaction-amount, major units: shown only for a
+    session with an ``amount_range``)."""
+
+    amount = StringField("Amount", render_kw={"autocomplete": "transaction-amount", "inputmode": "decimal",
+                                              "maxlength": 20, "spellcheck": "false"})
 
     cardholder_name = StringField("Name on card", render_kw={"autocomplete": "cc-name", "maxlength": 100,
                                                              "spellcheck": "false", "autocapitalize": "words"})
@@ -37,7 +45,24 @@ FIELD_MESSAGES = {
     ("cvc", "invalid_cvc"): "The security code is not the right length. Please check it.",
     ("cardholder_name", "required"): "Enter the name shown on your card.",
     ("cardholder_name", "invalid_name"): "The name is too long or has characters we can't accept.",
+    ("amount", "amount_required"): "Enter the amount you want to pay.",
 }
+
+
+def amount_message(outcome: str, s) -> str:
+    """Plain words for the amount field of session ``s`` (its ``amount_range`` in its currency and locale):
+    ``outcome`` is ``required`` (nothing typed), ``invalid`` (not an amount), ``below_minimum`` or
+    ``above_maximum`` (:meth:`payments.amount_rules.AmountRules.judge`)."""
+    low = format_amount(s.amount_min, s.currency, s.locale)
+    high = format_amount(s.amount_max, s.currency, s.locale)
+    if outcome == "below_minimum":
+        return f"The amount must be at least {low}."
+    if outcome == "above_maximum":
+        return f"The amount can be at most {high}."
+    if outcome == "required":
+        return f"Enter the amount you want to pay, between {low} and {high}."
+    example = major_units_text(s.amount or s.amount_min, s.currency, s.locale)
+    return f"Enter the amount as a number, for example {example}."
 
 
 def field_messages(errors: dict[str, str]) -> dict[str, str]:

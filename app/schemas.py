@@ -277,6 +277,21 @@ class Card(View):
     fingerprint: str | None = Field(description="fp_...: the same card gives the same fingerprint.")
 
 
+class AmountRange(View):
+    """The amounts a customer may enter (minor units, inclusive)."""
+
+    min: int
+    max: int
+
+
+class SessionSubscription(View):
+    """The subscription an approved ``intent: "subscription"`` session creates."""
+
+    interval: Literal["day", "week", "month", "year"]
+    interval_count: int
+    amount: int | None = Field(description="Minor units of each renewal; null: the session's amount.")
+
+
 class PaymentSession(View):
     """The session view: ``GET /v1/payment-sessions/{session_id}``, and the ``data`` of session events."""
 
@@ -288,8 +303,10 @@ class PaymentSession(View):
     participant_id: str | None
     customer_account_id: str
     intent: str
-    amount: int = Field(description="Minor units.")
+    amount: int | None = Field(description="Minor units; null until the customer entered it (amount_range).")
     currency: str
+    amount_range: AmountRange | None = Field(
+        description="The amounts the customer may enter (POST .../amount or the page); null: the amount is fixed.")
     reference: str | None
     channel: str | None
     attempts: int
@@ -307,3 +324,8 @@ class PaymentSession(View):
     expires_at: Timestamp
     link_sends: int = Field(description="How many times send-link texted the checkout link.")
     link_last_sent_at: Timestamp | None = Field(description="When the link was last texted (null: never).")
+    cancel_reason: Literal["requested", "conversation_ended"] | None = Field(
+        description="Why a canceled session was canceled (null unless status is canceled).")
+    subscription: SessionSubscription | None = Field(
+        description="intent subscription: the subscription its approval creates; null otherwise.")
+    subscription_id: str | None = Field(description="sub_...: the subscription this session's approval created.")

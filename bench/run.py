@@ -16,7 +16,12 @@ harness (Python threads, one ``httpx.Client`` each, spread over ``P`` processes)
    disposition (``POST /v1/refunds``, timed) — refunds/s, p50, p99;
 6. callback lag: ``events.created_at`` (naive UTC, µs) to the receiver's clock on receipt, joined on
    ``Paygate-Event-Id`` — p50, p99;
-7. peak RSS (``VmHWM``) of the gunicorn master, each web worker, the delivery worker and Redis.
+7. renewals (after every other phase, because it moves the sandbox clock and event times are business time):
+   ``--renewals`` subscriptions are created by ``POST /v1/subscriptions`` with ``start_at`` one day ahead
+   (untimed), then the sandbox clock is moved past it and the stack's own ``paygate worker`` charges them all
+   (its renewal task, the code path of every renewal and retry) — renewals/s = count / seconds from the clock
+   move until the last one is charged;
+8. peak RSS (``VmHWM``) of the gunicorn master, each web worker, the delivery worker and Redis.
 
 Each measurement is repeated ``R`` short rounds and the median of each figure is reported. A table goes
 to stdout and a JSON file to ``bench/results/``. Every process started is stopped on exit, on Ctrl-C,
@@ -43,7 +48,7 @@ import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -455,6 +460,85 @@ def run_load(scenario: str, params: dict, *, concurrency: int, duration: float, 
                       seconds=round(seconds, 2))
 
 
+# --- renewals --------------------------------------------------------------------------------------------------
+
+def _subscription_token(params: dict) -> str:
+    """The vault token of one session paid by the voice API (the card every bench subscription charges)."""
+    auth = {"Authorization": f"Bearer {params['token']}"}
+    with httpx.Client(timeout=30) as c:
+        payment_id = _paid_payment(c, params, auth, "payment")
+        if payment_id is None:
+            raise BenchError("renewals: the voice payment that gives the token failed")
+        return c.get(f"{params['base']}/v1/payments/{payment_id}", headers=auth).json()["token"]
+
+
+def _advance_clock(params: dict, seconds: int) -> datetime:
+    r = httpx.post(params["base"] + "/v1/sandbox/clock", json={"advance_seconds": seconds}, timeout=30,
+                   headers={"Authorization": f"Bearer {params['token']}"})
+    if r.status_code != 200:
+        raise BenchError(f"renewals: the sandbox clock answered {r.status_code}")
+    return datetime.fromisoformat(r.json()["now"].replace("Z", "+00:00"))
+
+
+def _charged(database_url: str, reference: str) -> int:
+    """How many subscriptions with ``reference`` have had their first period charged."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as con:
+            return con.execute(text("SELECT count(*) FROM subscriptions WHERE reference = :ref AND period >= 1"),
+                               {"ref": reference}).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def measure_renewals(stack: BenchStack, params: dict, token: str, *, count: int, tag: str,
+                     timeout: float = 300) -> dict:
+    """Creates ``count`` subscriptions on ``token`` due one day ahead (business time; 20 client threads,
+    untimed), moves the sandbox clock past that moment and times the stack's worker until it has charged every
+    one. Returns ``{"rps", "count", "seconds", "errors"}`` (errors: creations that failed)."""
+    reference = f"BENCH-{tag}-{uuid.uuid4().hex[:8]}"
+    start_at = _advance_clock(params, 1) + timedelta(days=1)
+    auth = {"Authorization": f"Bearer {params['token']}"}
+    body = {"token": token, "amount": 1500, "currency": "USD", "interval": "month", "interval_count": 1,
+            "customer_account_id": "BENCH-1", "reference": reference,
+            "start_at": start_at.isoformat().replace("+00:00", "Z")}
+    made, errors, lock, todo = [0], [0], threading.Lock(), iter(range(count))
+
+    def create() -> None:
+        with httpx.Client(timeout=30) as c:
+            while True:
+                with lock:
+                    n = next(todo, None)
+                if n is None:
+                    return
+                r = c.post(params["base"] + "/v1/subscriptions", json=body,
+                           headers={**auth, "Idempotency-Key": f"{reference}-{n}"})
+                with lock:
+                    if r.status_code == 201:
+                        made[0] += 1
+                    else:
+                        errors[0] += 1
+
+    threads = [threading.Thread(target=create, daemon=True) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if not made[0]:
+        raise BenchError(f"renewals: no subscription was created ({errors[0]} failed)")
+    t0 = time.monotonic()
+    _advance_clock(params, 86400 + 1)
+    while _charged(stack.database_url, reference) < made[0]:
+        if time.monotonic() - t0 > timeout:
+            raise BenchError(f"renewals: the worker did not charge {made[0]} subscriptions in {timeout} s")
+        stack.check_alive()
+        time.sleep(0.05)
+    seconds = time.monotonic() - t0
+    return {"rps": round(made[0] / seconds, 1), "count": made[0], "seconds": round(seconds, 2), "errors": errors[0]}
+
+
 # --- callback lag -----------------------------------------------------------------------------------------
 
 def _received(record: Path) -> dict[str, float]:
@@ -576,6 +660,11 @@ def bench(args: argparse.Namespace, log) -> dict:
                 f"({rnd['create_ratio']:.0%}), submit {rnd['submit']['rps']}/s p99 {rnd['submit']['p99_ms']} ms, "
                 f"callback lag p99 {rnd['callback_lag']['p99_ms']} ms, capture {rnd['capture']['rps']}/s "
                 f"p99 {rnd['capture']['p99_ms']} ms, refund {rnd['refund']['rps']}/s p99 {rnd['refund']['p99_ms']} ms")
+        token = _subscription_token(params)
+        for i, rnd in enumerate(rounds, start=1):  # last: moving the clock shifts event times (business time)
+            rnd["renewal"] = measure_renewals(stack, params, token, count=args.renewals, tag=f"R{i}")
+            log(f"renewals round {i}: {rnd['renewal']['rps']}/s ({rnd['renewal']['count']} in "
+                f"{rnd['renewal']['seconds']} s)")
         rss = stack.peak_rss()
     finally:
         stack.stop()
@@ -588,6 +677,7 @@ def bench(args: argparse.Namespace, log) -> dict:
         "callback_lag": {k: _median(rounds, "callback_lag", k) for k in ("p50_ms", "p99_ms", "max_ms")},
         "capture": {k: _median(rounds, "capture", k) for k in ("rps", "p50_ms", "p99_ms")},
         "refund": {k: _median(rounds, "refund", k) for k in ("rps", "p50_ms", "p99_ms")},
+        "renewal": {k: _median(rounds, "renewal", k) for k in ("rps", "seconds")},
     }
     workers = [v for k, v in rss.items() if k.startswith("web worker")]
     targets = {
@@ -601,7 +691,7 @@ def bench(args: argparse.Namespace, log) -> dict:
         "command": "python -m bench.run " + " ".join(sys.argv[1:]),
         "config": {"duration_s": args.duration, "warmup_s": args.warmup, "rounds": args.rounds,
                    "concurrency": args.concurrency, "harness_processes": args.procs,
-                   "gunicorn": "--workers 2 --no-control-socket (sync worker class)",
+                   "gunicorn": "--workers 2 --no-control-socket (sync worker class)", "renewals": args.renewals,
                    "database": stack.database_url.split(":", 1)[0],
                    "gateway": "sandbox", "fraud_limits": HIGH_LIMIT},
         "machine": _machine(),
@@ -641,12 +731,14 @@ def table(result: dict) -> str:
              row("refunds/s", ("refund", "rps")),
              row("refund p50", ("refund", "p50_ms"), " ms"),
              row("refund p99", ("refund", "p99_ms"), " ms"),
+             row("renewals/s (one worker)", ("renewal", "rps")),
              "",
              f"{'peak RSS (VmHWM)':<34}{'MB':>10}"]
     for name, mb in result["peak_rss_mb"].items():
         target = (_met(result, 3) + " <= 150 MB") if name.startswith("web worker") else ""
         lines.append(f"{name:<34}{mb:>10}       {target}")
-    errors = {k: sum(r[k]["errors"] for r in rounds) for k in ("baseline", "create", "submit", "capture", "refund")}
+    errors = {k: sum(r[k]["errors"] for r in rounds)
+              for k in ("baseline", "create", "submit", "capture", "refund", "renewal")}
     per_op = {k: _median(rounds, k, "redis_commands_per_op") for k in ("create", "submit")}
     lines += ["", "CPU ms per timed operation (median; 'submit' = one customer: create + page + card POST; "
               "'capture'/'refund' include creating and paying their session by voice)"]
@@ -678,6 +770,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds; each figure is the median")
     parser.add_argument("--warmup", type=float, default=1.5, help="untimed seconds per phase before round 1")
     parser.add_argument("--procs", type=int, default=4, help="harness processes the threads are spread over")
+    parser.add_argument("--renewals", type=int, default=300, help="subscriptions renewed at once per round")
     parser.add_argument("--database-url", default=None,
                         help="an EMPTY database for paygate instead of the default temp SQLite file "
                              "(e.g. postgresql+psycopg://…); it is migrated and written to")

@@ -83,7 +83,7 @@ class Settings:
     fraud_ani_cards_per_hour: int = 3
     """``PAYGATE_FRAUD_ANI_CARDS_PER_HOUR``: distinct cards keyed from one caller number per hour before it
     scores."""
-    fraud_client_declined_cards: int = 20
+    fraud_client_declined_cards: int = 15
     """``PAYGATE_FRAUD_CLIENT_DECLINED_CARDS``: distinct cards declined for one API client within
     ``fraud_client_window_seconds`` before card submissions through the API score (card testing)."""
     fraud_client_window_seconds: int = 600
@@ -182,7 +182,7 @@ class Settings:
             stripe_moto=_bool(get, "STRIPE_MOTO", False),
             fraud_ani_attempts_per_hour=_int(get, "FRAUD_ANI_ATTEMPTS_PER_HOUR", 10, 1, 10**9),
             fraud_ani_cards_per_hour=_int(get, "FRAUD_ANI_CARDS_PER_HOUR", 3, 1, 10**9),
-            fraud_client_declined_cards=_int(get, "FRAUD_CLIENT_DECLINED_CARDS", 20, 1, 10**9),
+            fraud_client_declined_cards=_int(get, "FRAUD_CLIENT_DECLINED_CARDS", 15, 1, 10**9),
             fraud_client_window_seconds=_int(get, "FRAUD_CLIENT_WINDOW_SECONDS", 600, 1, 86400),
         )
 

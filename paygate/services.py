@@ -22,6 +22,7 @@ from sqlalchemy.orm import sessionmaker
 from kernel.clock import Clock, IdFactory, random_id, system_clock
 from kernel.db import make_engine, make_sessionmaker
 from kernel.settings import Settings
+from payments.amount_rules import AmountRules
 from payments.clients import TokenIssuer
 from payments.context import Context, RedisLock
 from payments.fraud import FraudPolicy, FraudScreen
@@ -33,6 +34,7 @@ from payments.refunds import RefundService
 from payments.sandbox_clock import SandboxClock
 from payments.sessions import LinkSigner, SessionDefaults, SessionService
 from payments.submission import PaymentProcessor, ProcessorConfig
+from payments.subscriptions import SubscriptionService
 from tokenizer.gateways.base import Gateway
 from tokenizer.vault import Vault
 
@@ -61,8 +63,11 @@ class Services:
     merchant: MerchantCharges
     webhooks: GatewayWebhooks
     disputes: DisputeService
+    subscriptions: SubscriptionService
     sandbox_clock: SandboxClock | None = None
     """The movable business clock, when the deployment runs the sandbox gateway outside production."""
+    amount_rules: AmountRules = field(default_factory=AmountRules)
+    """``PAYGATE_ALLOWED_CURRENCIES`` and ``PAYGATE_MIN_AMOUNTS`` (docs/api.md, "Contact-center rules")."""
     _link_sender: object = field(default=None, repr=False)
     _guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -125,15 +130,21 @@ def build_services(settings: Settings, *, clock: Clock = system_clock, new_id: I
     fraud = FraudScreen(redis, FraudPolicy(threshold=settings.fraud_threshold,
                                            ip_attempts_per_hour=settings.fraud_ip_attempts_per_hour,
                                            card_sessions_per_hour=settings.fraud_card_sessions_per_hour,
-                                           card_declines_per_day=settings.fraud_card_declines_per_day),
+                                           card_declines_per_day=settings.fraud_card_declines_per_day,
+                                           ani_attempts_per_hour=settings.fraud_ani_attempts_per_hour,
+                                           ani_cards_per_hour=settings.fraud_ani_cards_per_hour,
+                                           client_declined_cards=settings.fraud_client_declined_cards,
+                                           client_window_seconds=settings.fraud_client_window_seconds),
                         clock)
+    amount_rules = AmountRules.from_settings(settings)
     sessions = SessionService(Session, redis, SessionDefaults(
         max_attempts=settings.max_attempts, ttl_seconds=settings.session_ttl_seconds,
         gateway=gateway.identifier, public_base_url=settings.public_base_url,
-        production=settings.production), links, clock=clock, new_id=new_id)
+        production=settings.production), links, clock=clock, new_id=new_id, amount_rules=amount_rules)
     payments = PaymentProcessor(Session, redis, sessions, vault, gateway, fraud,
                                 ProcessorConfig(allowed_brands=settings.allowed_brands,
-                                                reconcile_after_seconds=settings.reconcile_after_seconds),
+                                                reconcile_after_seconds=settings.reconcile_after_seconds,
+                                                stripe_moto=settings.stripe_moto),
                                 clock=clock, new_id=new_id)
     ctx = Context(Session=Session, redis=redis, gateway=gateway, clock=clock, new_id=new_id, locks=RedisLock(redis),
                   production=settings.production)
@@ -146,5 +157,10 @@ def build_services(settings: Settings, *, clock: Clock = system_clock, new_id: I
                     links=links, vault=vault, gateway=gateway, fraud=fraud, sessions=sessions, payments=payments,
                     ctx=ctx, holds=HoldService(ctx, notice_seconds=settings.hold_expiring_notice_seconds,
                                                reconcile_after_seconds=reconcile),
-                    refunds=refunds, merchant=MerchantCharges(ctx, reconcile_after_seconds=reconcile),
-                    webhooks=webhooks, disputes=DisputeService(ctx, webhooks), sandbox_clock=sandbox_clock)
+                    refunds=refunds, merchant=MerchantCharges(ctx, reconcile_after_seconds=reconcile,
+                                                               amount_rules=amount_rules),
+                    webhooks=webhooks, disputes=DisputeService(ctx, webhooks),
+                    subscriptions=SubscriptionService(ctx, retry_days=settings.subscription_retry_days,
+                                                      reconcile_after_seconds=reconcile, amount_rules=amount_rules),
+                    sandbox_clock=sandbox_clock,
+                    amount_rules=amount_rules)

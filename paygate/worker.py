@@ -58,12 +58,13 @@ def build_deliverer(settings: Settings, Session, http: httpx.Client, **overrides
 
 def periodic_tasks(svc: Services, http: httpx.Client) -> list[tuple[float, Callable[[], object]]]:
     """The worker's scheduled work, ``(interval seconds, task)``: expire sessions past their TTL and lapse holds
-    (every second), post the sandbox's due Stripe-shaped webhooks (every second, sandbox only), and reconcile
-    unknown gateway answers of card submissions, merchant-initiated charges, captures/voids and refunds
-    (every 5 s)."""
+    (every second), post the sandbox's due Stripe-shaped webhooks (every second, sandbox only), charge due
+    subscription renewals and retries (every second), and reconcile unknown gateway answers of card submissions,
+    merchant-initiated charges, captures/voids, refunds and subscription charges (every 5 s)."""
     tasks: list[tuple[float, Callable[[], object]]] = [
         (1.0, svc.sessions.expire_due), (1.0, svc.holds.lapse_due), (5.0, svc.payments.reconcile_due),
-        (5.0, svc.merchant.reconcile_due), (5.0, svc.holds.reconcile_due), (5.0, svc.refunds.reconcile_due)]
+        (5.0, svc.merchant.reconcile_due), (5.0, svc.holds.reconcile_due), (5.0, svc.refunds.reconcile_due),
+        (1.0, svc.subscriptions.renew_due), (5.0, svc.subscriptions.reconcile_due)]
     queue = getattr(svc.gateway, "webhooks", None)
     if queue is not None and svc.settings.stripe_webhook_secret:
         tasks.append((1.0, SandboxWebhookPoster(queue, svc.clock, svc.settings.stripe_webhook_secret,

@@ -4,7 +4,8 @@ Every event is written through :func:`record_for` (or :func:`record` for a sessi
 transaction of the state change it describes (:func:`callbacks.outbox.record_event`).
 
 * **Root and sequence** (docs/api.md, "Events"): a session numbers its own events and those of its payment,
-  refunds and disputes (1, 2, ...); a payment without a session (merchant-initiated) numbers its own. The
+  refunds and disputes (1, 2, ...); a payment without a session (merchant-initiated, or a subscription's
+  renewal) numbers its own; a subscription numbers its own ``subscription.*`` events. The
   counter is incremented with one ``UPDATE ... RETURNING`` on the root row, so concurrent transactions
   (a refund and a dispute webhook at once) wait on the row lock instead of reading the same value.
 * **Destinations**: the signed webhook to the object's ``callback_url`` (a refund's, else its payment's or
@@ -29,7 +30,7 @@ from integrations.genesys.settings import settings_of
 from kernel.clock import IdFactory
 from kernel.errors import ValidationFailed
 
-from .models import ApiClient, Payment, PaymentSession
+from .models import ApiClient, Payment, PaymentSession, Subscription
 
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -66,7 +67,7 @@ def destinations_for(client: ApiClient, *, event_type: str, callback_url: str | 
     return out
 
 
-def next_sequence(db: DbSession, root: PaymentSession | Payment) -> int:
+def next_sequence(db: DbSession, root: PaymentSession | Payment | Subscription) -> int:
     """Increments ``root.event_sequence`` in the database (one ``UPDATE ... RETURNING``) and returns the new
     value; the ORM object is updated to match. Pending ORM changes are flushed first."""
     table = type(root).__table__
@@ -77,11 +78,11 @@ def next_sequence(db: DbSession, root: PaymentSession | Payment) -> int:
     return value
 
 
-def record_for(db: DbSession, *, client: ApiClient, root: PaymentSession | Payment, event_type: str,
+def record_for(db: DbSession, *, client: ApiClient, root: PaymentSession | Payment | Subscription, event_type: str,
                object_type: str, data: dict, now: datetime, new_id: IdFactory, callback_url: str | None,
                conversation_id: str | None, participant_id: str | None) -> Event:
-    """Adds one event numbered under ``root`` (a session, or a payment without session) and its deliveries to
-    ``db`` without committing. ``object_type``/``data``: the object the event describes and its view (no
+    """Adds one event numbered under ``root`` (a session, a payment without session, or a subscription) and its
+    deliveries to ``db`` without committing. ``object_type``/``data``: the object the event describes and its view (no
     card number or CVC). ``callback_url`` overrides the client's endpoint; ``conversation_id`` and
     ``participant_id`` say whose Genesys attributes to write (none without both)."""
     session_id = root.id if isinstance(root, PaymentSession) else None
@@ -103,7 +104,8 @@ def record(db: DbSession, *, client: ApiClient, session: PaymentSession, event_t
 
 
 def root_of(db: DbSession, payment: Payment) -> tuple[PaymentSession | Payment, PaymentSession | None]:
-    """``(root, session)`` for events about ``payment``: its session when it has one, else the payment."""
+    """``(root, session)`` for events about ``payment``: its session when it has one, else the payment (a
+    merchant-initiated charge or a subscription's renewal numbers its own events)."""
     session = db.get(PaymentSession, payment.session_id) if payment.session_id else None
     return (session if session is not None else payment), session
 

@@ -15,17 +15,37 @@ Rules (reason codes are stable; they are stored with each attempt)::
                            ``card_sessions_per_hour``
     card_declines          gateway declines of one card fingerprint in the last day, when at or over
                            ``card_declines_per_day``
+    ani_velocity           attempts from one caller number (ANI, E.164) in the last hour, when over
+                           ``ani_attempts_per_hour`` (skipped when the ANI is unknown)
+    ani_cards              distinct card fingerprints keyed from one caller number in the last hour, when
+                           over ``ani_cards_per_hour`` (skipped when the ANI is unknown)
+    client_card_testing    distinct card fingerprints the gateway declined for one API client within
+                           ``client_window_seconds``, when over ``client_declined_cards``: card testing
+                           through the API, scored on every attempt of that client, with or without an IP
+                           or an ANI (a tester can spoof caller numbers; the voice API has no client IP)
     gateway_risk_elevated  added after the gateway call for Stripe Radar's ``elevated`` risk level
     gateway_risk_highest   added after the gateway call for Radar's ``highest`` risk level
 
 A velocity rule scores ``weight × count / limit`` (capped at 1.0), so with the default weight of 0.5 a
 count just over its limit scores about 0.5 (below the default 0.8 threshold: no block on its own),
-twice the limit scores 1.0 (blocks), and any two velocity rules firing together block. Radar's levels
+1.6 times the limit blocks (0.8), and any two velocity rules firing together block. Radar's levels
 follow docs.stripe.com/radar/risk-evaluation (``normal`` | ``elevated`` | ``highest``).
+
+Tuning of the voice rules (defaults of ``PAYGATE_FRAUD_ANI_*`` / ``PAYGATE_FRAUD_CLIENT_*``; docs/api.md,
+"Fraud screening"): a caller keys one or two cards, so 3 distinct cards per caller number per hour never
+score, a 4th scores 0.67 and a 5th blocks (card testing from one phone stops at its 5th card, whatever the
+number of sessions); 10 attempts per number per hour never score. A contact center's declines are spread
+over many cards and callers: up to 15 distinct declined cards per API client in any 10 minutes never
+score (about 90 declined cards an hour: at a 10–15 % decline rate, 600 to 900 card payments an hour),
+16 score 0.53 and 24 block, so a burst of stolen cards through one client is stopped by about its 25th
+card even when every attempt comes without an IP or a caller number. A deployment busier than that
+raises ``PAYGATE_FRAUD_CLIENT_DECLINED_CARDS`` with its volume. A block is ``requires_agent`` (an agent
+takes the payment), not a refusal.
 
 Storage: Redis sorted sets under ``paygate:fraud:`` whose scores are timestamps from the injected
 clock (sliding windows), pruned on every write and given a TTL so idle keys expire by themselves.
-Keys and members hold only IPs, session ids and card fingerprints (``fp_...``), never card data.
+Keys and members hold only IPs, caller numbers (E.164), API client ids, session ids and card fingerprints
+(``fp_...``), never card data.
 :meth:`FraudScreen.screen` is one pipelined round trip; :meth:`FraudScreen.record_decline` is one
 script call.
 """
@@ -37,8 +57,8 @@ from typing import Callable, Protocol
 
 from kernel.clock import Clock
 
-__all__ = ["AttemptFacts", "CardDeclinesRule", "FraudAssessment", "FraudPolicy", "FraudRule", "FraudScreen",
-           "FraudSignal", "SessionAttemptsRule", "SlidingCountRule", "default_rules"]
+__all__ = ["AttemptFacts", "CardDeclinesRule", "ClientCardTestingRule", "FraudAssessment", "FraudPolicy",
+           "FraudRule", "FraudScreen", "FraudSignal", "SessionAttemptsRule", "SlidingCountRule", "default_rules"]
 
 KEY_PREFIX = "paygate:fraud:"
 _TTL_MARGIN_SECONDS = 60
@@ -53,14 +73,24 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 return redis.call('ZCARD', KEYS[1])
 """
 
+# KEYS[1] a client's declined-cards zset; ARGV: now, window start (exclusive), ttl seconds, fingerprint.
+_RECORD_CLIENT_DECLINE = """
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return redis.call('ZCARD', KEYS[1])
+"""
+
 
 @dataclass(frozen=True)
 class FraudPolicy:
     """Limits and weights of the pre-screen. Limits are counts per window; weights are scores in [0, 1].
 
     Defaults: ``threshold`` 0.8; 30 attempts per IP per hour; 10 sessions per card per hour; 5 declines
-    per card per day; weights 0.1 per extra session attempt, 0.5 per velocity rule at 1× its limit,
-    0.4 for Radar ``elevated``, 1.0 for Radar ``highest``. Raises ``ValueError`` for out-of-range values.
+    per card per day; 10 attempts and 3 distinct cards per caller number (ANI) per hour; 15 distinct cards
+    declined per API client in 600 seconds; weights 0.1 per extra session attempt, 0.5 per velocity rule at
+    1× its limit, 0.4 for Radar ``elevated``, 1.0 for Radar ``highest``. Raises ``ValueError`` for
+    out-of-range values.
     """
 
     threshold: float = 0.8
@@ -75,16 +105,25 @@ class FraudPolicy:
     gateway_highest_weight: float = 1.0
     velocity_window_seconds: int = 3600
     decline_window_seconds: int = 86400
+    ani_attempts_per_hour: int = 10
+    ani_cards_per_hour: int = 3
+    client_declined_cards: int = 15
+    client_window_seconds: int = 600
+    ani_velocity_weight: float = 0.5
+    ani_cards_weight: float = 0.5
+    client_card_testing_weight: float = 0.5
 
     def __post_init__(self):
         if not 0.0 < self.threshold <= 1.0:
             raise ValueError("threshold must be in (0, 1]")
         for name in ("ip_attempts_per_hour", "card_sessions_per_hour", "card_declines_per_day",
-                     "velocity_window_seconds", "decline_window_seconds"):
+                     "velocity_window_seconds", "decline_window_seconds", "ani_attempts_per_hour",
+                     "ani_cards_per_hour", "client_declined_cards", "client_window_seconds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         for name in ("session_attempt_weight", "ip_velocity_weight", "card_velocity_weight",
-                     "card_declines_weight", "gateway_elevated_weight", "gateway_highest_weight"):
+                     "card_declines_weight", "gateway_elevated_weight", "gateway_highest_weight",
+                     "ani_velocity_weight", "ani_cards_weight", "client_card_testing_weight"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]")
 
@@ -131,14 +170,18 @@ def _velocity_score(weight: float, count: int, limit: int) -> float:
 
 @dataclass(frozen=True)
 class AttemptFacts:
-    """What the rules know of one attempt: ids, the client IP (None by voice), the card fingerprint and the
-    injected clock's ``now`` in unix seconds."""
+    """What the rules know of one attempt: ids, the client IP (None by voice), the card fingerprint, the
+    injected clock's ``now`` in unix seconds, the caller's number ``ani`` (E.164, from
+    :func:`kernel.phone.caller_number`; None on the page or when unknown) and the API ``client_id`` (None:
+    the client rule does not apply)."""
 
     session_id: str
     attempt_number: int
     client_ip: str | None
     fingerprint: str
     now: float
+    ani: str | None = None
+    client_id: str | None = None
 
 
 class FraudRule(Protocol):
@@ -228,6 +271,36 @@ class CardDeclinesRule:
                            f"card declined {declines} times in the last day (limit {self.limit})")
 
 
+@dataclass(frozen=True)
+class ClientCardTestingRule:
+    """``client_card_testing``: distinct cards the gateway declined for the attempt's API client within
+    ``window`` seconds (recorded by :meth:`FraudScreen.record_decline` with a ``client_id``), firing above
+    ``limit`` and scoring ``weight × count / limit`` (capped at 1). Read only: this attempt is counted once
+    it is declined."""
+
+    limit: int
+    weight: float
+    window: int
+    code: str = "client_card_testing"
+
+    def queue(self, pipe, facts: AttemptFacts) -> int:
+        if not facts.client_id:
+            return 0
+        pipe.zcount(FraudScreen.client_declines_key(facts.client_id), f"({facts.now - self.window}", "+inf")
+        return 1
+
+    def judge(self, results: list, facts: AttemptFacts) -> FraudSignal | None:
+        if not results:
+            return None
+        cards = int(results[0])
+        if cards <= self.limit:
+            return None
+        minutes = f"{self.window // 60} minutes" if self.window % 60 == 0 else f"{self.window} seconds"
+        return FraudSignal(self.code, _velocity_score(self.weight, cards, self.limit),
+                           f"{cards} distinct cards declined for this API client in the last {minutes} "
+                           f"(limit {self.limit})")
+
+
 def default_rules(p: FraudPolicy) -> tuple[FraudRule, ...]:
     """The rules of the module docstring, configured by ``p``, in the order their reasons are listed."""
     return (
@@ -241,6 +314,17 @@ def default_rules(p: FraudPolicy) -> tuple[FraudRule, ...]:
                          weight=p.card_velocity_weight, window=p.velocity_window_seconds,
                          detail=lambda n, limit: f"card used in {n} sessions in the last hour (limit {limit})"),
         CardDeclinesRule(p.card_declines_per_day, p.card_declines_weight, p.decline_window_seconds),
+        SlidingCountRule("ani_velocity", key=lambda f: FraudScreen.ani_attempts_key(f.ani) if f.ani else None,
+                         member=lambda f: f"{f.session_id}:{f.attempt_number}", limit=p.ani_attempts_per_hour,
+                         weight=p.ani_velocity_weight, window=p.velocity_window_seconds,
+                         detail=lambda n, limit: f"{n} attempts from this caller number in the last hour "
+                                                 f"(limit {limit})"),
+        SlidingCountRule("ani_cards", key=lambda f: FraudScreen.ani_cards_key(f.ani) if f.ani else None,
+                         member=lambda f: f.fingerprint, limit=p.ani_cards_per_hour,
+                         weight=p.ani_cards_weight, window=p.velocity_window_seconds,
+                         detail=lambda n, limit: f"{n} distinct cards from this caller number in the last hour "
+                                                 f"(limit {limit})"),
+        ClientCardTestingRule(p.client_declined_cards, p.client_card_testing_weight, p.client_window_seconds),
     )
 
 
@@ -256,6 +340,7 @@ class FraudScreen:
         self.policy = policy
         self.clock = clock
         self._record_decline = redis.register_script(_RECORD_DECLINE)
+        self._record_client_decline = redis.register_script(_RECORD_CLIENT_DECLINE)
         self.rules: tuple[FraudRule, ...] = default_rules(policy)
         """The pre-screen's rules, in the order their reasons are listed."""
 
@@ -272,19 +357,34 @@ class FraudScreen:
     def card_declines_key(fingerprint: str) -> str:
         return f"{KEY_PREFIX}card:{fingerprint}:declines"
 
+    @staticmethod
+    def ani_attempts_key(ani: str) -> str:
+        return f"{KEY_PREFIX}ani:{ani}:attempts"
+
+    @staticmethod
+    def ani_cards_key(ani: str) -> str:
+        return f"{KEY_PREFIX}ani:{ani}:cards"
+
+    @staticmethod
+    def client_declines_key(client_id: str) -> str:
+        return f"{KEY_PREFIX}client:{client_id}:declined_cards"
+
     # ------------------------------------------------------------------------------------------------
     def screen(self, *, session_id: str, attempt_number: int, client_ip: str | None,
-               fingerprint: str) -> FraudAssessment:
+               fingerprint: str, ani: str | None = None, client_id: str | None = None) -> FraudAssessment:
         """Records this attempt in the counters and scores it with every rule of :attr:`rules` (see the module
         docstring).
 
         ``attempt_number`` starts at 1 within the session; ``client_ip`` may be ``None`` (voice calls
-        arrive server to server), which skips the IP rule; ``fingerprint`` is the vault's ``fp_`` value.
+        arrive server to server), which skips the IP rule; ``fingerprint`` is the vault's ``fp_`` value;
+        ``ani`` the caller's number in E.164 (None skips the ANI rules; normalize with
+        :func:`kernel.phone.caller_number` first, so every form of one number counts as one caller);
+        ``client_id`` the session's API client (None skips ``client_card_testing``).
         Screening the same (session, attempt) twice does not count it twice. One Redis round trip: each rule
         queues its commands on one pipeline, then judges its own slice of the answers.
         """
         facts = AttemptFacts(session_id=session_id, attempt_number=attempt_number, client_ip=client_ip,
-                             fingerprint=fingerprint, now=self.clock().timestamp())
+                             fingerprint=fingerprint, now=self.clock().timestamp(), ani=ani, client_id=client_id)
         pipe = self.redis.pipeline(transaction=True)
         counts = [rule.queue(pipe, facts) for rule in self.rules]
         results = pipe.execute() if any(counts) else []
@@ -297,15 +397,20 @@ class FraudScreen:
                 reasons.append(signal)
         return FraudAssessment.of(reasons, self.policy.threshold)
 
-    def record_decline(self, fingerprint: str) -> int:
+    def record_decline(self, fingerprint: str, *, client_id: str | None = None) -> int:
         """Counts a gateway decline for the card ``fingerprint`` (``fp_...``); returns the declines of that
-        card within the last day, this one included."""
+        card within the last day, this one included. With ``client_id`` the card is also counted among the
+        distinct cards declined for that API client (``client_card_testing``)."""
         p = self.policy
         now = self.clock().timestamp()
         key = self.card_declines_key(fingerprint)
         count = self._record_decline(keys=[key, key + ":seq"],
                                      args=[repr(now), repr(now - p.decline_window_seconds),
                                            p.decline_window_seconds + _TTL_MARGIN_SECONDS])
+        if client_id:
+            self._record_client_decline(keys=[self.client_declines_key(client_id)],
+                                        args=[repr(now), repr(now - p.client_window_seconds),
+                                              p.client_window_seconds + _TTL_MARGIN_SECONDS, fingerprint])
         return int(count)
 
     def with_gateway_risk(self, assessment: FraudAssessment, risk_level: str | None) -> FraudAssessment:

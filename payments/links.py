@@ -16,7 +16,8 @@ from integrations.genesys.messaging import E164_RE, MESSENGER_TYPES, link_messag
 from integrations.genesys.settings import GenesysNotConfigured, GenesysSettings, SecretBox
 from kernel.clock import Clock, IdFactory, as_utc, rfc3339
 from kernel.errors import Conflict, PaygateError, ValidationFailed
-from kernel.money import format_amount
+
+from .sessions import display_amount
 
 log = logging.getLogger("paygate.genesys")
 
@@ -112,7 +113,7 @@ class LinkSender:
                                    details={"fields": {"from_address": "required"}})
         creds = Credentials.of(settings, self.box)
         expires = as_utc(s.expires_at)
-        text = link_message(self.sessions.checkout_url(s.id), format_amount(s.amount, s.currency, s.locale),
+        text = link_message(self.sessions.checkout_url(s.id), display_amount(s),
                             expires.strftime("%H:%M UTC on %d %b %Y"), kind)
         self._take_slot(s.id)
         response = send_link_message(self.api, creds, to=to, messenger_type=kind, from_address=sender, text=text)

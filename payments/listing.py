@@ -19,7 +19,7 @@ from sqlalchemy.orm import sessionmaker
 from kernel.clock import naive_utc
 from kernel.errors import ValidationFailed
 
-from .models import Dispute, Payment, PaymentSession, Refund
+from .models import Dispute, Payment, PaymentSession, Refund, Subscription
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -29,6 +29,7 @@ FILTERS: dict[type, tuple[str, ...]] = {
     PaymentSession: ("conversation_id", "customer_account_id", "status"),
     Refund: ("payment_id", "conversation_id", "status", "manual_review"),
     Dispute: ("payment_id", "status"),
+    Subscription: ("customer_account_id", "status", "conversation_id"),
 }
 """Which equality filters each list takes (besides ``created_after`` / ``created_before``)."""
 

@@ -31,6 +31,7 @@ from tokenizer.declines import FAILED_MESSAGE, UNAVAILABLE_MESSAGE, customer_mes
 from tokenizer.gateways.base import GatewayResult, GatewayStatus, SavedCardChargeRequest
 from tokenizer.models import VaultCard
 
+from .amount_rules import AmountRules
 from .context import Context
 from .events import check_callback_url, payment_event
 from .models import ApiClient, Payment
@@ -62,12 +63,28 @@ def request_key(idempotency_key: str) -> str:
     return hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()
 
 
+def chargeable_card(Session, client_id: str, token: str) -> VaultCard:
+    """The vault row of ``token`` when API client ``client_id`` may charge it merchant-initiated: its own token,
+    from a payment the customer approved, saved at the gateway (``gateway_token``). Raises
+    :class:`~kernel.errors.NotFound` ``token_not_found`` (404) otherwise. ``Session``: a sessionmaker."""
+    with Session() as db:
+        card = db.get(VaultCard, token)
+        approved = db.scalar(select(Payment.id).where(
+            Payment.token == token, Payment.client_id == client_id, Payment.initiator == "customer",
+            Payment.status.in_([s.value for s in APPROVED])).limit(1))
+    if card is None or card.client_id != client_id or approved is None or not card.gateway_token:
+        raise NotFound("No such token for this client (a token comes from a payment the customer approved).",
+                       code="token_not_found")
+    return card
+
+
 class MerchantCharges:
     """Creates merchant-initiated payments and reconciles those left ``processing``."""
 
-    def __init__(self, ctx: Context, *, reconcile_after_seconds: int = 120):
+    def __init__(self, ctx: Context, *, reconcile_after_seconds: int = 120, amount_rules: AmountRules | None = None):
         self.ctx = ctx
         self.reconcile_after_seconds = reconcile_after_seconds
+        self.amount_rules = amount_rules or AmountRules()
 
     def create(self, client_id: str, request: MerchantChargeInput, idempotency_key: str) -> tuple[Payment, bool]:
         """Charges the stored card. Returns ``(payment, created)``; ``created`` is False when this
@@ -75,13 +92,16 @@ class MerchantCharges:
 
         Raises ``validation_error`` (400, ``callback_url``: ``invalid_url``) for a callback URL production does
         not allow, and ``token_not_found`` (404) when the token is not this client's, never came from an approved
-        customer payment, or was not saved at the gateway for merchant-initiated use.
+        customer payment, or was not saved at the gateway for merchant-initiated use. A new charge must keep the
+        amount rules (:class:`payments.amount_rules.AmountRules`): 400 ``currency_not_allowed`` or
+        ``amount_below_minimum``.
         """
         check_callback_url(request.callback_url, production=self.ctx.production)
         key = request_key(idempotency_key)
         existing = self._by_key(client_id, key)
         if existing is not None:
             return existing, False
+        self.amount_rules.check(request.amount, request.currency)  # 400 currency_not_allowed / amount_below_minimum
         card = self._chargeable_card(client_id, request.token)
         now = self.ctx.naive_now()
         payment_id = self.ctx.new_id("pay")
@@ -93,7 +113,8 @@ class MerchantCharges:
                     amount=request.amount, amount_capturable=0, amount_captured=0, amount_refunded=0,
                     currency=request.currency, token=request.token, card_brand=card.brand, card_last4=card.last4,
                     card_exp_month=card.exp_month, card_exp_year=card.exp_year, card_fingerprint=card.fingerprint,
-                    gateway=self.ctx.gateway.identifier, gateway_key=f"mit:{client_id}:{key}",
+                    gateway=self.ctx.gateway.identifier, gateway_key=f"mit:{client_id}:{key}", entry_mode="stored",
+                    moto=False,
                     hold_expiring_sent=False, conversation_id=request.conversation_id,
                     participant_id=request.participant_id, customer_account_id=request.customer_account_id,
                     reference=request.reference, metadata_=dict(request.metadata), callback_url=request.callback_url,
@@ -115,15 +136,7 @@ class MerchantCharges:
             return db.scalar(select(Payment).where(Payment.client_id == client_id, Payment.request_key == key))
 
     def _chargeable_card(self, client_id: str, token: str) -> VaultCard:
-        with self.ctx.Session() as db:
-            card = db.get(VaultCard, token)
-            approved = db.scalar(select(Payment.id).where(
-                Payment.token == token, Payment.client_id == client_id, Payment.initiator == "customer",
-                Payment.status.in_([s.value for s in APPROVED])).limit(1))
-        if card is None or card.client_id != client_id or approved is None or not card.gateway_token:
-            raise NotFound("No such token for this client (a token comes from a payment the customer approved).",
-                           code="token_not_found")
-        return card
+        return chargeable_card(self.ctx.Session, client_id, token)
 
     def _finish(self, payment_id: str, result: GatewayResult) -> Payment:
         now = self.ctx.now()

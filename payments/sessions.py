@@ -7,8 +7,13 @@ State machine::
        │                    │     ├──▶ requires_agent   (max declines, fraud block)
        │                    │     ├──▶ failed           (technical, never charged)
        │                    │     └──(gateway unreachable: stays processing until reconciled)
-       ├──cancel──▶ canceled
+       ├──cancel──▶ canceled            (cancel_reason "requested")
+       ├──conversation closed──▶ canceled (cancel_reason "conversation_ended")
        └──past expires_at──▶ expired
+
+A session closed with its conversation while ``processing`` is marked (``cancel_reason``) and left to finish;
+should that attempt be declined, the session does not wait for another card: the next read (or the worker's
+:meth:`SessionService.expire_due`) cancels it.
 
 Every transition that matters writes its event to the outbox in the same
 database transaction (:func:`payments.events.record`).
@@ -35,6 +40,7 @@ from kernel.errors import Conflict, NotFound, ValidationFailed
 from kernel.money import format_amount, is_currency
 
 from . import events
+from .amount_rules import AmountRules
 from .events import callback_url_allowed
 from .models import ApiClient, PaymentSession
 
@@ -99,8 +105,18 @@ def outcome_of(session: PaymentSession) -> str | None:
     return None
 
 
+CONVERSATION_ENDED = "conversation_ended"
+SUBSCRIPTION_DEFAULTS = {"interval": "month", "interval_count": 1}
+"""What an ``intent: "subscription"`` session without a ``subscription`` object gets: monthly."""
+
+
 def session_view(s: PaymentSession, *, status: str | None = None) -> dict:
-    """The session view of docs/api.md, "Payment sessions" (``status`` overrides the stored one, for event snapshots)."""
+    """The session view of docs/api.md, "Payment sessions" (``status`` overrides the stored one, for event snapshots).
+
+    ``amount`` is null until a customer-entered amount is set (``amount_range`` sessions); ``amount_range`` is
+    ``{"min", "max"}`` or null; ``cancel_reason`` (``requested`` | ``conversation_ended``) only while canceled;
+    ``subscription`` is ``{"interval", "interval_count", "amount"}`` (``amount`` null: the session's amount) for
+    ``intent: "subscription"``, else null; ``subscription_id`` once the approval created the subscription."""
     card = None
     if s.card_last4:
         card = {"brand": s.card_brand, "last4": s.card_last4, "exp_month": s.card_exp_month,
@@ -111,7 +127,9 @@ def session_view(s: PaymentSession, *, status: str | None = None) -> dict:
         "session_id": s.id, "status": shown_status, "outcome": outcome,
         "conversation_id": s.conversation_id, "participant_id": s.participant_id,
         "customer_account_id": s.customer_account_id, "intent": s.intent, "amount": s.amount,
-        "currency": s.currency, "reference": s.reference, "channel": s.channel,
+        "currency": s.currency,
+        "amount_range": {"min": s.amount_min, "max": s.amount_max} if s.amount_min is not None else None,
+        "reference": s.reference, "channel": s.channel,
         "attempts": s.attempts, "max_attempts": s.max_attempts, "token": s.token, "card": card,
         "payment_id": s.payment_id, "gateway": s.gateway, "gateway_reference": s.gateway_reference,
         "decline_code": s.decline_code, "message": s.message or _STATUS_MESSAGES.get(shown_status),
@@ -119,6 +137,10 @@ def session_view(s: PaymentSession, *, status: str | None = None) -> dict:
         "updated_at": rfc3339(s.updated_at), "expires_at": rfc3339(s.expires_at),
         "link_sends": s.link_sends or 0,
         "link_last_sent_at": rfc3339(s.link_sent_at),
+        "cancel_reason": s.cancel_reason if shown_status == "canceled" else None,
+        "subscription": ({"interval": s.subscription_interval, "interval_count": s.subscription_interval_count,
+                          "amount": s.subscription_amount} if s.subscription_interval else None),
+        "subscription_id": s.subscription_id,
     }
 
 
@@ -133,13 +155,14 @@ class SessionService:
     """Creates, reads, cancels and expires sessions. ``Session`` is a SQLAlchemy sessionmaker."""
 
     def __init__(self, Session: sessionmaker, redis, defaults: SessionDefaults, links: LinkSigner, *,
-                 clock: Clock, new_id: IdFactory):
+                 clock: Clock, new_id: IdFactory, amount_rules: AmountRules | None = None):
         self.Session = Session
         self.redis = redis
         self.defaults = defaults
         self.links = links
         self.clock = clock
         self.new_id = new_id
+        self.amount_rules = amount_rules or AmountRules()
 
     # -- urls ---------------------------------------------------------------------------------
     def checkout_url(self, session_id: str) -> str:
@@ -163,36 +186,78 @@ class SessionService:
     def create(self, client_id: str, fields: Mapping[str, Any]) -> PaymentSession:
         """Creates a pending session from request values whose shape the API already validated (the
         ``CreatePaymentSession`` model of ``GET /v1/openapi.json``): ``conversation_id``,
-        ``customer_account_id``, ``amount`` (minor units), ``currency`` (ISO 4217); optional
-        ``participant_id``, ``intent`` (None → ``payment``), ``channel``, ``reference``, ``callback_url``,
-        ``locale``, ``ttl_seconds`` (None → the configured default) and ``metadata`` (str → str).
+        ``customer_account_id``, ``amount`` (minor units; optional with ``amount_range``), ``currency``
+        (ISO 4217); optional ``participant_id``, ``intent`` (None → ``payment``), ``channel``, ``reference``,
+        ``callback_url``, ``locale``, ``ttl_seconds`` (None → the configured default), ``metadata`` (str → str),
+        ``amount_range`` (``{"min", "max"}`` minor units: the customer enters the amount, ``amount`` is then a
+        suggestion), ``max_attempts`` (1–10, None → ``PAYGATE_MAX_ATTEMPTS``) and ``subscription``
+        (``{"interval", "interval_count", "amount"?}``, only with ``intent: "subscription"``; that intent
+        without it means monthly, :data:`SUBSCRIPTION_DEFAULTS`).
 
         ``client_id`` is the authenticated API client's id. Raises :class:`ValidationFailed` with
-        ``details["fields"]`` (field → code) for what depends on configuration or slipped past the API:
+        ``details["fields"]`` (field → code) for what depends on configuration or on several fields:
         ``callback_url`` ``invalid_url`` (plain http to a host other than loopback in production),
-        ``amount`` ``invalid_amount``, ``currency`` ``invalid_currency``.
+        ``amount`` ``required`` (neither ``amount`` nor ``amount_range``) / ``invalid_amount`` / ``out_of_range``
+        (outside ``amount_range``), ``amount_range`` ``invalid_range`` (``min`` > ``max``), ``currency``
+        ``invalid_currency``, ``max_attempts`` ``out_of_range``, ``subscription``
+        ``requires_subscription_intent``; then the amount rules (:class:`payments.amount_rules.AmountRules`):
+        ``error.code`` ``currency_not_allowed``, or ``amount_below_minimum`` for ``amount``,
+        ``amount_range.min`` or ``subscription.amount``.
         """
         values = dict(fields)
         ttl = values.pop("ttl_seconds", None) or self.defaults.ttl_seconds
         values["metadata_"] = dict(values.pop("metadata", None) or {})
         values["intent"] = values.get("intent") or "payment"
+        amount_range = values.pop("amount_range", None)
+        subscription = values.pop("subscription", None)
+        max_attempts = values.pop("max_attempts", None) or self.defaults.max_attempts
         errors: dict[str, str] = {}
         amount = values.get("amount")
-        if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        if amount is None:
+            if not amount_range:
+                errors["amount"] = "required"
+        elif not _positive_int(amount):
             errors["amount"] = "invalid_amount"
+        low = high = None
+        if amount_range:
+            low, high = amount_range.get("min"), amount_range.get("max")
+            if not (_positive_int(low) and _positive_int(high)):
+                errors["amount_range"] = "invalid_amount"
+            elif low > high:
+                errors["amount_range"] = "invalid_range"
+            elif "amount" not in errors and amount is not None and not low <= amount <= high:
+                errors["amount"] = "out_of_range"
         if not is_currency(values.get("currency")):
             errors["currency"] = "invalid_currency"
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or not 1 <= max_attempts <= 10:
+            errors["max_attempts"] = "out_of_range"
+        if subscription and values["intent"] != "subscription":
+            errors["subscription"] = "requires_subscription_intent"
         if values.get("callback_url") and not callback_url_allowed(values["callback_url"],
                                                                    production=self.defaults.production):
             errors["callback_url"] = "invalid_url"
         if errors:
             raise ValidationFailed("The payment session request is invalid.", details={"fields": errors})
+        currency = values["currency"]
+        self.amount_rules.check_currency(currency)
+        if amount is not None:
+            self.amount_rules.check(amount, currency)
+        if low is not None:
+            self.amount_rules.check(low, currency, field_name="amount_range.min")
+        if values["intent"] == "subscription":
+            subscription = {**SUBSCRIPTION_DEFAULTS, **{k: v for k, v in (subscription or {}).items() if v is not None}}
+            if subscription.get("amount") is not None:
+                self.amount_rules.check(subscription["amount"], currency, field_name="subscription.amount")
+            values.update(subscription_interval=subscription["interval"],
+                          subscription_interval_count=subscription["interval_count"],
+                          subscription_amount=subscription.get("amount"))
         now = self.clock()
         naive_now = now.replace(tzinfo=None)
         with self.Session() as db:  # a single INSERT: no read first, so a deferred BEGIN is enough
             s = PaymentSession(
                 id=self.new_id("ps"), client_id=client_id, status="pending", attempts=0,
-                max_attempts=self.defaults.max_attempts, gateway=self.defaults.gateway, event_sequence=0,
+                max_attempts=max_attempts, gateway=self.defaults.gateway, event_sequence=0,
+                amount_min=low, amount_max=high,
                 created_at=naive_now, updated_at=naive_now,
                 expires_at=naive_now + timedelta(seconds=ttl), **values)
             db.add(s)
@@ -211,7 +276,55 @@ class SessionService:
             self.expire_one(s.id)
             with self.Session() as db:
                 s = db.get(PaymentSession, session_id)
+        elif s.status == "pending" and s.cancel_reason == CONVERSATION_ENDED:
+            self._cancel_one(s.id, CONVERSATION_ENDED)  # closed with its conversation while processing, then declined
+            with self.Session() as db:
+                s = db.get(PaymentSession, session_id)
         return s
+
+    def other_processing(self, client_id: str, customer_account_id: str, excluding: str) -> str | None:
+        """The id of a session of API client ``client_id`` and ``customer_account_id`` other than ``excluding``
+        that is ``processing``, or None: one indexed lookup (``ix_payment_sessions_customer_status``), the
+        "one payment in flight per customer" check (docs/api.md, "Contact-center rules")."""
+        with self.Session() as db:
+            return db.scalar(select(PaymentSession.id).where(
+                PaymentSession.client_id == client_id, PaymentSession.customer_account_id == customer_account_id,
+                PaymentSession.status == "processing", PaymentSession.id != excluding).limit(1))
+
+    # -- a customer-entered amount -------------------------------------------------------------
+    def set_amount(self, client_id: str | None, session_id: str, value) -> dict:
+        """Sets the amount of a pending ``amount_range`` session from what the customer entered: ``value`` is an
+        integer or a string of digits (DTMF), minor units. Returns ``{"outcome", "amount", "entered", "min",
+        "max", "currency", "message"}``: ``outcome`` ``ok`` (stored, with a compare-and-set on ``pending``),
+        ``below_minimum`` / ``above_maximum`` (outside ``amount_range``), or ``invalid`` (not an amount, or the
+        session's amount is fixed: no ``amount_range``); ``amount`` is the session's amount after the call (null
+        until one is set), ``entered`` what was understood of ``value`` (null when invalid).
+
+        Raises :class:`NotFound` (``session_not_found``) and :class:`Conflict` (``session_not_pending``) when the
+        session is processing or finished: caller input is never an error, a session that moved on is.
+        """
+        s = self.get(client_id, session_id)
+        if s.status != "pending":
+            raise Conflict(f"The amount of a session that is {s.status} cannot be set.", code="session_not_pending")
+        answer = {"outcome": "invalid", "amount": s.amount, "entered": None, "min": s.amount_min,
+                  "max": s.amount_max, "currency": s.currency}
+        if s.amount_min is None or s.amount_max is None:
+            return {**answer, "message": f"The amount of this payment is fixed at {display_amount(s)}."}
+        judged = self.amount_rules.judge(value, currency=s.currency, minimum=s.amount_min, maximum=s.amount_max,
+                                         locale=s.locale)
+        answer.update(outcome=judged.outcome, entered=judged.amount, message=judged.message)
+        if judged.outcome != "ok":
+            return answer
+        now = self.clock().replace(tzinfo=None)
+        with self.Session.begin() as db:
+            changed = db.execute(
+                update(PaymentSession).where(PaymentSession.id == session_id, PaymentSession.status == "pending",
+                                             PaymentSession.expires_at > now)
+                .values(amount=judged.amount, updated_at=now)).rowcount
+        if not changed:
+            s = self.get(client_id, session_id)
+            raise Conflict(f"The amount of a session that is {s.status} cannot be set.", code="session_not_pending")
+        return {**answer, "amount": judged.amount}
 
     # -- link sends -----------------------------------------------------------------------------
     def record_link_sent(self, session_id: str, *, to: str, messenger_type: str, from_address: str,
@@ -229,7 +342,7 @@ class SessionService:
 
     # -- cancel -------------------------------------------------------------------------------
     def cancel(self, client_id: str, session_id: str) -> PaymentSession:
-        """Cancels a pending session (idempotent for an already canceled one).
+        """Cancels a pending session (idempotent for an already canceled one), ``cancel_reason: "requested"``.
 
         Raises :class:`NotFound`, or :class:`Conflict` (``session_not_cancelable``) when it is
         processing or already finished otherwise.
@@ -237,23 +350,74 @@ class SessionService:
         s = self.get(client_id, session_id)
         if s.status == "canceled":
             return s
-        now = self.clock()
-        with self.Session.begin() as db:
-            s = db.get(PaymentSession, session_id)
-            changed = db.execute(
-                update(PaymentSession).where(PaymentSession.id == session_id, PaymentSession.status == "pending")
-                .values(status="canceled", updated_at=now.replace(tzinfo=None),
-                        message=_STATUS_MESSAGES["canceled"])).rowcount
-            if changed:
-                db.refresh(s)
-                emit(db, db.get(ApiClient, s.client_id), s, ev.PAYMENT_SESSION_CANCELED, now, self.new_id)
-        if not changed:
+        if not self._cancel_one(session_id, "requested"):
             s = self.get(client_id, session_id)
             if s.status != "canceled":
                 raise Conflict(f"A session that is {s.status} cannot be canceled.", code="session_not_cancelable")
             return s
-        outbox.wake(self.redis)
-        return s
+        return self.get(client_id, session_id)
+
+    def _cancel_one(self, session_id: str, reason: str) -> bool:
+        """Moves one pending session to ``canceled`` with ``reason`` and its ``payment_session.canceled`` event, in
+        one transaction (compare-and-set on ``pending``). True when this call canceled it."""
+        now = self.clock()
+        with self.Session.begin() as db:
+            changed = db.execute(
+                update(PaymentSession).where(PaymentSession.id == session_id, PaymentSession.status == "pending")
+                .values(status="canceled", cancel_reason=reason, updated_at=now.replace(tzinfo=None),
+                        message=_STATUS_MESSAGES["canceled"])).rowcount
+            if changed:
+                s = db.get(PaymentSession, session_id)
+                db.refresh(s)
+                emit(db, db.get(ApiClient, s.client_id), s, ev.PAYMENT_SESSION_CANCELED, now, self.new_id)
+        if changed:
+            outbox.wake(self.redis)
+        return bool(changed)
+
+    # -- the conversation ended -------------------------------------------------------------------
+    def close_conversation(self, client_id: str, conversation_id: str) -> dict:
+        """The conversation ``conversation_id`` ended (docs/api.md, "Contact-center rules"): cancels every pending
+        session of it that belongs to API client ``client_id`` (``cancel_reason: "conversation_ended"``, event
+        ``payment_session.canceled`` in the same transaction, compare-and-set on ``pending``) and leaves the
+        ``processing`` ones to finish, marked so that a decline ends them canceled instead of waiting for
+        another card. A pending session already past its expiry is expired instead (and not listed).
+
+        Returns ``{"canceled": [session ids], "processing": [session ids]}`` (empty lists when nothing matched),
+        oldest first. Safe to repeat.
+        """
+        now = self.clock()
+        naive = now.replace(tzinfo=None)
+        with self.Session() as db:
+            ids = db.scalars(select(PaymentSession.id).where(
+                PaymentSession.client_id == client_id, PaymentSession.conversation_id == conversation_id,
+                PaymentSession.status.in_(("pending", "processing")))
+                .order_by(PaymentSession.created_at, PaymentSession.id)).all()
+        canceled: list[str] = []
+        processing: list[str] = []
+        for session_id in ids:
+            for _ in range(5):  # a session may move between pending and processing while we look
+                with self.Session() as db:
+                    row = db.execute(select(PaymentSession.status, PaymentSession.expires_at)
+                                     .where(PaymentSession.id == session_id)).one()
+                if row.status == "pending":
+                    if row.expires_at <= naive:
+                        self.expire_one(session_id)
+                        break
+                    if self._cancel_one(session_id, CONVERSATION_ENDED):
+                        canceled.append(session_id)
+                        break
+                elif row.status == "processing":
+                    with self.Session.begin() as db:
+                        marked = db.execute(
+                            update(PaymentSession).where(PaymentSession.id == session_id,
+                                                         PaymentSession.status == "processing")
+                            .values(cancel_reason=CONVERSATION_ENDED)).rowcount
+                    if marked:
+                        processing.append(session_id)
+                        break
+                else:
+                    break
+        return {"canceled": canceled, "processing": processing}
 
     # -- expiry -------------------------------------------------------------------------------
     def expire_one(self, session_id: str) -> bool:
@@ -275,15 +439,30 @@ class SessionService:
 
     def expire_due(self, limit: int = 200) -> int:
         """Expires every pending session past ``expires_at`` (the worker runs this every second),
-        even when nobody opens the link. Returns how many expired."""
+        even when nobody opens the link, and cancels the pending ones whose conversation was closed while they
+        were processing. Returns how many moved."""
         now = self.clock().replace(tzinfo=None)
         with self.Session() as db:
             ids = db.scalars(select(PaymentSession.id).where(PaymentSession.status == "pending",
                                                              PaymentSession.expires_at <= now)
                              .limit(limit)).all()
-        return sum(self.expire_one(sid) for sid in ids)
+        expired = sum(self.expire_one(sid) for sid in ids)
+        with self.Session() as db:  # closed with their conversation while processing, then declined
+            ended = db.scalars(select(PaymentSession.id).where(PaymentSession.status == "pending",
+                                                               PaymentSession.cancel_reason == CONVERSATION_ENDED)
+                               .limit(limit)).all()
+        return expired + sum(self._cancel_one(sid, CONVERSATION_ENDED) for sid in ended)
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def display_amount(s: PaymentSession) -> str:
-    """The session's amount for people, in its locale (``$25.00``)."""
+    """The session's amount for people, in its locale (``$25.00``); while a customer-entered amount is not set
+    yet, its range (``$5.00–$100.00``)."""
+    if s.amount is None:
+        if s.amount_min is not None and s.amount_max is not None:
+            return f"{format_amount(s.amount_min, s.currency, s.locale)}–{format_amount(s.amount_max, s.currency, s.locale)}"
+        return s.currency
     return format_amount(s.amount, s.currency, s.locale)

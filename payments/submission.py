@@ -18,6 +18,7 @@ asks the gateway what happened.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,6 +29,7 @@ from sqlalchemy.orm import sessionmaker
 from callbacks import events as ev
 from callbacks import outbox
 from kernel.clock import Clock, IdFactory, naive_utc
+from kernel.phone import caller_number
 from tokenizer.cards import BRANDS, Card, authorization_validity, validate_card
 from tokenizer.declines import FAILED_MESSAGE, UNAVAILABLE_MESSAGE, customer_message
 from tokenizer.gateways.base import AuthorizationRequest, Gateway, GatewayResult, GatewayStatus
@@ -39,6 +41,7 @@ from .events import payment_event
 from .fraud import FraudScreen
 from .models import TERMINAL_STATUSES, ApiClient, Payment, PaymentAttempt, PaymentSession
 from .sessions import SessionService, emit
+from .subscriptions import create_for_session
 from .views import payment_view
 
 DUPLICATE_WAIT_SECONDS = 25.0
@@ -46,6 +49,9 @@ DUPLICATE_WAIT_SECONDS = 25.0
 AGENT_MESSAGE = "We could not complete this payment online. An agent will help you."
 PROCESSING_MESSAGE = UNAVAILABLE_MESSAGE
 APPROVED_MESSAGE = "Payment approved."
+BUSY_MESSAGE = "A previous payment on your account is still being processed. Please wait a moment and try again."
+CUSTOMER_LEASE_MS = 15_000
+CUSTOMER_LEASE_WAIT_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,9 @@ class CardInput:
 class SubmitResult:
     """The outcome of a submission.
 
-    ``outcome``: approved | declined | invalid | requires_agent | failed | processing | expired | canceled.
+    ``outcome``: approved | declined | invalid | requires_agent | failed | processing | expired | canceled | busy
+    (another session of the same API client and ``customer_account_id`` is processing: nothing was tried, the
+    session stays pending, no attempt is used).
     ``duplicate`` is True when this call did not process a card itself but reports an earlier one.
     ``field_errors`` maps field → code for ``invalid``.
     """
@@ -72,6 +80,8 @@ class SubmitResult:
     session: PaymentSession
     field_errors: dict[str, str] = field(default_factory=dict)
     duplicate: bool = False
+    message: str | None = None
+    """Words for this outcome when they are not the session's ``message`` (``busy``)."""
 
     @property
     def attempts_remaining(self) -> int:
@@ -94,14 +104,21 @@ class StartedAttempt:
     card: Card = field(repr=False)
     client_ip: str | None
     fingerprint: str
+    source: str = "checkout"
+    ani: str | None = None
+    client_id: str | None = None
+    """``source`` (checkout | voice), the caller's number ``ani`` (E.164 or None) and the session's API
+    ``client_id``, for the fraud screen and the entry mode."""
 
 
 @dataclass(frozen=True)
 class ProcessorConfig:
-    """``allowed_brands`` (ids); ``require_name`` for the web form; ``reconcile_after_seconds``."""
+    """``allowed_brands`` (ids); ``require_name`` for the web form; ``reconcile_after_seconds``;
+    ``stripe_moto`` (``PAYGATE_STRIPE_MOTO``): DTMF-entered payments go to Stripe as MOTO."""
 
     allowed_brands: tuple[str, ...]
     reconcile_after_seconds: int = 120
+    stripe_moto: bool = False
 
 
 class PaymentProcessor:
@@ -125,8 +142,13 @@ class PaymentProcessor:
     # ------------------------------------------------------------------------------------------------
     def submit(self, session_id: str, card_input: CardInput, *, source: str, client_ip: str | None = None,
                submission_id: str | None = None, require_name: bool = False,
-               client_id: str | None = None) -> SubmitResult:
+               client_id: str | None = None, ani: str | None = None, call_id: str | None = None) -> SubmitResult:
         """Processes one submission for ``session_id``. ``source``: ``checkout`` or ``voice``.
+
+        ``ani`` (voice): the caller's number as the flow gives it (E.164, ``tel:`` or ``sip:`` URI), kept in
+        E.164 by :func:`kernel.phone.caller_number` on the attempt and counted by the fraud screen's ANI
+        rules; one that cannot be parsed is kept as None and counted nowhere (the card is still processed).
+        ``call_id`` (voice, ≤ 200 characters): the Genesys conversation/call id, kept on the attempt.
 
         ``submission_id`` (the page's hidden nonce) makes a re-POST of the same form a duplicate.
         Raises :class:`NotFound` for an unknown session (or another client's, when ``client_id`` is given).
@@ -149,6 +171,8 @@ class PaymentProcessor:
                                 card_input.cardholder_name, today=today,
                                 allowed_brands=self.config.allowed_brands, require_cvc=True,
                                 require_name=require_name)
+        if s.amount is None:  # an amount_range session whose amount was not set yet: no attempt is used
+            return SubmitResult("invalid", s, field_errors={"amount": "amount_required", **dict(checked.errors)})
         if not checked.ok:
             return SubmitResult("invalid", s, field_errors=dict(checked.errors))
         card = checked.card
@@ -158,17 +182,33 @@ class PaymentProcessor:
         if not self.locks.acquire(lock_key, lock_token, ttl_ms=LOCK_TTL_MS):
             return self._report(self._wait_settled(session_id), duplicate=True)
         try:
+            if self._customer_busy(s, lock_token):  # one payment in flight per customer: no attempt is used
+                return SubmitResult("busy", s, message=BUSY_MESSAGE)
             started = self._start_attempt(s, card, source=source, client_ip=client_ip,
-                                          submission_id=submission_id, fingerprint=fingerprint)
+                                          submission_id=submission_id, fingerprint=fingerprint,
+                                          ani=caller_number(ani), call_id=call_id)
             if started is None:  # lost the compare-and-set: someone else is processing or finished
                 return self._report(self._wait_settled(session_id), duplicate=True)
             return self._run_attempt(started)
         finally:
             self.locks.release(lock_key, lock_token)
+            self.locks.release(_customer_key(s), lock_token)  # a no-op unless _customer_busy took it
+
+    def _customer_busy(self, s: PaymentSession, token: str) -> bool:
+        """True when another session of ``s``'s API client and ``customer_account_id`` is ``processing``
+        (docs/api.md, "Contact-center rules"). The check runs under a short Redis lease per (client, customer),
+        taken with ``token`` and held until :meth:`submit` ends (at most :data:`CUSTOMER_LEASE_MS`), so the check
+        and the ``pending → processing`` compare-and-set of two sessions of one customer submitted at the same
+        instant cannot interleave while Redis keeps the lease. A lease still held after
+        :data:`CUSTOMER_LEASE_WAIT_SECONDS` means another submission of the customer is under way: busy too."""
+        if not self.locks.acquire(_customer_key(s), token, ttl_ms=CUSTOMER_LEASE_MS,
+                                  wait_seconds=CUSTOMER_LEASE_WAIT_SECONDS):
+            return True
+        return self.sessions.other_processing(s.client_id, s.customer_account_id, s.id) is not None
 
     # ------------------------------------------------------------------------------------------------
     def _start_attempt(self, s: PaymentSession, card: Card, *, source, client_ip, submission_id,
-                       fingerprint) -> StartedAttempt | None:
+                       fingerprint, ani=None, call_id=None) -> StartedAttempt | None:
         now = self.clock().replace(tzinfo=None)
         number = s.attempts + 1
         idem_key = f"{s.id}:{number}:authorize"
@@ -184,14 +224,15 @@ class PaymentProcessor:
                 id=self.new_id("att"), session_id=s.id, number=number, submission_id=submission_id, source=source,
                 client_ip=client_ip, card_brand=card.brand, card_last4=card.last4,
                 card_fingerprint=fingerprint, idempotency_key=idem_key, fraud_score=0.0,
-                fraud_reasons=[], created_at=now)
+                fraud_reasons=[], created_at=now, ani=ani, call_id=call_id)
             db.add(attempt)
         return StartedAttempt(session_id=s.id, attempt_id=attempt.id, number=number, idempotency_key=idem_key,
-                              card=card, client_ip=client_ip, fingerprint=fingerprint)
+                              card=card, client_ip=client_ip, fingerprint=fingerprint, source=source, ani=ani,
+                              client_id=s.client_id)
 
     def _run_attempt(self, a: StartedAttempt) -> SubmitResult:
         assessment = self.fraud.screen(session_id=a.session_id, attempt_number=a.number, client_ip=a.client_ip,
-                                       fingerprint=a.fingerprint)
+                                       fingerprint=a.fingerprint, ani=a.ani, client_id=a.client_id)
         if assessment.blocked:
             return self._finish(a, assessment, GatewayResult(GatewayStatus.BLOCKED, decline_code="fraud_prescreen"),
                                 token=None)
@@ -209,7 +250,8 @@ class PaymentProcessor:
             card=a.card,
             description=f"paygate {s.intent} {s.reference or s.id}",
             metadata={"paygate_session_id": s.id, "conversation_id": s.conversation_id,
-                      "customer_account_id": s.customer_account_id, "intent": s.intent})
+                      "customer_account_id": s.customer_account_id, "intent": s.intent},
+            moto=self.moto(a.source))
         result = self.gateway.authorize(request)
         assessment = self.fraud.with_gateway_risk(assessment, result.risk_level)
         return self._finish(a, assessment, result, token=sealed.token)
@@ -220,7 +262,7 @@ class PaymentProcessor:
         naive = now.replace(tzinfo=None)
         card, fingerprint = a.card, a.fingerprint
         if result.status is GatewayStatus.DECLINED and fingerprint:
-            self.fraud.record_decline(fingerprint)
+            self.fraud.record_decline(fingerprint, client_id=a.client_id)
         with self.Session.begin() as db:
             s = db.get(PaymentSession, a.session_id)
             attempt = db.get(PaymentAttempt, a.attempt_id)
@@ -261,11 +303,14 @@ class PaymentProcessor:
                 card_last4=s.card_last4, card_exp_month=s.card_exp_month, card_exp_year=s.card_exp_year,
                 card_fingerprint=s.card_fingerprint, gateway=self.gateway.identifier,
                 gateway_reference=result.reference, gateway_key=attempt.idempotency_key,
+                entry_mode=entry_mode_of(attempt.source), moto=self.moto(attempt.source),
                 capture_before=_capture_before(result, s.card_brand, now) if held else None,
                 hold_expiring_sent=False, conversation_id=s.conversation_id, participant_id=s.participant_id,
                 customer_account_id=s.customer_account_id, reference=s.reference, metadata_=dict(s.metadata_ or {}),
                 message=APPROVED_MESSAGE, event_sequence=0, created_at=naive, updated_at=naive)
             db.add(payment)
+            if s.intent == "subscription":  # created in this same transaction (docs/api.md, "Subscriptions")
+                create_for_session(db, client, s, payment, now, self.new_id)
             s.payment_id, s.status, s.decline_code, s.message = payment.id, "approved", None, APPROVED_MESSAGE
             attempt.outcome = "approved"
             if s.token and (result.gateway_token or result.gateway_customer):
@@ -304,6 +349,15 @@ class PaymentProcessor:
         attempt.outcome = "unknown"
         s.message = PROCESSING_MESSAGE
         return "processing"
+
+    def moto(self, source: str) -> bool:
+        """Whether a card entered by ``source`` is sent and recorded as a mail-order/telephone-order
+        (MOTO) payment: DTMF entry (``voice``) with Stripe when ``stripe_moto`` is on (Stripe enables MOTO per
+        account, https://docs.stripe.com/payments/payment-intents/moto), and always in the sandbox."""
+        if entry_mode_of(source) != "dtmf":
+            return False
+        gateway = self.gateway.identifier
+        return gateway == "sandbox" or (gateway == "stripe" and self.config.stripe_moto)
 
     # ------------------------------------------------------------------------------------------------
     def reconcile_due(self, limit: int = 50) -> int:
@@ -365,6 +419,19 @@ class PaymentProcessor:
     def _report(self, s: PaymentSession, *, duplicate: bool) -> SubmitResult:
         outcome = {"pending": "declined" if s.decline_code else "pending"}.get(s.status, s.status)
         return SubmitResult(outcome, s, duplicate=duplicate)
+
+
+def entry_mode_of(source: str | None) -> str:
+    """The payment view's ``entry_mode`` of a card submitted by ``source``: ``voice`` → ``dtmf`` (keyed on
+    the phone), anything else (``checkout``) → ``page``. Merchant-initiated charges of a stored token are
+    ``stored``."""
+    return "dtmf" if source == "voice" else "page"
+
+
+def _customer_key(s: PaymentSession) -> str:
+    """The Redis key of the per-customer lease: the account id is hashed (keys carry no customer data)."""
+    digest = hashlib.sha256(f"{s.client_id}|{s.customer_account_id}".encode()).hexdigest()[:32]
+    return f"paygate:lock:customer:{digest}"
 
 
 def _capture_before(result: GatewayResult, brand: str | None, now: datetime) -> datetime:

@@ -21,7 +21,9 @@ def card_of(p: Payment) -> dict | None:
 
 def payment_view(p: Payment) -> dict:
     """The payment view (``object: "payment"``). ``pending_operation`` (an addition) names a capture or void
-    whose gateway answer is not known yet, else null."""
+    whose gateway answer is not known yet, else null. ``entry_mode`` is how the card was entered (``page`` |
+    ``dtmf`` | ``stored``) and ``moto`` whether it went to the gateway as a mail-order/telephone-order payment
+    (docs/api.md, "Voice signals and MOTO")."""
     return {
         "payment_id": p.id, "object": "payment", "session_id": p.session_id, "status": p.status,
         "intent": p.intent, "amount": p.amount, "amount_capturable": p.amount_capturable,
@@ -31,6 +33,7 @@ def payment_view(p: Payment) -> dict:
         "participant_id": p.participant_id, "customer_account_id": p.customer_account_id,
         "reference": p.reference, "subscription_id": p.subscription_id, "dispute_id": p.dispute_id,
         "decline_code": p.decline_code, "message": p.message, "initiator": p.initiator,
+        "entry_mode": p.entry_mode or ("stored" if p.initiator == "merchant" else "page"), "moto": bool(p.moto),
         "metadata": dict(p.metadata_ or {}), "pending_operation": p.pending_operation,
         "created_at": rfc3339(p.created_at), "updated_at": rfc3339(p.updated_at),
     }

@@ -4,7 +4,9 @@ Scanned: every file under the test state directory (server logs, worker logs, Re
 file — which holds every write ever made to Redis, so keys deleted or flushed between tests are
 still checked — the Genesys emulator's record files: callback bodies and every body written to its
 Platform API), every column of every table of every test database
-(SQLite files and PostgreSQL databases) except the vault's ciphertext, and every event body.
+(SQLite files and PostgreSQL databases) except the vault's ciphertext, and every event body. Generated
+payment reports are files under the state directory too (tests/functional/test_reports.py keeps the CSVs
+it receives from the API and the CLI in ``reports/``).
 """
 
 from __future__ import annotations

@@ -7,10 +7,14 @@ Layout::
     app/api/spec.py       the spectree instance, request validation, pydantic error type → field code
     app/api/sessions.py   payment sessions: create, get, cancel, send-link
     app/api/voice.py      DTMF card entry: inspect a number, submit a card
+    app/api/amounts.py    a customer-entered amount (amount_range sessions)
+    app/api/conversations.py  closing a conversation's payment links
     app/api/events.py     events and their deliveries, redeliver
     app/api/payments.py   payments: get, list, merchant-initiated charges, capture and void of holds
     app/api/refunds.py    refunds by disposition and their review queue
     app/api/disputes.py   disputes, and the sandbox's clock and dispute close
+    app/api/subscriptions.py  subscriptions: create, get, list, cancel; the sandbox's decline_next
+    app/api/reports.py    GET /v1/reports/payments.csv: payments as CSV for reconciliation
     app/api/listing.py    the paging and created range every list shares
     app/api/oauth.py      POST /oauth/token (RFC 6749 §4.4)
     app/api/document.py   GET /v1/openapi.json
@@ -55,7 +59,6 @@ from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 
 from flask import Blueprint, Response, current_app, g, request
-from spectree import Response as Responses
 from spectree.utils import get_request_model_hints
 
 from kernel.errors import PaygateError
@@ -63,7 +66,7 @@ from payments.idempotency import StoredResponse
 
 from .. import error_response, services
 from ..schemas import PATH_PARAMETERS, Error, IdempotencyKeyHeader
-from .spec import RequestInvalid, request_invalid, spec, validate_model
+from .spec import RequestInvalid, Responses, request_invalid, spec, validate_model
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
 oauth_bp = Blueprint("oauth", __name__)
@@ -174,7 +177,8 @@ def route(method: str, rule: str, *, operation_id: str, ok: Mapping[int, tuple[t
           errors: Mapping[int, ErrorSpec] | None = None, tags: Sequence[str] = (),
           blueprint: Blueprint | None = None, public: bool = False, idempotent_post: bool | None = None,
           rate_limited: bool = False, security: dict | None = None,
-          on_invalid: Callable[[RequestInvalid], object] | None = None):
+          on_invalid: Callable[[RequestInvalid], object] | None = None,
+          media: Mapping[int, tuple[str, dict]] | None = None):
     """Declares and registers one endpoint: ``method`` on ``rule`` (Werkzeug syntax, relative to the
     blueprint: ``/payment-sessions/<session_id>``) of ``blueprint`` (default :data:`bp`, ``/v1``).
 
@@ -186,7 +190,9 @@ def route(method: str, rule: str, *, operation_id: str, ok: Mapping[int, tuple[t
     * ``idempotent_post``: the ``Idempotency-Key`` semantics (default: every POST);
     * ``rate_limited``: documents 429 ``rate_limited`` with ``Retry-After``;
     * ``on_invalid``: answers a :class:`~app.api.spec.RequestInvalid` itself (returns the response),
-      instead of the 400 envelope.
+      instead of the 400 envelope;
+    * ``media``: success statuses whose body is not JSON → ``(media type, JSON Schema)``, e.g.
+      ``{200: ("text/csv", {"type": "string"})}`` (with ``ok={200: (None, description)}``).
 
     The view's docstring is the operation's summary (first paragraph) and description (the rest, up to a
     form feed). Its annotated parameters ``json``, ``query``, ``form``, ``headers`` receive the validated
@@ -204,7 +210,8 @@ def route(method: str, rule: str, *, operation_id: str, ok: Mapping[int, tuple[t
                                          idempotent_=is_idempotent, public=public, rate_limited=rate_limited,
                                          errors=errors or {}))
         handler = spec.validate(
-            headers=headers, resp=Responses(**responses), tags=tags, operation_id=operation_id,
+            headers=headers, resp=Responses(media=dict(media or {}), **responses), tags=tags,
+            operation_id=operation_id,
             security=security if security is not None else ({} if public else None),
             path_parameter_descriptions=PATH_PARAMETERS,
             # spectree adds its validation-error model under this status unless one is declared: 400 when
@@ -236,7 +243,20 @@ get = functools.partial(route, "GET")
 post = functools.partial(route, "POST")
 
 # the endpoint modules register their routes on import (before any app registers the blueprints)
-from . import disputes, document, events, oauth, payments, refunds, sessions, voice  # noqa: F401,E402
+from . import (  # noqa: F401,E402
+    amounts,
+    conversations,
+    disputes,
+    document,
+    events,
+    oauth,
+    payments,
+    refunds,
+    reports,
+    sessions,
+    subscriptions,
+    voice,
+)
 
 BLUEPRINTS = (bp, oauth_bp)
 """Every blueprint of the API, for :func:`app.create_app` and :mod:`app.openapi`."""

@@ -76,6 +76,11 @@ class PaymentView(View):
     decline_code: str | None
     message: str | None
     initiator: Literal["customer", "merchant"]
+    entry_mode: Literal["page", "dtmf", "stored"] = Field(
+        description="How the card was entered: page (the hosted checkout page), dtmf (keyed on the phone in a "
+                    "voice flow), stored (a merchant-initiated charge of a saved token).")
+    moto: bool = Field(description="Sent to the gateway as a mail-order/telephone-order payment: DTMF entry "
+                                   "with PAYGATE_STRIPE_MOTO on Stripe, and every DTMF entry in the sandbox.")
     metadata: dict[str, str]
     pending_operation: Literal["capture", "void", "lapse"] | None = Field(
         description="A capture or void whose gateway answer is not known yet (reconciled by paygate; the same "

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from flask import g, jsonify
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import AfterValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 from spectree import Tag
 
-from integrations.genesys.messaging import E164_RE, MESSENGER_TYPES
+from integrations.genesys.messaging import MESSENGER_TYPES, message_address
+from kernel.phone import MAX_INPUT_LENGTH
 from payments.models import CHANNELS, INTENTS
 from payments.models import PaymentSession as SessionRow
 from payments.sessions import session_view
@@ -24,6 +26,26 @@ LOCALE_PATTERN = "^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
 
 RequiredText = Annotated[str, Field(min_length=1, max_length=200), ErrorCode(string_too_short="required")]
 OptionalText = Annotated[str, Field(max_length=200)] | None
+Amount = Annotated[MinorUnits, ErrorCode("invalid_amount")]
+
+
+class AmountRangeRequest(Body):
+    """``amount_range`` of ``POST /v1/payment-sessions``: the customer enters the amount, ``min`` to ``max``
+    inclusive (minor units). ``min`` ≤ ``max`` (``invalid_range`` otherwise) and ``min`` at least the configured
+    minimum of the currency (``amount_below_minimum``)."""
+
+    min: Amount
+    max: Amount
+
+
+class SubscriptionTerms(Body):
+    """``subscription`` of ``POST /v1/payment-sessions`` (only with ``intent: "subscription"``): what the
+    approval enrolls the customer in. The first period is charged by the approval itself."""
+
+    interval: Literal["day", "week", "month", "year"]
+    interval_count: Annotated[int, Field(ge=1, le=12), ErrorCode("out_of_range")] = Field(
+        1, description="Periods between charges, 1 to 12 (default 1).")
+    amount: Amount | None = Field(None, description="Minor units of each renewal; null: the session's amount.")
 
 
 class CreatePaymentSession(Body):
@@ -34,7 +56,11 @@ class CreatePaymentSession(Body):
          "intent": "payment", "amount": 2500, "currency": "USD", "channel": "messaging", "reference": "INV-991",
          "locale": "en-US", "ttl_seconds": 900, "metadata": {"crm_case": "42"}},
         {"conversation_id": "c-124", "customer_account_id": "ACME-1002", "amount": 2500, "currency": "JPY"},
-    ]})
+        {"conversation_id": "c-125", "customer_account_id": "ACME-1003", "intent": "topup", "currency": "USD",
+         "amount_range": {"min": 500, "max": 20000}, "amount": 2000, "channel": "voice", "max_attempts": 2},
+        {"conversation_id": "c-126", "customer_account_id": "ACME-1004", "intent": "subscription", "amount": 1500,
+         "currency": "USD", "subscription": {"interval": "month", "interval_count": 1}},
+    ], "anyOf": [{"required": ["amount"]}, {"required": ["amount_range"]}]})
 
     conversation_id: RequiredText = Field(description="Genesys conversation id the payment belongs to.")
     participant_id: OptionalText = Field(
@@ -42,7 +68,12 @@ class CreatePaymentSession(Body):
     customer_account_id: RequiredText = Field(description="The account in the billing system or CRM.")
     intent: Literal[(*INTENTS, "")] | None = Field(  # type: ignore[valid-type]
         "payment", description="What approval means; empty or null is the default, payment.")
-    amount: Annotated[MinorUnits, ErrorCode("invalid_amount")]
+    amount_range: AmountRangeRequest | None = Field(
+        None, description="Let the customer enter the amount, within these bounds (the page shows an amount field; "
+                          "a voice flow sets it with POST .../amount). amount is then optional: a suggestion.")
+    amount: Amount | None = Field(
+        None, validate_default=True,
+        description="Minor units. Required unless amount_range is given; then within it, as the suggested value.")
     currency: Currency
     channel: Literal[CHANNELS] | None = Field(  # type: ignore[valid-type]
         None, description="How the customer reached the contact center.")
@@ -60,11 +91,23 @@ class CreatePaymentSession(Body):
         None, description="Link lifetime in seconds; null: the configured default (900).")
     metadata: Metadata | None = Field(
         None, description="Up to 50 string values (keys ≤ 40, values ≤ 500 characters), echoed in every event.")
+    max_attempts: Annotated[int, Field(ge=1, le=10), ErrorCode("out_of_range")] | None = Field(
+        None, description="Card attempts before an agent takes over, 1 to 10; null: PAYGATE_MAX_ATTEMPTS (3).")
+    subscription: SubscriptionTerms | None = Field(
+        None, description="Only with intent subscription (requires_subscription_intent otherwise); that intent "
+                          "without it is monthly: {\"interval\": \"month\", \"interval_count\": 1}.")
 
     @field_validator("participant_id", "intent", "reference", "callback_url", "locale")
     @classmethod
     def _empty_is_absent(cls, value: str | None) -> str | None:
         return value or None  # as before the models: an empty optional string means "not given"
+
+    @field_validator("amount")
+    @classmethod
+    def _amount_or_range(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is None and info.data.get("amount_range", False) is None:  # False: amount_range was invalid
+            raise PydanticCustomError("missing", "amount is required unless amount_range is given")
+        return value
 
 
 class PaymentSessionCreated(View):
@@ -79,7 +122,7 @@ class PaymentSessionCreated(View):
     expires_at: Timestamp
     conversation_id: str
     intent: str
-    amount: int
+    amount: int | None = Field(description="Minor units; null until the customer enters it (amount_range).")
     currency: str
 
 
@@ -89,10 +132,15 @@ class SendLink(Body):
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"to": "+15551234567", "messenger_type": "sms"},
         {"to": "+15551234567", "messenger_type": "whatsapp", "from_address": "wa-integration-1"},
+        {"to": "tel:+13175550100", "messenger_type": "sms"},
     ]})
 
-    to: Annotated[str, Field(pattern=E164_RE.pattern), ErrorCode("invalid_phone_number")] = Field(
-        description="The customer's number in E.164 (for WhatsApp too; sent without the +).")
+    to: Annotated[str, Field(min_length=1, max_length=MAX_INPUT_LENGTH), AfterValidator(message_address),
+                  ErrorCode("invalid_phone_number")] = Field(
+        description="The customer's number: E.164 (+13175550100), or a tel: or sip: URI holding one as "
+                    "Genesys's Call.Ani gives it (tel:+13175550100, sip:+13175550100@host;user=phone); spaces "
+                    "and - . ( ) separators are ignored. A number without + is refused (no region is guessed). "
+                    "Normalized to E.164, which the answer's to echoes (for WhatsApp it is sent without the +).")
     messenger_type: Literal[MESSENGER_TYPES]  # type: ignore[valid-type]
     from_address: Annotated[str, Field(min_length=1, max_length=200, pattern="\\S"), ErrorCode("invalid")] \
         | None = Field(None, description="Genesys SMS number or WhatsApp integration id; for SMS defaults to "
@@ -109,9 +157,14 @@ class LinkSent(View):
 
 
 @post("/payment-sessions", operation_id="createPaymentSession", tags=TAGS,
-      ok={201: (PaymentSessionCreated, "Created; send checkout_url to the customer.")})
+      ok={201: (PaymentSessionCreated, "Created; send checkout_url to the customer.")},
+      errors={400: ["currency_not_allowed", "amount_below_minimum"]})
 def create_session(json: CreatePaymentSession):
-    """Create a payment session (a checkout link)."""
+    """Create a payment session (a checkout link).
+
+    With amount_range the customer enters the amount (the page's amount field, or POST .../amount by voice).
+    The amount rules apply: currency_not_allowed (PAYGATE_ALLOWED_CURRENCIES), amount_below_minimum
+    (PAYGATE_MIN_AMOUNTS) for amount, amount_range.min and subscription.amount."""
     svc = services()
     s = svc.sessions.create(g.client_id, json.model_dump())
     return jsonify(svc.sessions.created_view(s)), 201

@@ -21,7 +21,7 @@ from typing import Any, get_args, get_origin
 from flask import current_app
 from pydantic import BaseModel, ValidationError
 from pydantic_core.core_schema import ErrorType
-from spectree import SecurityScheme, SecuritySchemeData, SpecTree
+from spectree import Response, SecurityScheme, SecuritySchemeData, SpecTree
 from spectree.plugins.base import Context
 from spectree.plugins.flask_plugin import FlaskPlugin
 from spectree.utils import get_multidict_items
@@ -231,6 +231,23 @@ _LENGTHS = re.compile(r"\[\^/\]\{(\d+)(,?)(\d*)\}")
 
 def _aliases(model: type[BaseModel]) -> list[str]:
     return [field.alias or name for name, field in model.model_fields.items()]
+
+
+class Responses(Response):
+    """spectree's ``Response`` plus bodies that are not JSON: ``media`` maps a status to ``(media type, schema)``
+    (``{200: ("text/csv", {"type": "string"})}``), documented as that status's only content. spectree itself
+    only writes ``application/json`` bodies; a status given here has no model (nothing JSON to check)."""
+
+    def __init__(self, *codes: str, media: dict[int, tuple[str, dict]] | None = None, **code_models):
+        super().__init__(*codes, **code_models)
+        self.media = dict(media or {})
+
+    def generate_spec(self, *args, **kwargs) -> dict[str, Any]:
+        out = super().generate_spec(*args, **kwargs)
+        for status, (media_type, schema) in self.media.items():
+            out.setdefault(str(status), {"description": self.get_code_description(f"HTTP_{status}")})
+            out[str(status)]["content"] = {media_type: {"schema": dict(schema)}}
+        return out
 
 
 _COMPONENT_NAMES: dict[str, Any] = {}

@@ -56,7 +56,8 @@ class SubmitCard(OpenBody):
     ``invalid`` outcome with ``field_errors`` (HTTP 200), not a 400."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {"number": "378282246310005", "exp_month": "12", "exp_year": "30", "cvc": "1234"},
+        {"number": "378282246310005", "exp_month": "12", "exp_year": "30", "cvc": "1234",
+         "ani": "tel:+13175550100", "call_id": "5e2bd4f7-7a3f-4f0e-9a53-0d3c1f0b8e21"},
         {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123",
          "cardholder_name": "Ada Lovelace"},
     ]})
@@ -66,6 +67,14 @@ class SubmitCard(OpenBody):
     exp_year: str | int | None = Field(None, repr=False, description="2 or 4 digits.")
     cvc: str | int | None = Field(None, repr=False, description="As many digits as cvc_length from inspect.")
     cardholder_name: str | None = Field(None, repr=False, description="Optional.")
+    ani: str | None = Field(None, description=(
+        "Optional: the caller's number as Genesys's Call.Ani gives it: E.164 (+13175550100) or a tel: or sip: URI "
+        "holding one (tel:+13175550100, sip:+13175550100@host;user=phone). Kept in E.164 and counted by the "
+        "fraud screen per caller (attempts and distinct cards per hour). A value that is not such a number "
+        "(anonymous, a national number without +) is not an error: the card is processed and no caller is "
+        "counted."))
+    call_id: Annotated[str, Field(max_length=200)] | None = Field(
+        None, description="Optional: the Genesys conversation or call id, kept with the attempt (empty: none).")
 
 
 class CardOutcome(View):
@@ -81,7 +90,8 @@ class CardOutcome(View):
     field_errors: dict[str, str] = Field(description="For outcome invalid: field → code (number "
                                                      "invalid_number / incorrect_number / unsupported_brand, "
                                                      "exp_month invalid_expiry_month, exp_year expired_card, "
-                                                     "cvc invalid_cvc, any of them required).")
+                                                     "cvc invalid_cvc, any of them required; amount "
+                                                     "amount_required before a customer-entered amount is set).")
     attempts_remaining: int
 
 
@@ -102,8 +112,8 @@ def submit_card(session_id: str, json: SubmitCard):
     The same processing, locking, fraud screening and events as the hosted page."""
     result = services().payments.submit(
         session_id, CardInput(json.number, json.exp_month, json.exp_year, json.cvc, json.cardholder_name),
-        source="voice", client_ip=None, client_id=g.client_id)
+        source="voice", client_ip=None, client_id=g.client_id, ani=json.ani, call_id=json.call_id or None)
     s = result.session
     return jsonify({"outcome": result.outcome, "status": s.status, "token": s.token, "card_brand": s.card_brand,
-                    "card_last4": s.card_last4, "decline_code": s.decline_code, "message": s.message,
+                    "card_last4": s.card_last4, "decline_code": s.decline_code, "message": result.message or s.message,
                     "field_errors": result.field_errors, "attempts_remaining": result.attempts_remaining})

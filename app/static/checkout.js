@@ -7,7 +7,9 @@
  *  - checks each field on blur (and again while the customer fixes a reported error) with the same
  *    ARIA wiring the server uses: message in #<field>-error, aria-describedby, aria-invalid="true",
  *  - on submit: blocks an invalid form and focuses the first bad field; otherwise locks the pay button on
- *    the first submit so a double click or a second Enter cannot send a second POST.
+ *    the first submit so a double click or a second Enter cannot send a second POST,
+ *  - for a customer-entered amount (a session with an amount_range): checks the amount field against the range
+ *    and shows the amount being paid in the header and on the pay button as it is typed.
  *
  * Card data stays in the form: it is never logged, stored (no localStorage/sessionStorage/cookies), put in
  * the URL or sent anywhere except by the form's own POST.
@@ -52,7 +54,42 @@
     expiryPast: "This card has expired. Please use another card.",
     cvcRequired: "Enter the security code from your card.",
     cvcInvalid: "The security code is not the right length. Please check it.",
+    // amount messages: same words as app/forms.py amount_message, with the form's data-amount-* values
+    amountRequired: (d) => `Enter the amount you want to pay, between ${d.amountMinDisplay} and ${d.amountMaxDisplay}.`,
+    amountInvalid: (d) => `Enter the amount as a number, for example ${d.amountExample}.`,
+    amountLow: (d) => `The amount must be at least ${d.amountMinDisplay}.`,
+    amountHigh: (d) => `The amount can be at most ${d.amountMaxDisplay}.`,
   };
+
+  /**
+   * Minor units from what was typed in the amount field (major units in the page's notation: digits, the
+   * locale's decimal symbol, optional grouping in threes), or null when it is not an amount. Mirrors
+   * parse_major_units in payments/amount_rules.py; the server judges again.
+   */
+  function parseAmount(text, exponent, decimalSymbol) {
+    const cleaned = String(text || "").replace(/\s/g, "").replace(/[\p{Sc}A-Z]/gu, "");
+    const decimal = decimalSymbol || ".";
+    const group = decimal === "." ? "," : ".";
+    const esc = (c) => c.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    const D = esc(decimal);
+    const G = esc(group);
+    let whole;
+    let fraction;
+    let m = cleaned.match(new RegExp(`^(\\d+)(?:${D}(\\d*))?$`))
+      || cleaned.match(new RegExp(`^(\\d{1,3}(?:${G}\\d{3})+)(?:${D}(\\d*))?$`));
+    if (m) {
+      whole = m[1].split(group).join("");
+      fraction = m[2] || "";
+    } else if (decimal !== "." && (m = cleaned.match(/^(\d+)\.(\d+)$/))) {
+      [, whole, fraction] = m; // digits with a dot are read as a decimal point in every notation
+    } else {
+      return null;
+    }
+    if (fraction.length > exponent) return null;
+    whole = whole.replace(/^0+(?=\d)/, "");
+    if (whole.length + exponent > 13) return null;
+    return Number(whole + fraction.padEnd(exponent, "0"));
+  }
 
   const MAX_PAN_DIGITS = 19;
 
@@ -154,6 +191,13 @@
       cvc: form.querySelector("#cvc"),
     };
     if (Object.values(fields).some((el) => !el)) return;
+    const amountInput = form.querySelector("#amount");
+    if (amountInput) {
+      // first in every loop below (validation order = page order)
+      const cardFields = { ...fields };
+      for (const key of Object.keys(fields)) delete fields[key];
+      Object.assign(fields, { amount: amountInput }, cardFields);
+    }
 
     const button = form.querySelector('button[type="submit"]');
     const buttonLabel = button && button.querySelector(".pay-label");
@@ -260,7 +304,50 @@
       return "";
     }
 
+    // ---- the customer-entered amount (amount_range sessions) ----
+    const data = form.dataset;
+    const amountMin = Number(data.amountMin);
+    const amountMax = Number(data.amountMax);
+    const amountExponent = Number(data.amountExponent || 0);
+    const orderAmount = document.getElementById("order-amount");
+    let money = null;
+    if (amountInput && window.Intl && Intl.NumberFormat) {
+      try {
+        money = new Intl.NumberFormat(data.locale || "en", { style: "currency", currency: data.currency });
+      } catch (_err) {
+        money = null;
+      }
+    }
+
+    function checkAmount() {
+      const value = amountInput.value.trim();
+      if (!value) return MESSAGES.amountRequired(data);
+      const minor = parseAmount(value, amountExponent, data.amountDecimal);
+      if (minor === null) return MESSAGES.amountInvalid(data);
+      if (minor < amountMin) return MESSAGES.amountLow(data);
+      if (minor > amountMax) return MESSAGES.amountHigh(data);
+      return "";
+    }
+
+    /** The amount being paid, in the header and on the pay button, while the typed value is in range. */
+    function showAmount() {
+      if (!amountInput || !money) return;
+      const minor = parseAmount(amountInput.value.trim(), amountExponent, data.amountDecimal);
+      const ok = minor !== null && minor >= amountMin && minor <= amountMax;
+      const shown = ok ? money.format(minor / 10 ** amountExponent) : "";
+      if (orderAmount) {
+        orderAmount.textContent = shown || `${data.amountMinDisplay}–${data.amountMaxDisplay}`;
+        orderAmount.classList.toggle("order-amount--range", !shown);
+      }
+      if (button && buttonLabel && !locked) {
+        const label = shown ? `${data.payVerb || "Pay"} ${shown}` : data.payVerb || "Pay";
+        buttonLabel.textContent = label;
+        button.dataset.idleLabel = label;
+      }
+    }
+
     const checks = { cardholder_name: checkName, number: checkNumber, expiry: checkExpiry, cvc: checkCvc };
+    if (amountInput) checks.amount = checkAmount;
     const validate = (name) => {
       const message = checks[name]();
       showError(name, message);
@@ -349,6 +436,12 @@
     fields.cardholder_name.addEventListener("input", () => {
       if (isShowingError("cardholder_name")) validate("cardholder_name");
     });
+    if (amountInput) {
+      amountInput.addEventListener("input", () => {
+        showAmount();
+        if (isShowingError("amount")) validate("amount");
+      });
+    }
 
     // Pressing the pay button blurs the field first. Showing that field's error then would push the button
     // down before the click lands, swallowing the click; the submit handler checks every field anyway.
@@ -414,6 +507,7 @@
     }
 
     if (button && buttonLabel) button.dataset.idleLabel = buttonLabel.textContent;
+    if (amountInput && amountInput.value) showAmount();
 
     form.addEventListener("submit", (event) => {
       if (locked) {

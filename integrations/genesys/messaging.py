@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from kernel.phone import caller_number
+
 from .client import Credentials, GenesysApi, GenesysResponse
 
 SMS_MAX_CHARS = 765
@@ -17,6 +19,17 @@ OTHER_MAX_CHARS = 2000
 E164_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
 """A phone number in E.164 (ITU-T): ``+`` and 7 to 15 digits, no leading zero."""
 MESSENGER_TYPES = ("sms", "whatsapp")
+
+
+def message_address(raw: str) -> str:
+    """The E.164 number to text for ``raw``: E.164, or a ``tel:`` / ``sip:`` URI as Genesys's ``Call.Ani``
+    gives it (``tel:+13175550100``, ``sip:+13175550100@host;user=phone``; spaces allowed), normalized by
+    :func:`kernel.phone.caller_number`. Raises ``ValueError`` when it is not a caller number (a national
+    number without ``+`` included: no region is guessed)."""
+    number = caller_number(raw)
+    if number is None:
+        raise ValueError("not an E.164 number or a tel:/sip: URI holding one")
+    return number
 
 
 def mask_address(address: str) -> str:

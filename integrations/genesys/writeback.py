@@ -21,7 +21,8 @@ object (event types)        attributes written
 ``payment_session``         ``paymentStatus`` (the session status), ``paymentOutcome``, ``paymentToken``,
 (``payment.*`` of a         ``paymentCardBrand``, ``paymentCardLast4``, ``paymentId``,
 session,                    ``paymentDeclineCode``, ``paymentMessage``, ``paymentSessionId``,
-``payment_session.*``)      ``paymentGatewayReference``
+``payment_session.*``)      ``paymentGatewayReference``; ``paymentSubscriptionId`` once a session with
+                            intent ``subscription`` created its subscription
 ``payment``:                ``paymentStatus`` and ``paymentOutcome`` = ``approved`` | ``declined`` |
 ``hold.authorized`` and     ``failed`` (the charge's result in the session vocabulary: ``hold.authorized`` is
 merchant-initiated          an approval, docs/api.md, "Holds"), ``paymentDeclineCode``, ``paymentMessage``,
@@ -124,7 +125,9 @@ not apply); declare them all as string inputs of the Architect workflow. Meaning
 - ids: ``Flow.sessionId``, ``Flow.paymentId`` (for a subscription its ``last_payment_id``),
   ``Flow.refundId``, ``Flow.disputeId`` (also on a disputed payment), ``Flow.subscriptionId``, ``Flow.token``;
 - the conversation: ``Flow.conversationId``, ``Flow.participantId``, ``Flow.customerAccountId``,
-  ``Flow.channel``, ``Flow.intent``, ``Flow.reference``;
+  ``Flow.channel``, ``Flow.intent`` (``topup`` for a top-up's session and payment events: the workflow applies
+  the top-up on ``payment.approved`` keyed by ``Flow.eventId``; ``subscription`` for subscription events),
+  ``Flow.reference``;
 - results: ``Flow.declineCode``, ``Flow.message``, ``Flow.cardBrand``, ``Flow.cardLast4``;
 - refunds: ``Flow.dispositionCode``, ``Flow.reviewDisposition``, ``Flow.failureCode``;
 - holds: ``Flow.captureBefore`` (RFC 3339, when the authorization lapses).
@@ -243,6 +246,8 @@ def participant_attributes(event: Mapping) -> dict[str, str]:
             "paymentCardLast4": card.get("last4"), "paymentId": data.get("payment_id"),
             "paymentDeclineCode": data.get("decline_code"), "paymentMessage": data.get("message"),
             "paymentSessionId": data.get("session_id"), "paymentGatewayReference": data.get("gateway_reference"),
+            # an approved session with intent "subscription" names the subscription it created
+            **({"paymentSubscriptionId": data["subscription_id"]} if data.get("subscription_id") else {}),
         })
     if kind == OBJECT_PAYMENT:
         event_type = str(event.get("type") or "")
@@ -296,7 +301,9 @@ def workflow_input(event: Mapping) -> dict[str, str]:
         "Flow.eventSequence": event.get("sequence"), "Flow.eventCreatedAt": event.get("created_at"),
         "Flow.sessionId": data.get("session_id"), "Flow.conversationId": data.get("conversation_id"),
         "Flow.participantId": data.get("participant_id"),
-        "Flow.customerAccountId": data.get("customer_account_id"), "Flow.intent": data.get("intent"),
+        "Flow.customerAccountId": data.get("customer_account_id"),
+        # a subscription view has no intent field: its events are about a subscription
+        "Flow.intent": "subscription" if kind == OBJECT_SUBSCRIPTION else data.get("intent"),
         "Flow.amount": data.get("amount"), "Flow.currency": data.get("currency"),
         "Flow.status": data.get("status"), "Flow.outcome": outcome, "Flow.token": data.get("token"),
         "Flow.paymentId": payment_id, "Flow.cardBrand": card.get("brand"),

@@ -95,7 +95,7 @@ def test_whatsapp_uses_the_number_without_plus_and_needs_a_sender(ready, genesys
 @pytest.mark.parametrize("body, fields", [
     ({"to": "5551234567", "messenger_type": "sms"}, {"to": "invalid_phone_number"}),
     ({"to": "+0551234567", "messenger_type": "sms"}, {"to": "invalid_phone_number"}),
-    ({"to": "+1 555 123 4567", "messenger_type": "sms"}, {"to": "invalid_phone_number"}),
+    ({"to": "tel:5551234567", "messenger_type": "sms"}, {"to": "invalid_phone_number"}),
     ({"to": "+1555123456789012", "messenger_type": "sms"}, {"to": "invalid_phone_number"}),
     ({"to": 15551234567, "messenger_type": "sms"}, {"to": "invalid_phone_number"}),
     ({"messenger_type": "sms"}, {"to": "required"}),

@@ -83,3 +83,39 @@ def test_the_money_after_the_authorization_through_stripe(stack_factory):
         assert (off_session["off_session"], off_session["confirm"], off_session["customer"]) == (
             "true", "true", card.gateway_customer)
         assert off_session["payment_method"] == card.gateway_token
+
+
+def test_a_subscription_renews_off_session_through_stripe(stack_factory):
+    """A subscription session approved through Stripe saves the card; a month later (the stack's frozen clock:
+    the sandbox clock does not exist with Stripe) the worker's tick renews it as an off-session PaymentIntent on
+    the saved payment method, with the subscription's period key as the Idempotency-Key."""
+    from tokenizer.models import VaultCard
+
+    with FakeStripeServer() as server:
+        stack = _stripe_stack(stack_factory, server)
+        created = stack.create_session(intent="subscription")
+        pay(stack, created["checkout_url"], number="4242 4242 4242 4242")
+        v = view(stack, created["session_id"])
+        assert v["status"] == "approved"
+        auth = stack.auth()
+        first = stack.http.get(f"/v1/payments/{v['payment_id']}", headers=auth).get_json()
+        sub_id = first["subscription_id"]
+        assert sub_id and first["gateway"] == "stripe"
+        assert stack.services.subscriptions.renew_due() == 0
+
+        stack.clock.advance(30 * 86400)
+        assert stack.services.subscriptions.renew_due() == 1
+        sub = stack.http.get(f"/v1/subscriptions/{sub_id}", headers=auth).get_json()
+        assert (sub["status"], sub["period"]) == ("active", 2)
+        renewal = stack.http.get(f"/v1/payments/{sub['last_payment_id']}", headers=auth).get_json()
+        assert (renewal["status"], renewal["initiator"], renewal["gateway"]) == ("captured", "merchant", "stripe")
+        assert renewal["gateway_reference"].startswith("pi_")
+        with stack.services.Session() as db:
+            card = db.get(VaultCard, v["token"])
+        off_session = server.requests_to("/v1/payment_intents", "POST")[-1]
+        assert (off_session["form"]["off_session"], off_session["form"]["confirm"]) == ("true", "true")
+        assert (off_session["form"]["customer"], off_session["form"]["payment_method"]) == (
+            card.gateway_customer, card.gateway_token)
+        assert off_session["headers"]["Idempotency-Key"] == f"sub:{sub_id}:2:0"
+        assert stack.services.subscriptions.renew_due() == 0
+        assert len(server.requests_to("/v1/payment_intents", "POST")) == 2

@@ -33,7 +33,8 @@ FLOW_TYPES = {"inboundCall", "inboundShortMessage", "inboundEmail", "inboundChat
               "commonModule", "bot", "digitalBot", "voicemail", "voiceSurvey", "surveyInvite"}
 VARIABLE_KINDS = {"stringVariable", "integerVariable", "booleanVariable", "decimalVariable", "jsonVariable",
                   "dateTimeVariable", "durationVariable", "stringCollectionVariable"}
-EXTERNAL_ACTIONS = {("billing", "Billing - Record Payment")}
+EXTERNAL_ACTIONS = {("billing", "Billing - Record Payment"), ("billing", "Billing - Apply Top-up"),
+                    ("billing", "Billing - Record Subscription")}
 """Data actions of the customer's own integrations that a recipe shows being called, not shipped here."""
 NOT_IN_A_RECIPE = {"paygate - Custom Auth", "paygate - Get Refund"}
 """Shipped exports no recipe needs: the auth action, and Get Refund (for Scripts and supervisors' flows)."""
@@ -49,6 +50,17 @@ ACW_FIELDS = {"eventTime", "conversationId", "participantId", "sessionId", "medi
               "wrapupNotes", "wrapupDurationMs", "conversationExternalContactIds",
               "conversationExternalOrganizationIds", "utilizationLabel", "divisionId"}
 """Fields of the after-call-work detail event (SDK ``AcwDetailEventTopicAfterCallWorkEvent``)."""
+CUSTOMER_END_TOPIC = "v2.detail.events.conversation.{id}.customer.end"
+CUSTOMER_END_FIELDS = {"eventTime", "conversationId", "participantId", "sessionId", "disconnectType", "mediaType",
+                       "provider", "direction", "ani", "dnis", "addressTo", "addressFrom", "callbackUserName",
+                       "callbackNumbers", "callbackScheduledTime", "subject", "messageType", "externalOrganizationId",
+                       "externalContactId", "divisionId", "interactingDurationMs",
+                       "conversationExternalContactIds", "conversationExternalOrganizationIds"}
+"""Fields of the customer-end detail event (SDK ``CustomerEndDetailEventTopicCustomerEndEvent``; the
+``*EndDetailEventTopic*`` events share them)."""
+TOPIC_FIELDS = {ACW_TOPIC: ACW_FIELDS, CUSTOMER_END_TOPIC: CUSTOMER_END_FIELDS}
+REFUND_TRIGGER = RECIPES / "6-refund-by-wrapup-trigger.json"
+CLOSE_TRIGGER = RECIPES / "9-close-on-conversation-end-trigger.json"
 
 
 def load_flow(path: Path) -> tuple[str, dict]:
@@ -215,7 +227,7 @@ def test_the_dispute_hold_workflow_maps_the_hold_events_to_the_dispute_states():
     assert "INITIATED" in json.dumps(call)
 
 
-@pytest.mark.parametrize("path", TRIGGER_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [REFUND_TRIGGER], ids=lambda p: p.name)
 def test_the_trigger_is_an_after_call_work_trigger_of_a_recipe_workflow(path):
     trigger = json.loads(path.read_text(encoding="utf-8"))  # strict JSON, as the API takes it
     assert {"enabled", "name", "target", "topicName"} <= set(trigger)  # CreateTriggerRequest's required fields
@@ -255,3 +267,71 @@ def test_the_trigger_is_an_after_call_work_trigger_of_a_recipe_workflow(path):
 def test_every_flow_facing_export_appears_in_a_recipe():
     used = {n for p in FLOW_FILES for _, _, n, _ in data_action_calls(load_flow(p)[1])}
     assert set(EXPORTS) - NOT_IN_A_RECIPE <= used, set(EXPORTS) - NOT_IN_A_RECIPE - used
+
+
+def _trigger_workflow(trigger: dict) -> dict:
+    """The recipe workflow a trigger's description names (exactly one)."""
+    workflows = {f["name"]: f for p in FLOW_FILES for t, f in [load_flow(p)] if t == "workflow"}
+    named = [n for n in workflows if n in trigger["description"]]
+    assert len(named) == 1, "the description names the recipe workflow it starts"
+    return workflows[named[0]]
+
+
+@pytest.mark.parametrize("path", TRIGGER_FILES, ids=lambda p: p.name)
+def test_every_trigger_is_a_process_automation_trigger_of_a_recipe_workflow(path):
+    trigger = json.loads(path.read_text(encoding="utf-8"))
+    assert {"enabled", "name", "target", "topicName"} <= set(trigger)
+    fields = TOPIC_FIELDS[trigger["topicName"]]  # a topic whose event fields are known
+    assert trigger["target"]["type"] == "Workflow"
+    data_format = trigger["target"]["workflowTargetSettings"]["dataFormat"]
+    assert data_format in {"Json", "TopLevelPrimitives"}
+    assert len(trigger.get("description", "")) <= 512 and trigger.get("eventTTLSeconds", 10) >= 10
+    assert not ("eventTTLSeconds" in trigger and "delayBySeconds" in trigger)
+    for c in trigger.get("matchCriteria", []):
+        assert c["operator"] in TRIGGER_OPERATORS and set(c) <= {"jsonPath", "operator", "value", "values"}
+        assert c["jsonPath"] in fields
+    variables = declared_variables(_trigger_workflow(trigger))
+    if data_format == "TopLevelPrimitives":
+        inputs = {v.removeprefix("Flow.") for v, spec in variables.items() if spec.get("isInput")}
+        assert "conversationId" in inputs and inputs <= fields
+        clash = {v for v, spec in variables.items() if not spec.get("isInput")
+                 and v.startswith("Flow.") and v.removeprefix("Flow.") in fields}
+        assert not clash, f"non-input variables named like event fields stop the trigger: {clash}"
+
+
+def test_the_conversation_end_trigger_closes_the_conversation():
+    """Recipe 9: the customer leaving (customer.end) closes the conversation's payment links."""
+    trigger = json.loads(CLOSE_TRIGGER.read_text(encoding="utf-8"))
+    assert trigger["topicName"] == CUSTOMER_END_TOPIC and trigger["enabled"] is True
+    media = next(c for c in trigger["matchCriteria"] if c["jsonPath"] == "mediaType")
+    assert {"VOICE", "MESSAGE"} <= set(media["values"])
+    calls = {n: s for _, _, n, s in data_action_calls(_trigger_workflow(trigger))}
+    assert calls["paygate - Close Conversation"]["inputs"] == {"conversationId": {"exp": "Flow.conversationId"}}
+
+
+def test_the_seed_recipes_use_the_issue_8_actions():
+    """Seeds 000, 001 and 003: the busy pre-check before a payment starts, the subscription enrollment, the
+    caller-entered amount before the card, and the exactly-once top-up keyed by the event id."""
+    def calls(name):
+        return [(n, s) for _, _, n, s in data_action_calls(load_flow(RECIPES / name)[1])]
+
+    bot = [n for n, _ in calls("1-topup-messaging-bot.yaml")]
+    assert bot.index("paygate - Check Customer Busy") < bot.index("paygate - Create Payment Session")
+    enrollment = dict(calls("7-subscription-enrollment-call.yaml"))
+    session = enrollment["paygate - Create Payment Session"]["inputs"]
+    assert session["intent"] == {"lit": "subscription"} and "subscriptionInterval" in session
+    assert "subscriptionId" in enrollment["paygate - Get Payment Session"]["successOutputs"]
+    create = enrollment["paygate - Create Subscription"]["inputs"]
+    assert "Call.ConversationId" in create["idempotencyKey"]["exp"]  # stable across retries of the same enrollment
+    assert "paygate - Cancel Subscription" in enrollment
+    amount = [n for n, _ in calls("8-caller-entered-amount-call.yaml")]
+    assert amount.index("paygate - Set Payment Amount") < amount.index("paygate - Get Payment Session")
+    created = dict(calls("8-caller-entered-amount-call.yaml"))["paygate - Create Payment Session"]["inputs"]
+    assert {"amountMin", "amountMax"} <= set(created) and "amount" not in created
+    secure = dict(calls("3-secure-card-entry.yaml"))["paygate - Submit Card"]
+    assert secure["inputs"]["ani"] == {"exp": "Call.Ani"} and "busy" in secure["successOutputs"]
+    workflow = load_flow(RECIPES / "4-payment-result-workflow.yaml")[1]
+    (topup,) = [s for _, c, n, s in data_action_calls(workflow) if n == "Billing - Apply Top-up"]
+    assert topup["inputs"]["idempotencyKey"] == {"exp": "Flow.eventId"}
+    conditions = [m["condition"]["exp"] for _, m in walk(workflow) if isinstance(m.get("condition"), dict)]
+    assert 'Flow.intent == "topup"' in conditions

@@ -51,7 +51,10 @@ class AuthorizationRequest:
     """A customer-initiated authorization of ``card``. ``amount`` in minor units of ``currency`` (ISO 4217,
     upper case). ``capture=False`` places a hold instead of charging. ``idempotency_key`` is derived from
     session and attempt (``"ps_x:1:authorize"``). ``metadata`` is string → string without card data.
-    ``save_card``: keep the card at the gateway for merchant-initiated charges later."""
+    ``save_card``: keep the card at the gateway for merchant-initiated charges later. ``moto``: the card was
+    keyed by phone (DTMF), a mail-order/telephone-order payment outside strong customer authentication
+    (Stripe: ``payment_method_options[card][moto]=true``, https://docs.stripe.com/payments/payment-intents/moto;
+    the account must have MOTO enabled)."""
 
     amount: int
     currency: str
@@ -61,6 +64,7 @@ class AuthorizationRequest:
     description: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     save_card: bool = True
+    moto: bool = False
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,11 @@ Faults for tests and demos (:meth:`SandboxGateway.inject_fault`): the next captu
 saved-card charge can time out before the gateway acts (``timeout``) or after it acted (``lost``: the work
 is done and recorded, only the answer is lost), so the reconciliation of unknown outcomes can be shown.
 
+Declines on demand (:meth:`SandboxGateway.decline_next`, ``POST /v1/sandbox/tokens/{token}/decline_next``): the next
+``count`` merchant-initiated charges of a saved payment method decline with a chosen code, so failed subscription
+renewals and their recovery can be shown; the counter lives on the payment method in the ledger (Redis), so every
+process sees it.
+
 Nothing here stores a PAN or CVC: ledger entries and records hold amounts, ids, brand, last four digits and
 the behaviour category.
 """
@@ -403,7 +408,8 @@ class SandboxGateway:
 
     # -- authorizations ---------------------------------------------------------------------------------
     def authorize(self, request: AuthorizationRequest) -> GatewayResult:
-        """Simulates the authorization; the first result per ``idempotency_key`` is returned forever after."""
+        """Simulates the authorization; the first result per ``idempotency_key`` is returned forever after.
+        ``request.moto`` (a card keyed by phone) is recorded as ``moto`` on the ledger entry and the charge."""
         self._pause()
         existing = self.ledger.get(request.idempotency_key)
         if existing is not None:
@@ -421,7 +427,7 @@ class SandboxGateway:
             amount=request.amount, currency=request.currency, capture=request.capture, brand=brand,
             last4=number[-4:] if number.isdigit() and len(number) >= 4 else None, behaviour=behaviour,
             initiator="customer", description=request.description, metadata=request.metadata,
-            gateway_token=None, gateway_customer=None)
+            gateway_token=None, gateway_customer=None, moto=request.moto)
         return _result_from_entry(stored)
 
     def charge_saved_card(self, request: SavedCardChargeRequest) -> GatewayResult:
@@ -441,7 +447,10 @@ class SandboxGateway:
         if not isinstance(request.amount, int) or isinstance(request.amount, bool) or request.amount < 1:
             return GatewayResult(GatewayStatus.FAILED, decline_code="invalid_amount", message=FAILED_MESSAGE)
         behaviour = method.get("behaviour")
-        if behaviour == "off_session_auth":
+        forced = self._take_forced_decline(request.gateway_token)
+        if forced is not None:
+            status, decline_code = GatewayStatus.DECLINED, forced
+        elif behaviour == "off_session_auth":
             status, decline_code = GatewayStatus.DECLINED, "authentication_required"
         else:
             status, decline_code = GatewayStatus.APPROVED, None
@@ -455,9 +464,39 @@ class SandboxGateway:
             return GatewayResult(GatewayStatus.UNAVAILABLE, decline_code="gateway_timeout", message=UNAVAILABLE_MESSAGE)
         return _result_from_entry(stored)
 
+    def decline_next(self, gateway_token: str, count: int, decline_code: str = "insufficient_funds") -> int:
+        """Makes the next ``count`` (1–100) :meth:`charge_saved_card` calls on the saved payment method
+        ``gateway_token`` (``pm_sbx_...``) DECLINED with ``decline_code``, replacing any earlier setting; returns
+        ``count``. Raises ``ValueError`` for a count out of range or an unknown payment method."""
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 100:
+            raise ValueError("count must be an integer from 1 to 100")
+
+        def change(method: dict):
+            method["decline_next"] = {"count": count, "code": decline_code}
+
+        method, _ = self.ledger.update_object(gateway_token, change)
+        if method is None:
+            raise ValueError("unknown payment method")
+        return count
+
+    def _take_forced_decline(self, gateway_token: str) -> str | None:
+        """Uses one of the declines :meth:`decline_next` queued on the payment method (atomically); its code, or
+        None when none is left."""
+
+        def take(method: dict):
+            pending = method.get("decline_next") or {}
+            if int(pending.get("count") or 0) < 1:
+                return None
+            left = int(pending["count"]) - 1
+            method["decline_next"] = {"count": left, "code": pending["code"]} if left else None
+            return pending["code"]
+
+        _, code = self.ledger.update_object(gateway_token, take)
+        return code
+
     def _record_authorization(self, key: str, *, status: GatewayStatus, decline_code, risk_level, amount, currency,
                               capture: bool, brand, last4, behaviour, initiator: str, description, metadata,
-                              gateway_token, gateway_customer) -> dict:
+                              gateway_token, gateway_customer, moto: bool = False) -> dict:
         digest = _digest(key)
         valid_request = status is not GatewayStatus.FAILED
         approved = status is GatewayStatus.APPROVED
@@ -477,7 +516,8 @@ class SandboxGateway:
                  "currency": currency, "capture": capture, "brand": brand, "last4": last4,
                  "gateway_token": gateway_token if approved else None,
                  "gateway_customer": gateway_customer if approved else None, "capture_before": capture_before,
-                 "request_id": self._request_id(key), "description": description, "metadata": dict(metadata)}
+                 "request_id": self._request_id(key), "description": description, "metadata": dict(metadata),
+                 "moto": bool(moto)}  # a card keyed by phone (mail/telephone order), as Stripe's moto option
         stored = self.ledger.record(key, entry)
         if stored is entry or stored.get("request_id") == entry["request_id"]:  # we recorded it: create the objects
             if approved:
@@ -489,7 +529,8 @@ class SandboxGateway:
                     "behaviour": behaviour, "charge": f"ch_sbx_{digest}", "payment_method": gateway_token,
                     "status": "succeeded" if capture else "requires_capture",
                     "amount_capturable": 0 if capture else amount, "amount_received": amount if capture else 0,
-                    "amount_refunded": 0, "capture_before": capture_before, "created": _unix(now)})
+                    "amount_refunded": 0, "capture_before": capture_before, "created": _unix(now),
+                    "moto": bool(moto)})
                 if capture and behaviour == "dispute":
                     self._schedule_dispute(reference)
         return stored

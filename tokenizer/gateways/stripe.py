@@ -18,7 +18,10 @@ https://docs.stripe.com/api/idempotent_requests):
      card to the customer for later merchant-initiated charges
      (https://docs.stripe.com/payments/save-during-payment). ``metadata.paygate_idempotency_key`` lets
      :meth:`StripeGateway.lookup` find the intent again; ``expand=["latest_charge"]`` brings Radar's
-     ``outcome.risk_level`` and the hold's ``payment_method_details.card.capture_before``.
+     ``outcome.risk_level`` and the hold's ``payment_method_details.card.capture_before``. With
+     ``request.moto`` (a card keyed by phone) also ``payment_method_options[card][moto]=true``: a
+     mail-order/telephone-order payment, exempt from strong customer authentication
+     (https://docs.stripe.com/payments/payment-intents/moto; Stripe enables it per account).
 
 * :meth:`StripeGateway.charge_saved_card` — ``POST /v1/payment_intents`` with ``customer``,
   ``payment_method``, ``off_session=true``, ``confirm=true`` (merchant-initiated,
@@ -287,6 +290,7 @@ class StripeGateway:
             pi_params["setup_future_usage"] = "off_session"
         if request.description:
             pi_params["description"] = request.description
+        pi_params.update(tx.moto_params(request.moto))
         return self._create_intent(pi_params, key, payment_method.id, customer_id)
 
     def lookup(self, idempotency_key: str) -> GatewayResult | None:

@@ -50,7 +50,7 @@ from tokenizer.gateways.base import (
 __all__ = [
     "BLOCK_DECLINE_CODES", "METADATA_KEY", "RAW_CARD_REFUSED", "RISK_LEVELS", "capture_before_of",
     "capture_result", "customer_id_of", "declined_result", "dispute_info", "newest_payment_intent",
-    "raw_card_refused_result", "refund_result", "released_amount_of", "result_from_card_error",
+    "moto_params", "raw_card_refused_result", "refund_result", "released_amount_of", "result_from_card_error",
     "result_from_payment_intent", "risk_level_of", "search_query_for_key", "timestamp_to_datetime",
     "void_result",
 ]
@@ -63,6 +63,14 @@ RISK_LEVELS = frozenset({"normal", "elevated", "highest"})
 
 BLOCK_DECLINE_CODES = frozenset({"fraudulent", "merchant_blacklist"})
 """Decline codes that mean fraud screening (Radar or a block list) refused the card: BLOCKED, not DECLINED."""
+
+def moto_params(moto: bool) -> dict[str, Any]:
+    """The PaymentIntent parameters that mark a card keyed by phone as a mail-order/telephone-order payment:
+    ``{"payment_method_options": {"card": {"moto": True}}}`` when ``moto``, else ``{}`` (nothing is sent, so an
+    account without MOTO access is never refused for it). MOTO payments are exempt from strong customer
+    authentication; Stripe enables the option per account (https://docs.stripe.com/payments/payment-intents/moto)."""
+    return {"payment_method_options": {"card": {"moto": True}}} if moto else {}
+
 
 RAW_CARD_REFUSED = "raw_card_data_not_enabled"
 """decline_code of the FAILED result for Stripe's refusal of raw card numbers

@@ -281,6 +281,9 @@ def _play(rnd: _Round, credentials: Mapping[str, str], keyed: Keyed, transport) 
                                          "expMonthError", "expYearError", "cvcError")})
     rnd.variables.update({k: out[k] for k in ("outcome", "status", "terminal", "message", "token", "cardBrand",
                                               "cardLast4")})
+    if out.get("busy") or out.get("amountError"):  # the recipe's "Busy or no amount?": nothing charged, say why
+        rnd.step("prompt", "Busy or no amount", text=out["message"])
+        return "COMPLETED"
     if out["outcome"] == "approved":
         rnd.step("prompt", "Approved", text=f"Thank you. The payment on your card ending {out['cardLast4']} "
                                             "is approved.")
