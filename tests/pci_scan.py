@@ -26,6 +26,9 @@ TEST_PANS = [
     "4000000000009904", "4111111111111111", "4000002500003155", "4000002760003184", "4000000000000259",
     "4000000000005126", "4000000000007726", "4000003800000446", "4000000000000341",
 ]
+GENERATED_PAN_RE = re.compile(rb"(?<!\d)401288\d{10}(?!\d)")
+"""The family of distinct Visa numbers tests generate by the dozen (tests/functional/test_voice_signals.py,
+``card()``: ``401288`` + a 9-digit counter + the Luhn digit); a Luhn-valid match is a finding."""
 TEST_CVCS = ["7294"]
 """CVCs distinctive enough to be looked for by value, whatever the field around them is called: the
 amex CVC keyed into the Genesys emulator's secure flow (e2e/test_genesys.py, the emulator's secure flow
@@ -65,11 +68,23 @@ def scan_bytes(where: str, data: bytes) -> list[Finding]:
     for m in _PAN_BYTES.finditer(data):
         digits = re.sub(rb"\D", b"", m.group(0)).decode()
         found.append(Finding(where, f"PAN ending {digits[-4:]} at byte {m.start()}"))
+    for m in GENERATED_PAN_RE.finditer(data):
+        if luhn_valid(m.group(0).decode()):
+            found.append(Finding(where, f"generated PAN ending {m.group(0)[-4:].decode()} at byte {m.start()}"))
     for m in _CVC_RE.finditer(data):
         found.append(Finding(where, f"CVC field {m.group(1).decode()!r} at byte {m.start()}"))
     for m in _CVC_VALUE_RE.finditer(data):
         found.append(Finding(where, f"test CVC value at byte {m.start()}"))
     return found
+
+
+def luhn_valid(digits: str) -> bool:
+    """The Luhn check (ISO/IEC 7812-1) of a digit string."""
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = int(char) * (2 if position % 2 else 1)
+        total += value - 9 if value > 9 else value
+    return total % 10 == 0
 
 
 def scan_files(root: Path, *, skip_dirs=()) -> tuple[list[Finding], int]:

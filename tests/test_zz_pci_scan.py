@@ -20,6 +20,17 @@ def test_scanner_finds_planted_card_data(tmp_path):
     assert pci_scan.scan_bytes("x", b"tok_abc last4=4242 fp_xyz amount=2500") == []
 
 
+def test_scanner_finds_the_generated_cards_of_the_fraud_tests():
+    from tests.functional.test_voice_signals import card
+
+    number = card(123456)
+    assert [f.what.split(" at")[0] for f in pci_scan.scan_bytes("x", f'{{"number": "{number}"}}'.encode())] == [
+        f"generated PAN ending {number[-4:]}"]
+    wrong_check_digit = number[:-1] + str((int(number[-1]) + 1) % 10)
+    assert pci_scan.scan_bytes("x", wrong_check_digit.encode()) == []
+    assert pci_scan.scan_bytes("x", b"17640128800012345678") == []  # inside a longer number: not a card
+
+
 def test_scanner_finds_the_secure_flow_amex_and_its_cvc(tmp_path):
     (tmp_path / "genesys-state.json").write_text('{"steps": [{"kind": "collect_input", "value": "7294"}]}')
     (tmp_path / "agent.html").write_text("<dd>3782 822463 10005</dd>")
