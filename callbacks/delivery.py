@@ -149,7 +149,10 @@ class Deliverer:
 
     - ``sessionmaker``: SQLAlchemy sessionmaker on the paygate database.
     - ``http``: the ``httpx.Client`` the webhook sender uses (shared, thread-safe).
-    - ``clock``: aware-UTC clock (lease times, attempt times, signature ``t``); ``rng``: jitter source.
+    - ``clock``: aware-UTC clock of the outbox (due times, leases, attempt times, the retry window): the
+      deployment's business time, the time events are recorded in; ``rng``: jitter source.
+    - ``real_clock``: the clock of the webhook signature's ``t`` (default ``clock``). Receivers compare ``t``
+      with their own clock, so it stays real time even when business time was moved (the sandbox clock).
     - ``backoff_base``/``backoff_cap`` (s), ``max_age_seconds``: see :mod:`callbacks.retry`.
     - ``lease_seconds``: how long a claim blocks other workers; should exceed ``timeout_seconds``.
     - ``signing_secrets``: a :data:`SecretsResolver` for the clients whose events are claimed.
@@ -160,7 +163,7 @@ class Deliverer:
     def __init__(self, sessionmaker: sessionmaker, http: httpx.Client, *, clock: Clock, rng: random.Random,
                  backoff_base: float, backoff_cap: float, max_age_seconds: float, lease_seconds: float,
                  timeout_seconds: float, signing_secrets: SecretsResolver, concurrency: int = 8,
-                 senders: Mapping[str, Sender] | None = None,
+                 senders: Mapping[str, Sender] | None = None, real_clock: Clock | None = None,
                  new_token: Callable[[], str] = lambda: secrets.token_hex(16)):
         self.Session = sessionmaker
         self.clock = clock
@@ -170,7 +173,8 @@ class Deliverer:
         self.concurrency = max(1, concurrency)
         self.new_token = new_token
         self.signing_secrets = signing_secrets
-        self.senders: dict[str, Sender] = {KIND_WEBHOOK: WebhookSender(http, clock=clock, timeout=timeout_seconds)}
+        self.senders: dict[str, Sender] = {KIND_WEBHOOK: WebhookSender(http, clock=real_clock or clock,
+                                                                       timeout=timeout_seconds)}
         if senders:
             self.senders.update(senders)
 

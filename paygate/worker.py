@@ -40,17 +40,23 @@ _ERROR_PAUSE_MAX = 10.0
 
 
 def build_deliverer(settings: Settings, Session, http: httpx.Client, **overrides) -> Deliverer:
-    """A :class:`Deliverer` configured from the settings' ``delivery_*`` fields (system clock, fresh RNG),
-    sending webhooks and the Genesys write-backs of docs/api.md, "Genesys write-back" (:func:`integrations.genesys.writeback.build_senders`,
-    secrets opened with a :class:`~integrations.genesys.settings.SecretBox` of ``PAYGATE_SECRET_KEY``)."""
-    kwargs = dict(clock=system_clock, rng=random.Random(), backoff_base=settings.delivery_backoff_base,
+    """A :class:`Deliverer` configured from the settings' ``delivery_*`` fields (fresh RNG), sending webhooks and
+    the Genesys write-backs of docs/api.md, "Genesys write-back" (:func:`integrations.genesys.writeback.build_senders`,
+    secrets opened with a :class:`~integrations.genesys.settings.SecretBox` of ``PAYGATE_SECRET_KEY``).
+
+    ``clock`` (default the system clock) must be the deployment's business time — the services' clock, which the
+    sandbox clock moves — because events and their deliveries are recorded in it: on another clock, deliveries
+    recorded after a move would wait for real time to catch up. Signatures and Genesys OAuth tokens keep real
+    time (``real_clock``, default the system clock)."""
+    kwargs = dict(clock=system_clock, real_clock=system_clock, rng=random.Random(),
+                  backoff_base=settings.delivery_backoff_base,
                   backoff_cap=settings.delivery_backoff_cap, max_age_seconds=settings.delivery_max_age_seconds,
                   lease_seconds=settings.delivery_lease_seconds,
                   timeout_seconds=settings.delivery_timeout_seconds,
                   signing_secrets=signing_secrets_resolver(Session))
     kwargs.update(overrides)
     if "senders" not in overrides:
-        kwargs["senders"] = build_senders(Session, http, clock=kwargs["clock"], box=SecretBox(settings.secret_key),
+        kwargs["senders"] = build_senders(Session, http, clock=kwargs["real_clock"], box=SecretBox(settings.secret_key),
                                           load_settings=genesys_settings_loader(Session),
                                           timeout=settings.delivery_timeout_seconds)
     return Deliverer(Session, http, **kwargs)
@@ -128,7 +134,7 @@ def run_worker(settings: Settings, *, services: Services | None = None, stop: th
     Session, redis = services.Session, services.redis
     http = httpx.Client(headers={"User-Agent": USER_AGENT}, follow_redirects=False,
                         timeout=settings.delivery_timeout_seconds)
-    deliverer = build_deliverer(settings, Session, http)
+    deliverer = build_deliverer(settings, Session, http, clock=services.clock)
 
     previous = {}
     if threading.current_thread() is threading.main_thread():

@@ -530,3 +530,34 @@ def test_worker_delivers_promptly_after_wake_and_survives_failing_periodic_tasks
         stop.set()
         worker.join(10)
     assert not worker.is_alive()
+
+
+def test_the_worker_delivers_events_recorded_after_the_sandbox_clock_moved(
+        db_url, Session, redis_url, redis_client, receiver, state_dir):
+    """Events are recorded in business time; after ``POST /v1/sandbox/clock`` moved it a month ahead, the worker
+    still delivers them at once (its outbox runs on the same clock), and the signature's ``t`` is real time, so
+    a receiver checking it against its own clock accepts it."""
+    from paygate.services import build_services
+
+    settings = Settings.from_env({"PAYGATE_ENV": "test", "PAYGATE_DATABASE_URL": db_url,
+                                  "PAYGATE_REDIS_URL": redis_url, "PAYGATE_INSTANCE_PATH": str(state_dir / "instance")})
+    svc = build_services(settings)
+    assert svc.sandbox_clock is not None
+    svc.sandbox_clock.advance(31 * 86400)
+    business_now = svc.clock()
+    assert business_now - datetime.now(timezone.utc) > timedelta(days=30)
+    _, _, (event_id,) = emit(Session, url=receiver.url, now=business_now)
+    stop = threading.Event()
+    worker = threading.Thread(target=run_worker, args=(settings,), kwargs={"services": svc, "stop": stop})
+    worker.start()
+    try:
+        outbox.wake(redis_client)
+        wait_until(lambda: delivery_of(Session, event_id).status == "delivered", timeout=10)
+    finally:
+        stop.set()
+        worker.join(10)
+        svc.close()
+    assert not worker.is_alive()
+    (req,) = receiver.requests
+    real_now = int(time.time())
+    assert abs(verify(req.body, req.headers["paygate-signature"], [NEW_SECRET], now=real_now) - real_now) < 60
