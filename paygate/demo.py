@@ -13,7 +13,11 @@ callback URL is the emulator and whose Genesys settings (docs/api.md, "Genesys w
 attributes and a workflow start per event, SMS from a demo number. Once everything answers it does what
 a Genesys flow does: creates a messaging conversation in the emulator, gets a client-credentials token,
 ``POST /v1/payment-sessions`` for that conversation, texts the link with ``send-link``, and prints the
-checkout link, the agent view, the emulator pages and the test cards. Ctrl-C (SIGINT) or SIGTERM stops every child and removes the temporary files;
+checkout link, the agent view, the emulator pages and the test cards. Before printing them it also starts the
+money after the authorization (a hold, a chargeback, a failing refund) and the contact-center features (a top-up
+whose amount the customer chooses, a monthly subscription keyed by DTMF with the caller's number, a customer whose
+second link answers busy, a conversation closed with its link pending, the report commands); each of these is
+reported and none is fatal. Ctrl-C (SIGINT) or SIGTERM stops every child and removes the temporary files;
 if any child dies, everything is stopped and the exit status is 1.
 """
 
@@ -28,6 +32,7 @@ import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, TextIO
 from urllib.parse import quote
@@ -36,6 +41,7 @@ import httpx
 
 from kernel.errors import ConfigError
 from kernel.settings import Settings
+from payments.subscriptions import period_bounds
 
 from .processes import free_port, port_free, stop_processes, wait_until
 
@@ -49,6 +55,15 @@ DEMO_WORKTYPE_ID = "5d1e6a0c-7b2f-4c3d-8e9a-0f1b2c3d4e5f"
 """The Task Management worktype failed refunds become workitems of (registered at the emulator)."""
 DEMO_SMS_FROM = "+15550100100"
 DEMO_CUSTOMER_PHONE = "+15550100199"
+DEMO_CALLER_ANI = "tel:+15550100199"
+"""``Call.Ani`` of the demo's voice payments, the way Genesys gives it (docs/api.md, "Voice signals and MOTO")."""
+DEMO_ACCOUNT = "ACME-1001"
+BUSY_ACCOUNT = "ACME-2002"
+"""The customer whose payment the demo leaves processing, so another link of theirs answers busy."""
+BUSY_CALLER_ANI = "tel:+15550100288"
+DEMO_RECONCILE_AFTER_SECONDS = "900"
+"""The demo's default ``PAYGATE_RECONCILE_AFTER_SECONDS``: the payment left processing (and so the busy answer)
+lasts as long as the busy link (15 minutes), unless the environment sets it or the sandbox clock moves."""
 
 TEST_CARDS = (
     ("4242 4242 4242 4242", "approves"),
@@ -59,6 +74,10 @@ TEST_CARDS = (
 )
 DISPUTE_CARD = "4000000000000259"
 REFUND_FAIL_CARD = "4000000000005126"
+APPROVE_CARD = "4242424242424242"
+TIMEOUT_CARD = "4000000000009904"
+"""Sandbox only: the gateway never answers, the session stays processing until the reconciler looks."""
+MONTH_AND_A_DAY = 31 * 86400
 
 
 class DemoError(Exception):
@@ -83,7 +102,16 @@ class DemoInfo:
     """What the demo prints once it is ready (``client_secret`` is shown once, like ``clients create``).
     ``hold_checkout_url``: a hold to pay and then capture or release; ``disputed_payment_id``: a payment the
     sandbox disputes a few seconds after the start; ``failing_refund_id``: a refund that fails into the review
-    queue; ``access_token``: a bearer token for the printed commands (valid an hour)."""
+    queue; ``access_token``: a bearer token for the printed commands (valid an hour).
+
+    Contact-center features (each None when its step failed): ``topup_checkout_url``: a top-up link where the
+    customer types the amount ($10.00 to $200.00); ``subscription_id`` / ``subscription_token``: a monthly
+    subscription paid by DTMF, with ``renewal_advance_seconds`` (the sandbox clock move that reaches its first
+    renewal) and ``next_renewal_advance_seconds`` (from there to the second); ``voice_payment_id``: its first
+    payment (``entry_mode: dtmf``, ``moto: true``); ``busy_checkout_url``: a link of customer ACME-2002 that
+    answers busy while ``busy_processing_session_id`` is processing; ``closed_conversation_id`` /
+    ``closed_session_id``: a conversation closed with its pending link, canceled ``conversation_ended``;
+    ``report_day``: the day (UTC) the printed report commands cover."""
 
     checkout_url: str
     agent_url: str | None
@@ -97,6 +125,19 @@ class DemoInfo:
     disputed_payment_id: str | None = None
     failing_refund_id: str | None = None
     access_token: str | None = field(default=None, repr=False)
+    topup_checkout_url: str | None = None
+    topup_session_id: str | None = None
+    subscription_id: str | None = None
+    subscription_token: str | None = None
+    renewal_advance_seconds: int | None = None
+    next_renewal_advance_seconds: int | None = None
+    voice_payment_id: str | None = None
+    busy_checkout_url: str | None = None
+    busy_session_id: str | None = None
+    busy_processing_session_id: str | None = None
+    closed_conversation_id: str | None = None
+    closed_session_id: str | None = None
+    report_day: date | None = None
 
 
 class _Output:
@@ -295,10 +336,11 @@ class Demo:
         return conversation, next(p for p in conversation["participants"] if p["purpose"] == "customer")
 
     def _session(self, http: httpx.Client, auth: dict, conversation_id: str, participant_id: str, intent: str,
-                 reference: str, channel: str = "messaging") -> dict:
+                 reference: str, channel: str = "messaging", **fields) -> dict:
+        """``POST /v1/payment-sessions`` ($25.00 for ACME-1001 unless ``fields`` say otherwise)."""
         body = {"conversation_id": conversation_id, "participant_id": participant_id,
-                "customer_account_id": "ACME-1001", "intent": intent, "amount": 2500, "currency": "USD",
-                "channel": channel, "reference": reference}
+                "customer_account_id": DEMO_ACCOUNT, "intent": intent, "amount": 2500, "currency": "USD",
+                "channel": channel, "reference": reference, **fields}
         r = http.post(f"{self.base_url}/v1/payment-sessions", json=body, headers=auth)
         if r.status_code != 201:
             raise DemoError("session_failed", f"POST /v1/payment-sessions answered {r.status_code}: {r.text[:200]}")
@@ -320,8 +362,7 @@ class Demo:
                 conversation, customer = self._conversation(http, "call")
                 s = self._session(http, auth, conversation["id"], customer["id"], "payment", f"VOICE-{number[-4:]}",
                                   channel="voice")
-                r = http.post(f"{self.base_url}/v1/payment-sessions/{s['session_id']}/card", headers=auth,
-                              json={"number": number, "exp_month": "12", "exp_year": "30", "cvc": "123"})
+                r = self._key_card(http, auth, s["session_id"], number, conversation["id"])
                 if r.status_code != 200 or r.json().get("outcome") != "approved":
                     self.out.line("demo", f"voice payment with …{number[-4:]} answered {r.status_code}")
                     continue
@@ -336,6 +377,89 @@ class Demo:
                     self.out.line("demo", f"refund {out['failing_refund_id']} by wrap-up code REFUND_FULL created; "
                                           "the card's bank will refuse it in a moment (review queue)")
         return out
+
+    def _key_card(self, http: httpx.Client, auth: dict, session_id: str, number: str, call_id: str,
+                  ani: str = DEMO_CALLER_ANI) -> httpx.Response:
+        """What a Genesys secure flow's data action sends after the caller keyed the card by DTMF, with the
+        flow's ``Call.Ani`` and conversation id as voice signals."""
+        return http.post(f"{self.base_url}/v1/payment-sessions/{session_id}/card", headers=auth, timeout=60,
+                         json={"number": number, "exp_month": "12", "exp_year": "30", "cvc": "123", "ani": ani,
+                               "call_id": call_id})
+
+    def contact_center(self, token: str) -> dict:
+        """The contact-center features, each step reported and none fatal (docs/api.md, "Contact-center rules",
+        "Subscriptions", "Voice signals and MOTO"): a top-up link where the customer chooses the amount; a
+        monthly subscription keyed by DTMF with the caller's number (its first payment is ``entry_mode: dtmf``,
+        ``moto: true``); a payment of ACME-2002 left processing with the sandbox timeout card and a second link
+        of that customer that answers busy; a conversation closed with its link still pending. Returns the
+        ids and links for the banner."""
+        auth = {"Authorization": f"Bearer {token}"}
+        out: dict = {}
+        steps = (("the top-up link", self._topup), ("the subscription", self._subscription),
+                 ("the busy customer", self._busy), ("the conversation close", self._close))
+        with httpx.Client(timeout=15) as http:
+            for what, step in steps:
+                try:
+                    out.update(step(http, auth))
+                except (httpx.HTTPError, DemoError, KeyError, ValueError) as err:
+                    self.out.line("demo", f"{what} did not start: {err}")
+        return out
+
+    def _topup(self, http: httpx.Client, auth: dict) -> dict:
+        conversation, customer = self._conversation(http)
+        s = self._session(http, auth, conversation["id"], customer["id"], "topup", "TOPUP-1",
+                          amount_range={"min": 1000, "max": 20000})
+        self.out.line("demo", f"top-up session {s['session_id']}: the customer chooses $10.00 to $200.00 "
+                              "(suggested $25.00)")
+        return {"topup_checkout_url": s["checkout_url"], "topup_session_id": s["session_id"]}
+
+    def _subscription(self, http: httpx.Client, auth: dict) -> dict:
+        conversation, customer = self._conversation(http, "call")
+        s = self._session(http, auth, conversation["id"], customer["id"], "subscription", "PLAN-MONTHLY",
+                          channel="voice", subscription={"interval": "month", "interval_count": 1})
+        r = self._key_card(http, auth, s["session_id"], APPROVE_CARD, conversation["id"])
+        if r.status_code != 200 or r.json().get("outcome") != "approved":
+            raise DemoError("subscription_failed", f"the subscription's card answered {r.status_code}: "
+                                                   f"{r.text[:200]}")
+        view = http.get(f"{self.base_url}/v1/payment-sessions/{s['session_id']}", headers=auth).json()
+        sub = http.get(f"{self.base_url}/v1/subscriptions/{view['subscription_id']}", headers=auth).json()
+        payment = http.get(f"{self.base_url}/v1/payments/{view['payment_id']}", headers=auth).json()
+        self.out.line("demo", f"subscription {sub['subscription_id']} {sub['status']} (monthly $25.00, keyed by "
+                              f"DTMF); its first payment {payment['payment_id']}: entry_mode {payment['entry_mode']}, "
+                              f"moto {str(payment['moto']).lower()}")
+        # business time now is the first period's start: the clock moves that reach the next two renewals
+        start = datetime.fromisoformat(sub["current_period_start"].replace("Z", "+00:00"))
+        _, end1 = period_bounds(start, sub["interval"], sub["interval_count"], 1)
+        _, end2 = period_bounds(start, sub["interval"], sub["interval_count"], 2)
+        return {"subscription_id": sub["subscription_id"], "subscription_token": sub["token"],
+                "voice_payment_id": payment["payment_id"],
+                "renewal_advance_seconds": int((end1 - start).total_seconds()) + 60,
+                "next_renewal_advance_seconds": int((end2 - end1).total_seconds())}
+
+    def _busy(self, http: httpx.Client, auth: dict) -> dict:
+        conversation, customer = self._conversation(http, "call")
+        first = self._session(http, auth, conversation["id"], customer["id"], "payment", "BUSY-1", channel="voice",
+                              customer_account_id=BUSY_ACCOUNT)
+        r = self._key_card(http, auth, first["session_id"], TIMEOUT_CARD, conversation["id"], ani=BUSY_CALLER_ANI)
+        if r.status_code != 200 or r.json().get("outcome") != "processing":
+            raise DemoError("busy_failed", f"the timeout card answered {r.status_code}: {r.text[:200]}")
+        conversation, customer = self._conversation(http)
+        second = self._session(http, auth, conversation["id"], customer["id"], "payment", "BUSY-2",
+                               customer_account_id=BUSY_ACCOUNT)
+        self.out.line("demo", f"{BUSY_ACCOUNT}'s payment {first['session_id']} is processing (the gateway timed out); "
+                              f"their other link {second['session_id']} answers busy until it is settled")
+        return {"busy_processing_session_id": first["session_id"], "busy_checkout_url": second["checkout_url"],
+                "busy_session_id": second["session_id"]}
+
+    def _close(self, http: httpx.Client, auth: dict) -> dict:
+        conversation, customer = self._conversation(http)
+        s = self._session(http, auth, conversation["id"], customer["id"], "payment", "INV-CLOSED")
+        r = http.post(f"{self.base_url}/v1/conversations/{conversation['id']}/close", headers=auth)
+        if r.status_code != 200 or s["session_id"] not in r.json().get("canceled", []):
+            raise DemoError("close_failed", f"closing the conversation answered {r.status_code}: {r.text[:200]}")
+        self.out.line("demo", f"conversation {conversation['id']} ended: its pending link {s['session_id']} canceled "
+                              "(payment_session.canceled, conversation_ended)")
+        return {"closed_conversation_id": conversation["id"], "closed_session_id": s["session_id"]}
 
     def _command_lines(self, info: DemoInfo) -> str:
         if not info.access_token:
@@ -360,7 +484,55 @@ class Demo:
                       f"-H 'Content-Type: application/json' -d '{{\"status\": \"won\"}}'"]
         lines += ["      # refunds that failed and wait for a person (also: paygate refunds review)",
                   f"      curl -s \"{b}/v1/refunds?manual_review=required\" -H \"Authorization: Bearer $TOKEN\""]
-        return "\n".join(lines) + "\n\n"
+        return "\n".join(lines + self._contact_center_commands(info)) + "\n\n"
+
+    def _contact_center_commands(self, info: DemoInfo) -> list[str]:
+        b = self.base_url
+        auth = '-H "Authorization: Bearer $TOKEN"'
+        json = "-H 'Content-Type: application/json'"
+
+        def clock(seconds: int, why: str) -> str:
+            return (f"      curl -s -X POST {b}/v1/sandbox/clock {auth} {json} "
+                    f"-d '{{\"advance_seconds\": {seconds}}}'   # {why}")
+
+        lines = []
+        if info.subscription_id and info.renewal_advance_seconds and info.next_renewal_advance_seconds:
+            sub = info.subscription_id
+            lines += [f"      # subscription {sub}, in order: to its first renewal (payment.approved, then",
+                      "      # subscription.renewed on the emulator; this also settles ACME-2002's payment and",
+                      "      # ends the busy answer), then the next renewal declines: past_due, a failed retry,",
+                      "      # then a retry that pays",
+                      clock(info.renewal_advance_seconds, "a month: renewed"),
+                      f"      curl -s {b}/v1/subscriptions/{sub} {auth} | jq '{{status, period, next_charge_at}}'",
+                      f"      curl -s -X POST {b}/v1/sandbox/tokens/{info.subscription_token}/decline_next {auth} "
+                      f"{json} -d '{{\"count\": 2}}'",
+                      clock(info.next_renewal_advance_seconds, "the next month: payment_failed, past_due"),
+                      clock(86400, "a day later: the first retry declines too"),
+                      clock(2 * 86400, "two days later: the second retry pays, active"),
+                      f"      curl -s {b}/v1/subscriptions/{sub} {auth} | jq '{{status, failed_attempts, period}}'"]
+        if info.voice_payment_id:
+            lines += ["      # a payment keyed by DTMF: entry_mode dtmf, moto true",
+                      f"      curl -s {b}/v1/payments/{info.voice_payment_id} {auth} | jq '{{entry_mode, moto}}'"]
+        if info.report_day:
+            since, until = info.report_day.isoformat(), (info.report_day + timedelta(days=1)).isoformat()
+            lines += ["      # today's payments as CSV, from the API or from the command line",
+                      f"      curl -s \"{b}/v1/reports/payments.csv?created_after={since}&created_before={until}\" "
+                      f"{auth}",
+                      f"      {self._paygate_command()} report payments --since {since} --until {until} "
+                      f"--client {info.client_id}"]
+        return lines
+
+    def _paygate_command(self) -> str:
+        """How to run ``paygate`` from another shell against the demo's database and Redis."""
+        exe = Path(sys.executable).parent / "paygate"
+        env = [f"PAYGATE_INSTANCE_PATH={self.env['PAYGATE_INSTANCE_PATH']}"]
+        if self.env.get("PAYGATE_REDIS_URL"):
+            env.append(f"PAYGATE_REDIS_URL={self.env['PAYGATE_REDIS_URL']}")
+        db_url = self.env.get("PAYGATE_DATABASE_URL", "")
+        default_url = f"sqlite:///{Path(self.env['PAYGATE_INSTANCE_PATH']) / 'paygate.sqlite3'}"
+        if db_url != default_url and _redact(db_url) == db_url:  # a password stays in the reader's environment
+            env.append(f"PAYGATE_DATABASE_URL='{db_url}'")
+        return " ".join(env + [str(exe)])
 
     def banner(self, info: DemoInfo) -> str:
         cards = "\n".join(f"      {number}   {what}" for number, what in TEST_CARDS)
@@ -385,6 +557,7 @@ class Demo:
             f"  Checkout in an agent desktop iframe:\n"
             f"      {info.embed_url}\n"
             f"{hold}{money}\n"
+            f"{self._contact_center_banner(info)}"
             "  Test cards (any future expiry such as 12/30, any CVC such as 123):\n"
             f"{cards}\n\n"
             f"  API client {info.client_id}  secret {info.client_secret}\n"
@@ -394,6 +567,34 @@ class Demo:
             "==================================================================================\n\n"
         )
 
+    def _contact_center_banner(self, info: DemoInfo) -> str:
+        items = []
+        if info.topup_checkout_url:
+            items.append("  A top-up where the customer chooses the amount ($10.00 to $200.00, suggested $25.00):\n"
+                         f"      {info.topup_checkout_url}")
+        if info.subscription_id:
+            items.append(f"  Subscription {info.subscription_id}: monthly $25.00, the card keyed by DTMF on a call "
+                         "(subscription.created\n      on the emulator); the commands below renew it and show a "
+                         "failed renewal and its retries")
+        if info.voice_payment_id:
+            items.append("  Voice signals: the voice payments send the caller's number (ani) and the call id; "
+                         f"payment\n      {info.voice_payment_id} shows entry_mode dtmf and moto true (a "
+                         "telephone order, outside SCA)")
+        if info.busy_checkout_url:
+            items.append(f"  Busy: {BUSY_ACCOUNT}'s voice payment {info.busy_processing_session_id} is left "
+                         "processing (sandbox card\n      4000 0000 0000 9904: the gateway never answers). This "
+                         "other link of theirs answers \"A previous\n      payment on your account is still being "
+                         "processed\" (no attempt used) until the reconciler settles\n      the first one "
+                         f"({self.env.get('PAYGATE_RECONCILE_AFTER_SECONDS')} s, or at once after a clock move):\n"
+                         f"      {info.busy_checkout_url}")
+        if info.closed_session_id:
+            items.append(f"  Conversation close: conversation {info.closed_conversation_id} ended with its link "
+                         f"{info.closed_session_id}\n      still pending: payment_session.canceled, cancel_reason "
+                         "conversation_ended on the emulator")
+        if not items:
+            return ""
+        return "  Contact center:\n" + "\n".join(items) + "\n\n"
+
     def run(self, on_ready: Callable[[DemoInfo], None] | None = None) -> int:
         """Runs until ``stop`` is set (0) or a child dies (1). Startup failures print a reason and give 1."""
         self.env.update({
@@ -401,6 +602,7 @@ class Demo:
             "PAYGATE_FRAME_ANCESTORS": f"'self' {self.emulator_url}",
             "PYTHONUNBUFFERED": "1",
         })
+        self.env.setdefault("PAYGATE_RECONCILE_AFTER_SECONDS", DEMO_RECONCILE_AFTER_SECONDS)
         try:
             self.check_ports()
             self.start_redis()
@@ -420,7 +622,8 @@ class Demo:
                             hold_session_id=money.get("hold_session_id"),
                             disputed_payment_id=money.get("disputed_payment_id"),
                             failing_refund_id=money.get("failing_refund_id"),
-                            access_token=session["access_token"])
+                            access_token=session["access_token"], report_day=datetime.now(timezone.utc).date(),
+                            **self.contact_center(session["access_token"]))
             self.out.block(self.banner(info))
             if on_ready is not None:
                 on_ready(info)
