@@ -21,10 +21,10 @@ metadata (the code is also listed in the document under ``x-error-codes``).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, SkipJsonSchema
 from pydantic_core import PydanticCustomError, core_schema
 from typing_extensions import TypeAliasType
@@ -220,6 +220,22 @@ Metadata = Annotated[dict[Annotated[str, Field(max_length=40)], Annotated[str, F
 CallbackUrl = Annotated[str, Field(max_length=2000, pattern="^https?://[^/?#\\s]+"),
                         ErrorCode(string_pattern_mismatch="invalid_url")]
 """Where an object's events are POSTed: an absolute http(s) URL (https only, or loopback http, in production)."""
+
+def _utc_representable(moment: datetime) -> datetime:
+    """Refuses an aware moment whose UTC value is outside what ``datetime`` holds (``9999-12-31T23:00:00-05:00``,
+    ``0001-01-01T00:00:00+05:00``): stored and compared as naive UTC, it would otherwise overflow into a 500."""
+    if moment.tzinfo is not None:
+        try:
+            moment.astimezone(timezone.utc)
+        except OverflowError:
+            raise ValueError("the moment is out of range in UTC") from None
+    return moment
+
+
+RequestDatetime = Annotated[datetime, Field(strict=False), AfterValidator(_utc_representable),
+                            ErrorCode("invalid_datetime")]
+"""A moment in a request (RFC 3339; a time without offset is UTC): ``invalid_datetime`` when it is not one, or
+when its UTC value is outside years 1 to 9999."""
 
 SESSION_STATUSES = ("pending", "processing", "approved", "declined", "requires_agent", "failed", "expired",
                     "canceled")

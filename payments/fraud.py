@@ -44,14 +44,15 @@ takes the payment), not a refusal.
 
 Storage: Redis sorted sets under ``paygate:fraud:`` whose scores are timestamps from the injected
 clock (sliding windows), pruned on every write and given a TTL so idle keys expire by themselves.
-Keys and members hold only IPs, caller numbers (E.164), API client ids, session ids and card fingerprints
-(``fp_...``), never card data.
+Keys and members hold only IPs, digests of caller numbers (never the number), API client ids, session ids and
+card fingerprints (``fp_...``), never card data.
 :meth:`FraudScreen.screen` is one pipelined round trip; :meth:`FraudScreen.record_decline` is one
 script call.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -162,6 +163,12 @@ class FraudAssessment:
         reasons = tuple(reasons)
         total = min(1.0, max(0.0, sum(r.score for r in reasons)))
         return cls(score=round(total, 6), reasons=reasons, threshold=threshold)
+
+
+def _digest(value: str) -> str:
+    """A caller's number as it appears in key names: the first 128 bits of its SHA-256, so a listing of Redis keys
+    does not show phone numbers (the number itself is personal data, kept on the attempt row only)."""
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()[:32]
 
 
 def _velocity_score(weight: float, count: int, limit: int) -> float:
@@ -359,11 +366,11 @@ class FraudScreen:
 
     @staticmethod
     def ani_attempts_key(ani: str) -> str:
-        return f"{KEY_PREFIX}ani:{ani}:attempts"
+        return f"{KEY_PREFIX}ani:{_digest(ani)}:attempts"
 
     @staticmethod
     def ani_cards_key(ani: str) -> str:
-        return f"{KEY_PREFIX}ani:{ani}:cards"
+        return f"{KEY_PREFIX}ani:{_digest(ani)}:cards"
 
     @staticmethod
     def client_declines_key(client_id: str) -> str:

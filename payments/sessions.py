@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -43,6 +44,8 @@ from . import events
 from .amount_rules import AmountRules
 from .events import callback_url_allowed
 from .models import ApiClient, PaymentSession
+
+log = logging.getLogger("paygate.payments")
 
 AGENT_VIEW_GRACE_SECONDS = 86400
 _STATUS_MESSAGES = {
@@ -417,6 +420,8 @@ class SessionService:
                         break
                 else:
                     break
+        log.info("conversation closed", extra={"conversation_id": conversation_id[:200], "canceled": canceled,
+                                               "processing": processing})
         return {"canceled": canceled, "processing": processing}
 
     # -- expiry -------------------------------------------------------------------------------

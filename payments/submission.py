@@ -19,6 +19,7 @@ asks the gateway what happened.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -43,6 +44,8 @@ from .models import TERMINAL_STATUSES, ApiClient, Payment, PaymentAttempt, Payme
 from .sessions import SessionService, emit
 from .subscriptions import create_for_session
 from .views import payment_view
+
+log = logging.getLogger("paygate.payments")
 
 DUPLICATE_WAIT_SECONDS = 25.0
 
@@ -183,6 +186,8 @@ class PaymentProcessor:
             return self._report(self._wait_settled(session_id), duplicate=True)
         try:
             if self._customer_busy(s, lock_token):  # one payment in flight per customer: no attempt is used
+                log.info("card not processed: another payment of the customer is processing (busy)",
+                         extra={"session_id": s.id, "source": source})
                 return SubmitResult("busy", s, message=BUSY_MESSAGE)
             started = self._start_attempt(s, card, source=source, client_ip=client_ip,
                                           submission_id=submission_id, fingerprint=fingerprint,

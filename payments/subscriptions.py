@@ -392,12 +392,14 @@ class SubscriptionService:
             sub.current_period_start, sub.current_period_end = period_bounds(
                 sub.anchor_at, sub.interval, sub.interval_count, number)
             sub.failed_attempts = 0
+            _log_charge("subscription charge approved", sub, p, canceled=was_canceled)
             if was_canceled:  # canceled while this charge was with the gateway: it was paid, nothing follows
                 return
             sub.status, sub.next_charge_at = ACTIVE, sub.current_period_end
             self._event(db, client, sub, ev.SUBSCRIPTION_CREATED if announce else ev.SUBSCRIPTION_RENEWED, now)
             return
         if was_canceled:
+            _log_charge("subscription charge not approved", sub, p, canceled=True)
             return
         sub.failed_attempts += 1
         due, _ = period_bounds(sub.anchor_at, sub.interval, sub.interval_count, number)
@@ -405,10 +407,12 @@ class SubscriptionService:
             self._event(db, client, sub, ev.SUBSCRIPTION_CREATED, now)
         if sub.failed_attempts > len(self.retry_days):
             sub.status, sub.cancel_reason, sub.canceled_at, sub.next_charge_at = CANCELED, "payment_failed", naive, None
+            _log_charge("subscription canceled after its last failed charge", sub, p, level=logging.WARNING)
             self._event(db, client, sub, ev.SUBSCRIPTION_CANCELED, now)
             return
         sub.status = PAST_DUE
         sub.next_charge_at = due + timedelta(days=self.retry_days[sub.failed_attempts - 1])
+        _log_charge("subscription charge not approved; retried on schedule", sub, p)
         self._event(db, client, sub, ev.SUBSCRIPTION_PAYMENT_FAILED, now)
 
     def _event(self, db: DbSession, client: ApiClient, sub: Subscription, event_type: str, now: datetime) -> None:
@@ -484,7 +488,20 @@ class SubscriptionService:
             card = db.get(VaultCard, token)
         if card is None or card.client_id != client_id or not card.gateway_token:
             raise NotFound("No such token for this client.", code="token_not_found")
-        return gateway.decline_next(card.gateway_token, count, decline_code)
+        try:
+            return gateway.decline_next(card.gateway_token, count, decline_code)
+        except ValueError:  # the sandbox no longer knows the saved card (its Redis was emptied)
+            raise NotFound("The sandbox no longer has this token's saved card.", code="token_not_found") from None
+
+
+def _log_charge(message: str, sub: Subscription, p: Payment, *, canceled: bool = False,
+                level: int = logging.INFO) -> None:
+    """The operator's line for a settled subscription charge: ids, period, outcome and what comes next (no card
+    data: the payment's status and decline code only)."""
+    log.log(level, message, extra={
+        "subscription_id": sub.id, "payment_id": p.id, "period": sub.period + (0 if p.status in APPROVED else 1),
+        "payment_status": p.status, "decline_code": p.decline_code, "failed_attempts": sub.failed_attempts,
+        "subscription_status": CANCELED if canceled else sub.status, "next_charge_at": rfc3339(sub.next_charge_at)})
 
 
 def _lock_key(subscription_id: str) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 import redis as redis_lib
@@ -18,6 +20,7 @@ from tests import services
 
 _counter = itertools.count()
 _pg_template_ready = False
+_sqlite_template: Path | None = None
 
 
 def pytest_collection_modifyitems(session, config, items):
@@ -52,6 +55,23 @@ def _new_sqlite_url(state_dir) -> str:
     return f"sqlite:///{path}"
 
 
+def _migrated_sqlite_url(state_dir) -> str:
+    """A fresh SQLite database with every migration applied: a copy of a template migrated once per process
+    (the same file a migration would produce, without running Alembic for every test)."""
+    global _sqlite_template
+    if _sqlite_template is None or not _sqlite_template.exists():
+        template = state_dir / "sqlite" / f"template-{os.getpid()}.sqlite3"
+        template.parent.mkdir(exist_ok=True)
+        migrate(f"sqlite:///{template}")
+        for suffix in ("-wal", "-shm"):
+            if Path(f"{template}{suffix}").exists():
+                raise RuntimeError("the SQLite template must be a single file")
+        _sqlite_template = template
+    url = _new_sqlite_url(state_dir)
+    shutil.copyfile(_sqlite_template, url.removeprefix("sqlite:///"))
+    return url
+
+
 def _new_pg_url() -> str:
     global _pg_template_ready
     base = services.pg_url()
@@ -74,15 +94,11 @@ def _new_pg_url() -> str:
 def db_url(request, state_dir):
     """A fresh migrated database URL, once per engine."""
     if request.param == "sqlite":
-        url = _new_sqlite_url(state_dir)
-        migrate(url)
-        return url
+        return _migrated_sqlite_url(state_dir)
     return _new_pg_url()
 
 
 @pytest.fixture
 def sqlite_url(state_dir):
     """A fresh migrated SQLite database URL (for tests that need only one engine)."""
-    url = _new_sqlite_url(state_dir)
-    migrate(url)
-    return url
+    return _migrated_sqlite_url(state_dir)

@@ -11,6 +11,7 @@ it receives from the API and the CLI in ``reports/``).
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,22 +90,30 @@ def luhn_valid(digits: str) -> bool:
 
 def scan_files(root: Path, *, skip_dirs=()) -> tuple[list[Finding], int]:
     """Scans every regular file below ``root`` (PostgreSQL data directories are checked through SQL
-    instead, see :func:`scan_database`). Returns findings and how many files were read."""
+    instead, see :func:`scan_database`: only their server logs are read, and the walk does not descend into
+    their table files). Returns findings and how many files were read."""
     findings, count = [], 0
-    pg_data = {p.parent for p in root.rglob("PG_VERSION") if p.parent.name not in ("base",)}
-    for path in sorted(root.rglob("*")):
-        if not path.is_file() or any(part in skip_dirs for part in path.parts):
-            continue
-        if any(d in path.parents for d in pg_data) and path.suffix != ".log" and path.name != "server.log":
-            continue  # PostgreSQL's data files: its tables are scanned through SQL
-        if path.suffix in (".sqlite3",) or path.name.endswith((".sqlite3-wal", ".sqlite3-shm")):
-            continue  # databases are scanned column by column (ciphertext aside)
-        try:
-            data = path.read_bytes()
-        except OSError:
-            continue
-        count += 1
-        findings += scan_bytes(str(path), data)
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        dirs[:] = sorted(d for d in dirs if d not in skip_dirs)
+        in_pg_data = "PG_VERSION" in files or any((parent / "PG_VERSION").exists() for parent in here.parents
+                                                   if root in parent.parents or parent == root)
+        if "PG_VERSION" in files:
+            dirs[:] = [d for d in dirs if d in ("log", "pg_log")]  # table files are scanned through SQL
+        for name in sorted(files):
+            path = here / name
+            if in_pg_data and path.suffix != ".log" and name != "server.log":
+                continue  # PostgreSQL's data files: its tables are scanned through SQL
+            if path.suffix in (".sqlite3",) or name.endswith((".sqlite3-wal", ".sqlite3-shm")):
+                continue  # databases are scanned column by column (ciphertext aside)
+            if not path.is_file():
+                continue
+            try:
+                data = path.read_bytes()
+            except OSError:
+                continue
+            count += 1
+            findings += scan_bytes(str(path), data)
     return findings, count
 
 

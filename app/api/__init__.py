@@ -83,6 +83,14 @@ def _authenticate():
         g.client_id = services().tokens.client_id_for(bearer)
 
 
+@bp.before_request
+def _refuse_nul_in_path():
+    """A path parameter holding U+0000 names no object (PostgreSQL text cannot even hold it): 404 ``not_found``
+    on every engine, after authentication, instead of a database error."""
+    if any(isinstance(v, str) and "\x00" in v for v in (request.view_args or {}).values()):
+        raise PaygateError("Not found.", code="not_found", http_status=404)
+
+
 def idempotent(view):
     """``Idempotency-Key`` for a POST view, keys scoped per API client (:mod:`payments.idempotency`).
 
@@ -150,7 +158,7 @@ def _error_statuses(method: str, rule: str, *, validated: bool, has_json: bool, 
     if not public:
         codes[401] = ["invalid_token", "token_expired"]
     if _PATH_PARAMETER.search(rule):
-        codes[404] = []
+        codes[404] = ["not_found"]  # also a path parameter no object can have (U+0000)
     if idempotent_:
         codes[409] = ["idempotency_key_in_use"]
         codes[422] = ["idempotency_key_reused"]

@@ -8,7 +8,6 @@ answers with :func:`list_answer`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated
 
 from flask import g, jsonify
@@ -17,7 +16,7 @@ from pydantic import Field, create_model
 from payments.listing import DEFAULT_LIMIT, FILTERS, MAX_LIMIT, ListQuery, list_objects
 
 from .. import services
-from ..schemas import ErrorCode, Params, View
+from ..schemas import ErrorCode, Params, RequestDatetime, View
 
 _PAGING = {"limit", "starting_after", "created_after", "created_before"}
 
@@ -29,9 +28,9 @@ class ListParams(Params):
         DEFAULT_LIMIT, description=f"1 to {MAX_LIMIT} objects per page.")
     starting_after: Annotated[str, Field(min_length=1, max_length=40)] | None = Field(
         None, description="The id of the last object of the previous page.")
-    created_after: Annotated[datetime, Field(strict=False), ErrorCode("invalid_datetime")] | None = Field(
+    created_after: RequestDatetime | None = Field(
         None, description="Only objects created after this moment (RFC 3339).")
-    created_before: Annotated[datetime, Field(strict=False), ErrorCode("invalid_datetime")] | None = Field(
+    created_before: RequestDatetime | None = Field(
         None, description="Only objects created before this moment (RFC 3339).")
 
 

@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated
-
 from flask import Response, g
 from pydantic import Field
 from spectree import Tag
@@ -13,7 +10,7 @@ from spectree import Tag
 from payments.reports import COLUMNS, PaymentReport
 
 from .. import services
-from ..schemas import ErrorCode, Params
+from ..schemas import Params, RequestDatetime
 from . import get
 
 TAGS = [Tag(name="reports", description="Exports for reconciliation (CSV).")]
@@ -22,10 +19,10 @@ TAGS = [Tag(name="reports", description="Exports for reconciliation (CSV).")]
 class PaymentsReportQuery(Params):
     """The created range of ``GET /v1/reports/payments.csv``: [created_after, created_before)."""
 
-    created_after: Annotated[datetime, Field(strict=False), ErrorCode("invalid_datetime")] | None = Field(
+    created_after: RequestDatetime | None = Field(
         None, description="Only payments created at or after this moment (RFC 3339; a date alone is midnight UTC; "
                           "without an offset, UTC).")
-    created_before: Annotated[datetime, Field(strict=False), ErrorCode("invalid_datetime")] | None = Field(
+    created_before: RequestDatetime | None = Field(
         None, description="Only payments created before this moment (RFC 3339), so consecutive ranges neither "
                           "overlap nor miss a payment.")
 

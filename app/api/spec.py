@@ -74,7 +74,8 @@ ERROR_CODES: dict[str, str] = {
 A field may declare its own code with :class:`app.schemas.ErrorCode` (which raises an error whose type is
 that code). Rules applied first: a missing field, or null where a value is required, is ``required``; an
 undeclared field of a closed body is ``unknown_field``. Another pydantic type not listed here is
-``invalid``; an error type that is not pydantic's (a declared code) is the code itself."""
+``invalid``; an error type that is not pydantic's (a declared code) is the code itself. A query parameter or
+JSON body field holding U+0000 anywhere is ``invalid_characters`` (:func:`_has_nul`)."""
 
 _PYDANTIC_TYPES = frozenset(get_args(ErrorType))
 
@@ -189,6 +190,14 @@ class PaygatePlugin(FlaskPlugin):
                 values[part], errors = validate_model(model, read())
                 for name, code in errors.items():
                     fields.setdefault(name, code)
+        if query is not None:
+            for name, given in request.args.lists():
+                if _has_nul([name, *given]):
+                    fields.setdefault(name, "invalid_characters")
+        if json is not None:
+            for name, given in body.items():
+                if _has_nul([name, given]):
+                    fields.setdefault(name or "body", "invalid_characters")
         if fields:
             raise request_invalid(fields)
         request.context = Context(*(values.get(p) for p in ("query", "json", "form", "headers", "cookies")))
@@ -227,6 +236,18 @@ class PaygatePlugin(FlaskPlugin):
 
 
 _LENGTHS = re.compile(r"\[\^/\]\{(\d+)(,?)(\d*)\}")
+
+
+def _has_nul(value: Any) -> bool:
+    """Whether a string anywhere in ``value`` (JSON: keys too) holds U+0000. No text paygate takes can contain it,
+    and PostgreSQL cannot store it: such a field is ``invalid_characters`` (400) on every engine, never a 500."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _aliases(model: type[BaseModel]) -> list[str]:

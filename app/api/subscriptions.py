@@ -3,7 +3,6 @@ decline (docs/api.md, "Subscriptions")."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from flask import g, jsonify, request
@@ -22,6 +21,7 @@ from ..schemas import (
     ErrorCode,
     Metadata,
     MinorUnits,
+    RequestDatetime,
     Text200,
     Timestamp,
     View,
@@ -102,7 +102,7 @@ class CreateSubscription(Body):
     reference: Annotated[str, Field(max_length=64)] | None = None
     conversation_id: Text200 | None = None
     participant_id: Text200 | None = None
-    start_at: Annotated[datetime, Field(strict=False), ErrorCode("invalid_datetime")] | None = Field(
+    start_at: RequestDatetime | None = Field(
         None, description="The first charge and the anchor of the calendar periods (RFC 3339; a time without "
                           "offset is UTC). Default, or a past moment: now, charged in this request.")
     metadata: Metadata | None = None

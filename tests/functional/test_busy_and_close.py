@@ -124,6 +124,7 @@ def close(stack, conversation_id, token=None):
 def test_closing_a_conversation_cancels_its_pending_links_and_leaves_processing_ones(stack_factory):
     stack = stack_factory(RECONCILE_AFTER_SECONDS=60)
     p1 = stack.create_session(conversation_id="conv-end")
+    stack.clock.advance(1)  # "oldest first": at one frozen instant the order would fall to the random ids
     p2 = stack.create_session(conversation_id="conv-end", amount_range={"min": 100, "max": 900}, amount=None)
     running = held_processing(stack, conversation_id="conv-end")
     approved = stack.create_session(conversation_id="conv-end")["session_id"]

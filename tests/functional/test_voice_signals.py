@@ -119,6 +119,8 @@ def test_sixty_sessions_from_one_caller_with_distinct_cards_are_stopped_at_the_f
     assert {a.ani for sid in sessions for a in attempts_of(stack, sid)} == {CALLER}
     with stack.services.Session() as db:
         assert db.scalar(select(Payment.id).where(Payment.session_id == sessions[4])) is None
+    keys = list(stack.services.redis.scan_iter("paygate:fraud:ani:*"))
+    assert keys and not [k for k in keys if CALLER.encode() in k or CALLER[1:].encode() in k]  # digests only
 
 
 def test_tel_and_sip_forms_of_one_number_are_one_caller(stack):
