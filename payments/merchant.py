@@ -78,6 +78,33 @@ def chargeable_card(Session, client_id: str, token: str) -> VaultCard:
     return card
 
 
+def settle_charge(db, client: ApiClient, p: Payment, result: GatewayResult, now, new_id) -> None:
+    """Moves a ``processing`` merchant-initiated payment (a charge, a hold, or a subscription's renewal) by the
+    gateway's known answer and records its event in ``db`` (the caller commits): approved → ``captured``
+    (``payment.approved``), or ``authorized`` with ``capture_before`` for a hold (``hold.authorized``); declined or
+    blocked → ``declined`` (``payment.declined``); anything else → ``failed`` (``payment.failed``). ``now`` is
+    aware UTC business time."""
+    p.updated_at = now.replace(tzinfo=None)
+    p.gateway_reference = result.reference or p.gateway_reference
+    if result.status is GatewayStatus.APPROVED:
+        held = p.intent == "hold"
+        p.status = PaymentStatus.AUTHORIZED if held else PaymentStatus.CAPTURED
+        p.amount_capturable, p.amount_captured = (p.amount, 0) if held else (0, p.amount)
+        p.decline_code, p.message = None, "Payment approved."
+        if held:
+            before = result.capture_before or (now + authorization_validity(p.card_brand, "merchant"))
+            p.capture_before = naive_utc(before)
+        event_type = ev.HOLD_AUTHORIZED if held else ev.PAYMENT_APPROVED
+    elif result.status in (GatewayStatus.DECLINED, GatewayStatus.BLOCKED):
+        p.status, p.decline_code = PaymentStatus.DECLINED, result.decline_code or "generic_decline"
+        p.message = customer_message(p.decline_code)
+        event_type = ev.PAYMENT_DECLINED
+    else:
+        p.status, p.decline_code, p.message = PaymentStatus.FAILED, result.decline_code, FAILED_MESSAGE
+        event_type = ev.PAYMENT_FAILED
+    payment_event(db, client=client, payment=p, event_type=event_type, data=payment_view(p), now=now, new_id=new_id)
+
+
 class MerchantCharges:
     """Creates merchant-initiated payments and reconciles those left ``processing``."""
 
@@ -148,26 +175,7 @@ class MerchantCharges:
             p = db.get(Payment, payment_id)
             if not changed or result.status is GatewayStatus.UNAVAILABLE:
                 return p  # settled meanwhile, or still unknown: the reconciler asks again
-            client = db.get(ApiClient, p.client_id)
-            p.gateway_reference = result.reference or p.gateway_reference
-            if result.status is GatewayStatus.APPROVED:
-                held = p.intent == "hold"
-                p.status = PaymentStatus.AUTHORIZED if held else PaymentStatus.CAPTURED
-                p.amount_capturable, p.amount_captured = (p.amount, 0) if held else (0, p.amount)
-                p.message = "Payment approved."
-                if held:
-                    before = result.capture_before or (now + authorization_validity(p.card_brand, "merchant"))
-                    p.capture_before = naive_utc(before)
-                event_type = ev.HOLD_AUTHORIZED if held else ev.PAYMENT_APPROVED
-            elif result.status in (GatewayStatus.DECLINED, GatewayStatus.BLOCKED):
-                p.status, p.decline_code = PaymentStatus.DECLINED, result.decline_code or "generic_decline"
-                p.message = customer_message(p.decline_code)
-                event_type = ev.PAYMENT_DECLINED
-            else:
-                p.status, p.decline_code, p.message = PaymentStatus.FAILED, result.decline_code, FAILED_MESSAGE
-                event_type = ev.PAYMENT_FAILED
-            payment_event(db, client=client, payment=p, event_type=event_type, data=payment_view(p), now=now,
-                          new_id=self.ctx.new_id)
+            settle_charge(db, db.get(ApiClient, p.client_id), p, result, now, self.ctx.new_id)
         outbox.wake(self.ctx.redis)
         return p
 

@@ -44,17 +44,16 @@ from callbacks import events as ev
 from callbacks import outbox
 from kernel.clock import IdFactory, naive_utc, rfc3339
 from kernel.errors import NotFound
-from tokenizer.declines import FAILED_MESSAGE, UNAVAILABLE_MESSAGE, customer_message
+from tokenizer.declines import FAILED_MESSAGE, UNAVAILABLE_MESSAGE
 from tokenizer.gateways.base import GatewayResult, GatewayStatus, SavedCardChargeRequest
 from tokenizer.models import VaultCard
 
 from .amount_rules import AmountRules
 from .context import Context
-from .events import check_callback_url, payment_event, record_for
-from .merchant import chargeable_card, request_key
+from .events import check_callback_url, record_for
+from .merchant import chargeable_card, request_key, settle_charge
 from .models import ApiClient, Payment, PaymentSession, Subscription
 from .states import APPROVED, PaymentStatus
-from .views import payment_view
 
 log = logging.getLogger("paygate.payments")
 
@@ -374,7 +373,7 @@ class SubscriptionService:
             client = db.get(ApiClient, sub.client_id)
             announce = sub.event_sequence == 0  # the creating request's first charge: subscription.created
             if p.status == PaymentStatus.PROCESSING:
-                _apply_to_payment(db, client, p, result, now, self.ctx.new_id)
+                settle_charge(db, client, p, result, now, self.ctx.new_id)
             self._apply_to_subscription(db, client, sub, p, now, announce=announce)
         outbox.wake(self.ctx.redis)
         return sub
@@ -506,23 +505,3 @@ def _log_charge(message: str, sub: Subscription, p: Payment, *, canceled: bool =
 
 def _lock_key(subscription_id: str) -> str:
     return f"paygate:lock:subscription:{subscription_id}"
-
-
-def _apply_to_payment(db: DbSession, client: ApiClient, p: Payment, result: GatewayResult, now: datetime,
-                      new_id: IdFactory) -> None:
-    """Moves a ``processing`` renewal payment by the gateway's (known) answer and records its ``payment.*`` event
-    (numbered under its subscription)."""
-    p.updated_at = now.replace(tzinfo=None)
-    p.gateway_reference = result.reference or p.gateway_reference
-    if result.status is GatewayStatus.APPROVED:
-        p.status, p.amount_capturable, p.amount_captured = PaymentStatus.CAPTURED, 0, p.amount
-        p.decline_code, p.message = None, "Payment approved."
-        event_type = ev.PAYMENT_APPROVED
-    elif result.status in (GatewayStatus.DECLINED, GatewayStatus.BLOCKED):
-        p.status, p.decline_code = PaymentStatus.DECLINED, result.decline_code or "generic_decline"
-        p.message = customer_message(p.decline_code)
-        event_type = ev.PAYMENT_DECLINED
-    else:
-        p.status, p.decline_code, p.message = PaymentStatus.FAILED, result.decline_code, FAILED_MESSAGE
-        event_type = ev.PAYMENT_FAILED
-    payment_event(db, client=client, payment=p, event_type=event_type, data=payment_view(p), now=now, new_id=new_id)
