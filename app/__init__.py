@@ -11,17 +11,25 @@ from __future__ import annotations
 import logging
 import time
 
+import redis.exceptions
+import sqlalchemy.exc
 import structlog
-from flask import Flask, g, jsonify, request
+from flask import Flask, current_app, g, has_request_context, jsonify, request
 
 from kernel.clock import random_id
-from kernel.errors import PaygateError
+from kernel.errors import PaygateError, ServiceUnavailable
 from kernel.logging import configure_logging
 from kernel.settings import Settings
 from paygate.migrate import upgrade
 from paygate.services import Services, build_services
 
 log = logging.getLogger("paygate.http")
+
+DEPENDENCY_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                     sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError)
+"""Redis or the database cannot be reached (or its pool is exhausted): answered 503 ``service_unavailable``
+with ``Retry-After`` (docs/api.md, "Readiness"), an HTML page on the checkout path."""
+RETRY_AFTER_SECONDS = 5
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Flask:
@@ -51,7 +59,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
     from . import agent, api, checkout, security, webhooks
 
-    security.init_app(app, settings.frame_ancestors)
+    security.init_app(app, settings.frame_ancestors, hsts=settings.production)
+    if settings.trusted_proxies:  # request.remote_addr (fraud IP rule, limits) = the client, not the balancer
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies)
     app.register_blueprint(api.bp)
     app.register_blueprint(api.oauth_bp)
     app.register_blueprint(checkout.bp)
@@ -71,6 +83,10 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         log.info("request", extra={"method": request.method, "path": request.path, "status": response.status_code,
                                    "duration_ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2)})
         return response
+
+    from .ratelimit import init_rate_limits
+
+    init_rate_limits(app, settings)  # after _request_id: a 429 carries its request id
 
     @app.errorhandler(PaygateError)
     def _paygate_error(err: PaygateError):
@@ -98,25 +114,76 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         return error_response(PaygateError("Something went wrong on our side.", code="internal_error",
                                            http_status=500))
 
+    def _dependency_down(err):
+        log.warning("dependency unavailable", extra={"error": type(err).__name__, "path": request.path})
+        if request.path.startswith("/checkout/"):
+            from .checkout import dependency_down_page
+
+            return dependency_down_page(RETRY_AFTER_SECONDS)
+        return error_response(ServiceUnavailable(
+            "The service is temporarily unavailable; nothing was done. Please try again shortly.",
+            details={"retry_after": RETRY_AFTER_SECONDS}))
+
+    for dependency_error in DEPENDENCY_ERRORS:
+        app.register_error_handler(dependency_error, _dependency_down)
+
     @app.get("/healthz")
     def healthz():
+        """Liveness: 200 while the process runs (dependencies are /readyz's business)."""
         return jsonify({"ok": True})
+
+    @app.get("/readyz")
+    def readyz():
+        """Readiness (docs/api.md, "Readiness"): 200 ``{"database": "ok", "redis": "ok", "gateway": <breaker
+        state>}``, or 503 with ``"unavailable"`` for what is down. An open breaker is reported, not a 503."""
+        return readiness(app.extensions["paygate"])
 
     return app
 
 
 def error_response(err: PaygateError):
     """The error envelope of docs/api.md, "Conventions", ``{"error": {"code", "message", "request_id"}}`` (+ ``fields`` for
-    validation errors); ``details["retry_after"]`` (seconds) becomes a ``Retry-After`` header."""
-    body = {"code": err.code, "message": err.message, "request_id": getattr(g, "request_id", None)}
-    if err.details.get("fields"):
-        body["fields"] = err.details["fields"]
-    response = jsonify({"error": body})
-    response.status_code = err.http_status
+    validation errors); ``details["retry_after"]`` (seconds) becomes a ``Retry-After`` header. On the paths a browser
+    opens (checkout page, agent view: :func:`app.checkout.is_page_path`) the answer is an HTML page instead."""
+    from .checkout import error_page, is_page_path
+
+    if has_request_context() and is_page_path(request.path):
+        response = current_app.make_response(error_page(err.http_status))
+    else:
+        body = {"code": err.code, "message": err.message, "request_id": getattr(g, "request_id", None)}
+        if err.details.get("fields"):
+            body["fields"] = err.details["fields"]
+        response = jsonify({"error": body})
+        response.status_code = err.http_status
     if err.http_status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="paygate"'
     if err.details.get("retry_after") is not None:  # e.g. 429 rate_limited (RFC 9110 §10.2.3)
         response.headers["Retry-After"] = str(int(err.details["retry_after"]))
+    return response
+
+
+def readiness(svc: Services):
+    """The ``/readyz`` answer for ``svc``: each dependency checked once (database ``SELECT 1``, Redis ``PING``,
+    the breaker's state, ``"unknown"`` while Redis is down)."""
+    from sqlalchemy import text
+
+    body = {"database": "ok", "redis": "ok", "gateway": "unknown"}
+    try:
+        with svc.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # any failure to answer is "not ready"
+        log.warning("readiness: database unavailable", extra={"error": type(exc).__name__})
+        body["database"] = "unavailable"
+    try:
+        svc.redis.ping()
+        body["gateway"] = svc.breaker.state() if svc.breaker is not None else "closed"
+    except Exception as exc:
+        log.warning("readiness: redis unavailable", extra={"error": type(exc).__name__})
+        body["redis"] = "unavailable"
+    response = jsonify(body)
+    if "unavailable" in (body["database"], body["redis"]):
+        response.status_code = 503
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
 
 

@@ -12,6 +12,7 @@ customer is processing; nothing was tried) re-renders the form with a notice.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 
 from babel.numbers import get_decimal_symbol
@@ -29,6 +30,9 @@ from . import services
 from .forms import CheckoutForm, amount_message, field_messages
 
 bp = Blueprint("checkout", __name__)
+_SUBMISSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""The hidden ``submission_id`` nonce as :func:`_render` makes it (``secrets.token_urlsafe``), at most the column's
+64 characters."""
 
 INTENT_LABELS = {"payment": "Payment", "topup": "Prepaid top-up", "subscription": "Subscription",
                  "hold": "Authorization hold"}
@@ -111,6 +115,45 @@ def _unavailable():
                                    "or the chat for a new link."), 404
 
 
+def dependency_down_page(retry_after: int):
+    """The page (HTTP 503, ``Retry-After``) for a checkout request that met the database or Redis down: nothing
+    was charged and the link still works once they are back (docs/api.md, "Readiness")."""
+    body = render_template("checkout/unavailable.html", title="Payment temporarily unavailable",
+                           message="We could not take your payment just now. Your card was not charged. "
+                                   "Please try again in a moment.")
+    return body, 503, {"Retry-After": str(retry_after)}
+
+
+ERROR_PAGES = {
+    400: ("This request could not be understood", "Please open the payment link again."),
+    404: ("This payment link is not valid", "The link may be incomplete or no longer active. Please ask the agent "
+                                            "or the chat for a new link."),
+    405: ("This page cannot be used this way", "Please open the payment link again."),
+    413: ("The form was too large", "Please check the details you entered and try again."),
+    429: ("Too many attempts", "Please wait a moment and try again."),
+    503: ("Payment temporarily unavailable", "We could not take your payment just now. Your card was not charged. "
+                                             "Please try again in a moment."),
+    500: ("Something went wrong", "We could not complete this request. You will not be charged twice: please "
+                                  "refresh this page in a moment."),
+}
+"""HTTP status → (title, message) of :func:`error_page`; another 4xx reads as 400, a 5xx as 500."""
+
+
+def is_page_path(path: str) -> bool:
+    """Whether ``path`` is one a browser opens (the checkout page and the agent view, not ``status.json``):
+    its errors are HTML pages, not the API's JSON envelope."""
+    return path.startswith(("/checkout/", "/agent/")) and not path.endswith("/status.json") \
+        or path in ("/checkout", "/agent")
+
+
+def error_page(status: int, headers: dict | None = None):
+    """The HTML answer (the ``checkout/unavailable.html`` template) for an error ``status`` on a page path:
+    ``(body, status, headers)`` with fixed words per status (:data:`ERROR_PAGES`), never the error's own text."""
+    key = status if status in ERROR_PAGES else (500 if status >= 500 else 400)
+    title, message = ERROR_PAGES[key]
+    return render_template("checkout/unavailable.html", title=title, message=message), status, dict(headers or {})
+
+
 def _render(s: PaymentSession, form: CheckoutForm | None = None, field_errors=None, status=200, *,
             busy: bool = False):
     view = _view(s, busy=busy)
@@ -145,7 +188,8 @@ def submit(session_id: str):
     if s is None:
         return _unavailable()
     form = CheckoutForm()
-    if not form.validate():  # only the CSRF token has validators
+    if not form.validate() or not _SUBMISSION_ID.fullmatch(form.submission_id.data or "-"):
+        # only the CSRF token has validators; a nonce that is not one the page rendered is an altered form
         return _render(s, form, {"form": "This page expired. Please enter your card details again."}, 400)
     if s.status == "pending" and s.amount_min is not None:
         problem = _set_amount(s, form.amount.data)

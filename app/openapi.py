@@ -22,6 +22,8 @@ RESPONSE_HEADERS = {
                                  "schema": {"type": "string"}}},
     "429": {"Retry-After": {"description": "Seconds to wait before trying again (RFC 9110 §10.2.3).",
                             "schema": {"type": "integer", "minimum": 1}}},
+    "503": {"Retry-After": {"description": "Seconds to wait before trying again (RFC 9110 §10.2.3).",
+                            "schema": {"type": "integer", "minimum": 1}}},
 }
 FORM = "application/x-www-form-urlencoded"
 

@@ -4,6 +4,9 @@ Card pages: no caching (``Cache-Control: no-store``), no referrer, no sniffing,
 scripts and styles only from our own ``/static`` (no ``unsafe-inline``), and
 ``frame-ancestors`` from ``PAYGATE_FRAME_ANCESTORS`` so the page can sit in an
 iframe modal only on allowed origins.
+
+In production every response also carries ``Strict-Transport-Security`` (:data:`HSTS`, RFC 6797): browsers
+then reach the page and the API over https only, for two years, subdomains included.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from flask import Flask, request
 
 API_CSP = {"default-src": ["'none'"], "frame-ancestors": ["'none'"]}
+HSTS = "max-age=63072000; includeSubDomains"
 
 
 def checkout_csp(frame_ancestors: tuple[str, ...]) -> dict[str, list[str]]:
@@ -23,13 +27,16 @@ def serialize_csp(policy: dict[str, list[str]]) -> str:
     return "; ".join(f"{name} {' '.join(values)}" for name, values in policy.items())
 
 
-def init_app(app: Flask, frame_ancestors: tuple[str, ...]) -> None:
+def init_app(app: Flask, frame_ancestors: tuple[str, ...], *, hsts: bool = False) -> None:
+    """Sets the security headers on every response; ``hsts`` (production) adds :data:`HSTS`."""
     page_csp = serialize_csp(checkout_csp(frame_ancestors))
     api_csp = serialize_csp(API_CSP)
 
     @app.after_request
     def _headers(response):
         h = response.headers
+        if hsts:
+            h["Strict-Transport-Security"] = HSTS
         h.setdefault("X-Content-Type-Options", "nosniff")
         h.setdefault("Referrer-Policy", "no-referrer")
         if request.path.startswith("/static/"):

@@ -1,9 +1,11 @@
 """``python -m bench.run [--duration S] [--concurrency N] [--rounds R] [--procs P]``
 
 Starts a private paygate stack on loopback — Redis (temp dir, private port), SQLite (temp dir), gunicorn
-with 2 workers serving the app, ``paygate worker`` delivering callbacks, a minimal callback receiver —
-plus the same gunicorn configuration serving :mod:`bench.baseline_app`, then measures with one load
-harness (Python threads, one ``httpx.Client`` each, spread over ``P`` processes):
+with the shipped ``gunicorn.conf.py`` (2 gthread workers × 16 threads) serving the app, ``paygate worker``
+delivering callbacks, a minimal callback receiver — plus the same gunicorn configuration serving
+:mod:`bench.baseline_app`, and a second paygate server on the same database and Redis whose sandbox gateway
+takes ``--slow-latency-ms`` per call, then measures with one load harness (Python threads, one ``httpx.Client``
+each, spread over ``P`` processes):
 
 1. baseline: ``GET /`` on the bare Flask app — requests/s, p50, p99;
 2. session creations: ``POST /v1/payment-sessions`` with a bearer token — requests/s, p50, p99, and
@@ -21,12 +23,18 @@ harness (Python threads, one ``httpx.Client`` each, spread over ``P`` processes)
    (untimed), then the sandbox clock is moved past it and the stack's own ``paygate worker`` charges them all
    (its renewal task, the code path of every renewal and retry) — renewals/s = count / seconds from the clock
    move until the last one is charged;
+7b. slow gateway (every round, after refunds): ``--slow-concurrency`` (200) customers as in 3. against the
+   server whose sandbox gateway takes ``--slow-latency-ms`` (250) per call — submissions/s against the CPU
+   bound (cores × 1000 / ms; ms = the server's CPU per customer in phase 3 + the harness's in this phase),
+   while one client polls ``GET /v1/payment-sessions/{id}`` of another session every 50 ms — poll p50, p99;
 8. peak RSS (``VmHWM``) of the gunicorn master, each web worker, the delivery worker and Redis.
 
 Each measurement is repeated ``R`` short rounds and the median of each figure is reported. A table goes
 to stdout and a JSON file to ``bench/results/``. Every process started is stopped on exit, on Ctrl-C,
 on SIGTERM and on failure. The fraud rule limits are raised to 10^9 for this stack so that the velocity
-rules (one card, one IP, thousands of attempts) do not send every submission to an agent.
+rules (one card, one IP, thousands of attempts) do not send every submission to an agent, and so are the
+``PAYGATE_RATE_LIMIT_*`` rates (one API client, one address): the limits are still checked in Redis on every
+request, so their cost is in the figures.
 """
 
 from __future__ import annotations
@@ -65,6 +73,8 @@ TARGETS = {
     "submit_p99_ms_max": 100.0,
     "callback_lag_p99_ms_max": 1000.0,
     "web_worker_peak_rss_mb_max": 150.0,
+    "slow_submit_share_of_cpu_bound_min": 0.80,
+    "slow_poll_p99_ms_max": 100.0,
 }
 _FIELDS = re.compile(r'name="(csrf_token|submission_id)"[^>]*value="([^"]*)"')
 _FIELDS_REV = re.compile(r'value="([^"]*)"[^>]*name="(csrf_token|submission_id)"')
@@ -139,13 +149,16 @@ class Proc:
 class BenchStack:
     """Every process of the benchmark, under one temp dir; :meth:`stop` is safe to call at any point."""
 
-    def __init__(self, tmp: Path, database_url: str | None = None):
+    def __init__(self, tmp: Path, database_url: str | None = None, slow_latency_ms: int = 250):
         self.tmp = tmp
         self.logs = tmp / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.procs: list[Proc] = []
         self.web_port, self.base_port, self.recv_port, self.redis_port = (processes.free_port() for _ in range(4))
+        self.slow_port = processes.free_port()
         self.base = f"http://127.0.0.1:{self.web_port}"
+        self.slow = f"http://127.0.0.1:{self.slow_port}"
+        self.slow_latency_ms = slow_latency_ms
         self.baseline = f"http://127.0.0.1:{self.base_port}"
         self.receiver = f"http://127.0.0.1:{self.recv_port}"
         self.database_url = database_url or f"sqlite:///{tmp / 'bench.sqlite3'}"
@@ -161,14 +174,17 @@ class BenchStack:
             "PAYGATE_FRAUD_IP_ATTEMPTS_PER_HOUR": HIGH_LIMIT,
             "PAYGATE_FRAUD_CARD_SESSIONS_PER_HOUR": HIGH_LIMIT,
             "PAYGATE_FRAUD_CARD_DECLINES_PER_DAY": HIGH_LIMIT,
+            # the bench is one API client and one address on purpose: rate limits high, still counted in Redis
+            **{f"PAYGATE_RATE_LIMIT_{scope}": f"{HIGH_LIMIT} per minute" for scope in (
+                "API", "TOKEN", "TOKEN_FAILURES_CLIENT", "TOKEN_FAILURES_IP", "CHECKOUT_SESSION", "CHECKOUT_IP")},
             "PYTHONUNBUFFERED": "1",
         }
         self.client: dict = {}
 
-    def spawn(self, name: str, args: list[str]) -> Proc:
+    def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Proc:
         log = open(self.logs / f"{name}.log", "ab")
-        popen = subprocess.Popen(args, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
+        popen = subprocess.Popen(args, cwd=ROOT, env={**self.env, **(env or {})}, stdin=subprocess.DEVNULL,
+                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         proc = Proc(name, popen)
         self.procs.append(proc)
@@ -195,10 +211,12 @@ class BenchStack:
         self.spawn("receiver", [sys.executable, "-c", "import sys; from bench.run import serve_receiver; "
                                 "serve_receiver(int(sys.argv[1]), sys.argv[2])", str(self.recv_port),
                                 str(self.record)])
-        gunicorn = [str(BIN / "gunicorn"), "--workers", "2", "--no-control-socket"]
-        self.spawn("web", [*gunicorn, "--bind", f"127.0.0.1:{self.web_port}", "app:create_app()"])
-        self.spawn("baseline", [*gunicorn, "--bind", f"127.0.0.1:{self.base_port}",
-                                "bench.baseline_app:create_app()"])
+        # every server runs the shipped gunicorn.conf.py (PAYGATE_WEB_WORKERS/THREADS from the environment)
+        self.spawn("web", processes.gunicorn_command(self.web_port))
+        self.spawn("baseline", processes.gunicorn_command(self.base_port, "bench.baseline_app:create_app()"))
+        # the same app behind a slow gateway (sandbox latency), on the same database and Redis
+        self.spawn("slow", processes.gunicorn_command(self.slow_port), env={
+            "PAYGATE_SANDBOX_LATENCY_MS": str(self.slow_latency_ms), "PAYGATE_PUBLIC_BASE_URL": self.slow})
         self.spawn("worker", [str(BIN / "paygate"), "worker"])
         wait_until(lambda: httpx.get(f"{self.receiver}/", timeout=2).status_code == 200, timeout=30,
                    what="the callback receiver", procs=self.procs)
@@ -206,10 +224,13 @@ class BenchStack:
                    what="the paygate web app", procs=self.procs)
         wait_until(lambda: httpx.get(f"{self.baseline}/", timeout=2).status_code == 200, timeout=60,
                    what="the baseline app", procs=self.procs)
+        wait_until(lambda: httpx.get(f"{self.slow}/healthz", timeout=2).status_code == 200, timeout=60,
+                   what="the slow-gateway web app", procs=self.procs)
         # both workers of each server must be up before timing (gunicorn boots them in parallel)
         wait_until(lambda: len(_children(self.proc("web").popen.pid)) >= 2, timeout=30, what="web workers")
         wait_until(lambda: len(_children(self.proc("baseline").popen.pid)) >= 2, timeout=30,
                    what="baseline workers")
+        wait_until(lambda: len(_children(self.proc("slow").popen.pid)) >= 2, timeout=30, what="slow web workers")
 
     def token(self) -> str:
         r = httpx.post(f"{self.base}/oauth/token", data={"grant_type": "client_credentials"},
@@ -232,6 +253,7 @@ class BenchStack:
         tick = os.sysconf("SC_CLK_TCK")
         groups = {"web": _children(self.proc("web").popen.pid),
                   "baseline": _children(self.proc("baseline").popen.pid),
+                  "slow web": _children(self.proc("slow").popen.pid),
                   "delivery worker": [self.proc("worker").popen.pid], "redis": [self.proc("redis").popen.pid],
                   "receiver": [self.proc("receiver").popen.pid]}
         out = {}
@@ -299,9 +321,10 @@ def _vm_hwm_mb(pid: int) -> float:
 # --- the load harness ----------------------------------------------------------------------------------------
 
 def _session_body(intent: str = "payment") -> dict:
+    # one customer per session: a customer's second session answers busy while the first is processing
     return {"conversation_id": str(uuid.uuid4()), "participant_id": str(uuid.uuid4()),
-            "customer_account_id": "BENCH-1", "intent": intent, "amount": 2500, "currency": "USD",
-            "channel": "messaging", "reference": "BENCH"}
+            "customer_account_id": f"BENCH-{uuid.uuid4().hex[:12]}", "intent": intent, "amount": 2500,
+            "currency": "USD", "channel": "messaging", "reference": "BENCH"}
 
 
 def _paid_payment(c: httpx.Client, p: dict, auth: dict, intent: str) -> str | None:
@@ -593,6 +616,77 @@ def callback_lag(stack: BenchStack, since: datetime, *, timeout: float = 60) -> 
             "missing": len(missing)}
 
 
+# --- slow gateway -----------------------------------------------------------------------------------------
+
+POLL_INTERVAL = 0.05
+"""Seconds between two polls of the slow-gateway phase's watched session (a Genesys flow's cadence, roughly)."""
+
+
+def measure_slow(stack: BenchStack, params: dict, run) -> dict:
+    """The slow-gateway phase: ``run()`` drives the card-submission customers against the server whose sandbox
+    gateway takes ``--slow-latency-ms`` per call, while one client polls ``GET /v1/payment-sessions/{id}`` of
+    another session every :data:`POLL_INTERVAL` s. Returns ``run()``'s figures plus ``"poll": {"count",
+    "errors", "p50_ms", "p99_ms", "max_ms"}``."""
+    auth = {"Authorization": f"Bearer {params['token']}"}
+    with httpx.Client(timeout=30) as c:
+        r = c.post(params["base"] + "/v1/payment-sessions", json=_session_body(), headers=auth)
+        if r.status_code != 201:
+            raise BenchError(f"slow gateway: creating the polled session answered {r.status_code}")
+        url = f"{params['base']}/v1/payment-sessions/{r.json()['session_id']}"
+    lat: list[float] = []
+    errors = [0]
+    stop = threading.Event()
+
+    def poll() -> None:
+        with httpx.Client(timeout=30) as c:
+            while not stop.is_set():
+                t = time.perf_counter()
+                try:
+                    ok = c.get(url, headers=auth).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    lat.append(time.perf_counter() - t)
+                else:
+                    errors[0] += 1
+                stop.wait(POLL_INTERVAL)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    try:
+        result = run()
+    finally:
+        stop.set()
+        poller.join()
+    if not lat:
+        raise BenchError("slow gateway: no poll succeeded")
+    result["poll"] = {"count": len(lat), "errors": errors[0], "p50_ms": round(percentile(lat, 50) * 1000, 2),
+                      "p99_ms": round(percentile(lat, 99) * 1000, 2), "max_ms": round(max(lat) * 1000, 2)}
+    return result
+
+
+def cpu_bound(submit_cpu_ms: dict[str, float], slow_cpu_ms: dict[str, float], rps: float) -> dict:
+    """What the CPU allows the slow-gateway phase: ``cores × 1000 / ms`` customers per second, where ``ms`` is
+    what one customer (create + page + card POST) costs the server side when it never waits — every server
+    process's CPU per customer in the zero-latency card phase (``submit_cpu_ms``) — plus what the load harness,
+    which shares the cores, spent per customer in the slow phase itself (``slow_cpu_ms``: 200 threads cost it
+    more than 20). Also the bound of the server side alone, and ``rps`` as a share of the first."""
+    cores = os.cpu_count() or 1
+    server = sum(v for k, v in submit_cpu_ms.items() if k != "load harness")
+    total = server + slow_cpu_ms.get("load harness", 0.0)
+    bound = cores * 1000 / total if total else float("inf")
+    return {"cpu_ms_per_customer": round(total, 2), "server_cpu_ms_per_customer": round(server, 2),
+            "cpu_bound_rps": round(bound, 1),
+            "server_cpu_bound_rps": round(cores * 1000 / server, 1) if server else None,
+            "share_of_bound": round(rps / bound, 3)}
+
+
+def serving_config(env: dict[str, str]) -> str:
+    """How the bench's gunicorns serve (the shipped ``gunicorn.conf.py`` and its environment)."""
+    return (f"-c gunicorn.conf.py (gthread): PAYGATE_WEB_WORKERS={env.get('PAYGATE_WEB_WORKERS') or 2}, "
+            f"PAYGATE_WEB_THREADS={env.get('PAYGATE_WEB_THREADS') or 16}")
+
+
 # --- the run ----------------------------------------------------------------------------------------------
 
 def _machine() -> dict:
@@ -622,7 +716,7 @@ def _median(rounds: list[dict], *keys: str) -> float:
 
 def bench(args: argparse.Namespace, log) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="paygate-bench-"))
-    stack = BenchStack(tmp, args.database_url)
+    stack = BenchStack(tmp, args.database_url, args.slow_latency_ms)
     try:
         t_start = time.monotonic()
         log(f"starting the stack under {tmp} ...")
@@ -632,11 +726,15 @@ def bench(args: argparse.Namespace, log) -> dict:
         log(f"stack up in {time.monotonic() - t_start:.1f} s; warming up ...")
         for scenario in ("baseline", "create", "submit", "capture", "refund"):
             run_load(scenario, params, duration=args.warmup, **load)
+        slow_params = {**params, "base": stack.slow}
+        # at most 25 customers (threads) per harness process: more make the harness's own CPU per customer climb
+        slow_load = dict(concurrency=args.slow_concurrency, procs=max(args.procs, -(-args.slow_concurrency // 25)))
+        run_load("submit", slow_params, duration=args.warmup, **slow_load)
         rounds = []
 
-        def measure(scenario: str) -> dict:
+        def measure(scenario: str, p: dict = params, **how) -> dict:
             before, cpu0, harness0 = stack.redis_commands(), stack.cpu_seconds(), _harness_cpu()
-            result = asdict(run_load(scenario, params, duration=args.duration, **load))
+            result = asdict(run_load(scenario, p, duration=args.duration, **{**load, **how}))
             ops = result["count"] + result["errors"]
             result["redis_commands_per_op"] = round((stack.redis_commands() - before - 1) / ops, 1)
             cpu1 = stack.cpu_seconds()
@@ -655,11 +753,17 @@ def bench(args: argparse.Namespace, log) -> dict:
             rnd["callback_lag"] = callback_lag(stack, since)
             rnd["capture"] = measure("capture")
             rnd["refund"] = measure("refund")
+            rnd["slow"] = measure_slow(stack, slow_params, lambda: measure("submit", slow_params, **slow_load))
+            rnd["slow"].update(cpu_bound(rnd["submit"]["cpu_ms_per_op"], rnd["slow"]["cpu_ms_per_op"],
+                                         rnd["slow"]["rps"]))
             rounds.append(rnd)
             log(f"round {i}: baseline {rnd['baseline']['rps']} req/s, create {rnd['create']['rps']} req/s "
                 f"({rnd['create_ratio']:.0%}), submit {rnd['submit']['rps']}/s p99 {rnd['submit']['p99_ms']} ms, "
                 f"callback lag p99 {rnd['callback_lag']['p99_ms']} ms, capture {rnd['capture']['rps']}/s "
                 f"p99 {rnd['capture']['p99_ms']} ms, refund {rnd['refund']['rps']}/s p99 {rnd['refund']['p99_ms']} ms")
+            log(f"round {i}, slow gateway ({args.slow_latency_ms} ms, {args.slow_concurrency} customers): "
+                f"submit {rnd['slow']['rps']}/s = {rnd['slow']['share_of_bound']:.0%} of the CPU bound "
+                f"{rnd['slow']['cpu_bound_rps']}/s, poll p99 {rnd['slow']['poll']['p99_ms']} ms")
         token = _subscription_token(params)
         for i, rnd in enumerate(rounds, start=1):  # last: moving the clock shifts event times (business time)
             rnd["renewal"] = measure_renewals(stack, params, token, count=args.renewals, tag=f"R{i}")
@@ -678,6 +782,10 @@ def bench(args: argparse.Namespace, log) -> dict:
         "capture": {k: _median(rounds, "capture", k) for k in ("rps", "p50_ms", "p99_ms")},
         "refund": {k: _median(rounds, "refund", k) for k in ("rps", "p50_ms", "p99_ms")},
         "renewal": {k: _median(rounds, "renewal", k) for k in ("rps", "seconds")},
+        "slow": {**{k: _median(rounds, "slow", k) for k in (
+            "rps", "p50_ms", "p99_ms", "cpu_ms_per_customer", "server_cpu_ms_per_customer", "cpu_bound_rps",
+            "server_cpu_bound_rps", "share_of_bound")},
+                 "poll": {k: _median(rounds, "slow", "poll", k) for k in ("p50_ms", "p99_ms", "max_ms")}},
     }
     workers = [v for k, v in rss.items() if k.startswith("web worker")]
     targets = {
@@ -685,13 +793,18 @@ def bench(args: argparse.Namespace, log) -> dict:
         "card submission p99 <= 100 ms": med["submit"]["p99_ms"] <= TARGETS["submit_p99_ms_max"],
         "callback lag p99 <= 1 s": med["callback_lag"]["p99_ms"] <= TARGETS["callback_lag_p99_ms_max"],
         "each web worker peak RSS <= 150 MB": bool(workers) and max(workers) <= TARGETS["web_worker_peak_rss_mb_max"],
+        "slow gateway: card submissions/s >= 80% of the CPU bound":
+            med["slow"]["share_of_bound"] >= TARGETS["slow_submit_share_of_cpu_bound_min"],
+        "slow gateway: session poll p99 <= 100 ms": med["slow"]["poll"]["p99_ms"] <= TARGETS["slow_poll_p99_ms_max"],
     }
     return {
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": "python -m bench.run " + " ".join(sys.argv[1:]),
         "config": {"duration_s": args.duration, "warmup_s": args.warmup, "rounds": args.rounds,
                    "concurrency": args.concurrency, "harness_processes": args.procs,
-                   "gunicorn": "--workers 2 --no-control-socket (sync worker class)", "renewals": args.renewals,
+                   "gunicorn": serving_config(stack.env), "renewals": args.renewals,
+                   "slow_gateway": {"sandbox_latency_ms": args.slow_latency_ms, "customers": args.slow_concurrency,
+                                    "poll_interval_s": POLL_INTERVAL},
                    "database": stack.database_url.split(":", 1)[0],
                    "gateway": "sandbox", "fraud_limits": HIGH_LIMIT},
         "machine": _machine(),
@@ -705,6 +818,7 @@ def bench(args: argparse.Namespace, log) -> dict:
 
 def table(result: dict) -> str:
     m, rounds = result["median"], result["rounds"]
+    cfg = result["config"]["slow_gateway"]
 
     def row(label, keys, unit="", target=""):
         per = [_dig(r, keys) for r in rounds]
@@ -733,16 +847,28 @@ def table(result: dict) -> str:
              row("refund p99", ("refund", "p99_ms"), " ms"),
              row("renewals/s (one worker)", ("renewal", "rps")),
              "",
+             f"slow gateway: PAYGATE_SANDBOX_LATENCY_MS={cfg['sandbox_latency_ms']}, {cfg['customers']} customers",
+             row("server CPU ms per customer (0 ms)", ("slow", "server_cpu_ms_per_customer"), " ms"),
+             row("+ harness CPU ms per customer", ("slow", "cpu_ms_per_customer"), " ms"),
+             row("CPU bound (cores × 1000 / ms)", ("slow", "cpu_bound_rps"), "/s"),
+             row("card submissions/s", ("slow", "rps"), "/s"),
+             row("  share of the CPU bound", ("slow", "share_of_bound"), "", _met(result, 4) + " >= 0.80"),
+             row("card submission p50", ("slow", "p50_ms"), " ms"),
+             row("card submission p99", ("slow", "p99_ms"), " ms"),
+             row("session poll p50", ("slow", "poll", "p50_ms"), " ms"),
+             row("session poll p99", ("slow", "poll", "p99_ms"), " ms", _met(result, 5) + " <= 100 ms"),
+             "",
              f"{'peak RSS (VmHWM)':<34}{'MB':>10}"]
     for name, mb in result["peak_rss_mb"].items():
         target = (_met(result, 3) + " <= 150 MB") if name.startswith("web worker") else ""
         lines.append(f"{name:<34}{mb:>10}       {target}")
     errors = {k: sum(r[k]["errors"] for r in rounds)
-              for k in ("baseline", "create", "submit", "capture", "refund", "renewal")}
+              for k in ("baseline", "create", "submit", "capture", "refund", "renewal", "slow")}
+    errors["slow poll"] = sum(r["slow"]["poll"]["errors"] for r in rounds)
     per_op = {k: _median(rounds, k, "redis_commands_per_op") for k in ("create", "submit")}
     lines += ["", "CPU ms per timed operation (median; 'submit' = one customer: create + page + card POST; "
               "'capture'/'refund' include creating and paying their session by voice)"]
-    for k in ("baseline", "create", "submit", "capture", "refund"):
+    for k in ("baseline", "create", "submit", "capture", "refund", "slow"):
         groups = rounds[0][k]["cpu_ms_per_op"].keys()
         values = {g: _median(rounds, k, "cpu_ms_per_op", g) for g in groups}
         lines.append(f"  {k:<10}" + ", ".join(f"{g} {v}" for g, v in values.items() if v))
@@ -771,6 +897,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=1.5, help="untimed seconds per phase before round 1")
     parser.add_argument("--procs", type=int, default=4, help="harness processes the threads are spread over")
     parser.add_argument("--renewals", type=int, default=300, help="subscriptions renewed at once per round")
+    parser.add_argument("--slow-latency-ms", type=int, default=250,
+                        help="PAYGATE_SANDBOX_LATENCY_MS of the slow-gateway server")
+    parser.add_argument("--slow-concurrency", type=int, default=200,
+                        help="simulated customers of the slow-gateway phase")
     parser.add_argument("--database-url", default=None,
                         help="an EMPTY database for paygate instead of the default temp SQLite file "
                              "(e.g. postgresql+psycopg://…); it is migrated and written to")

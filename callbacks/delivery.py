@@ -34,6 +34,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import sessionmaker
 
 from kernel.clock import Clock, as_utc
+from kernel.netguard import AddressNotAllowed, Resolver, guarded_transport, system_resolver
 
 from . import retry
 from .models import Delivery, DeliveryAttempt, Event
@@ -108,6 +109,11 @@ class WebhookSender:
     Headers: ``Content-Type: application/json``, ``Paygate-Event-Id``, ``Paygate-Signature``
     (``t`` = ``clock()`` at send time), ``User-Agent: paygate-callbacks/1``. Redirects are not followed
     (a 3xx is final). ``timeout`` (seconds) bounds connect, read, write and pool waits.
+
+    In production (``http`` from :func:`guarded_client`; docs/api.md, "Callback URLs in production") each new
+    connection resolves the target's host once and connects to the address it checked; a host that is or
+    resolves to an address that is not global unicast raises :class:`~kernel.netguard.AddressNotAllowed` before
+    any byte is sent, and the delivery is dead at once with ``callback_url_not_allowed: ...`` as its error.
     """
 
     def __init__(self, http: httpx.Client, *, clock: Clock, timeout: float):
@@ -127,6 +133,8 @@ class WebhookSender:
         try:
             response = self.http.post(job.target, content=body, headers=headers, timeout=self.timeout,
                                       follow_redirects=False)
+        except AddressNotAllowed as exc:
+            return SendResult(None, False, f"callback_url_not_allowed: {exc}", _ms(started), permanent=True)
         except httpx.TimeoutException as exc:
             return SendResult(None, True, f"timeout: {type(exc).__name__}", _ms(started))
         except httpx.UnsupportedProtocol:
@@ -138,6 +146,15 @@ class WebhookSender:
         latency = _ms(started)
         status = response.status_code
         return SendResult(status, False, None if 200 <= status < 300 else f"http_{status}", latency)
+
+
+def guarded_client(timeout: float, *, resolver: Resolver = system_resolver) -> httpx.Client:
+    """The webhook client of production: an ``httpx.Client`` on :func:`kernel.netguard.guarded_transport` (each
+    connection resolved once, checked, opened to the checked address; TLS verifies the URL's host name), no
+    proxies from the environment, no redirects, ``timeout`` seconds. ``resolver``: ``(host, port) -> [IP]``
+    (tests)."""
+    return httpx.Client(transport=guarded_transport(resolver=resolver), headers={"User-Agent": USER_AGENT},
+                        follow_redirects=False, timeout=timeout, trust_env=False)
 
 
 def _ms(started: float) -> float:
@@ -158,13 +175,16 @@ class Deliverer:
     - ``signing_secrets``: a :data:`SecretsResolver` for the clients whose events are claimed.
     - ``concurrency``: parallel sends per batch; ``senders``: extra or replacement kind → sender.
     - ``new_token``: lock-token factory (default 128 random bits as hex).
+    - ``production``: webhooks go through their own :func:`guarded_client` instead of ``http`` (docs/api.md,
+      "Callback URLs in production"); ``resolver`` is its host resolver (tests). :meth:`close` closes it.
     """
 
     def __init__(self, sessionmaker: sessionmaker, http: httpx.Client, *, clock: Clock, rng: random.Random,
                  backoff_base: float, backoff_cap: float, max_age_seconds: float, lease_seconds: float,
                  timeout_seconds: float, signing_secrets: SecretsResolver, concurrency: int = 8,
                  senders: Mapping[str, Sender] | None = None, real_clock: Clock | None = None,
-                 new_token: Callable[[], str] = lambda: secrets.token_hex(16)):
+                 new_token: Callable[[], str] = lambda: secrets.token_hex(16), production: bool = False,
+                 resolver: Resolver = system_resolver):
         self.Session = sessionmaker
         self.clock = clock
         self.rng = rng
@@ -173,10 +193,17 @@ class Deliverer:
         self.concurrency = max(1, concurrency)
         self.new_token = new_token
         self.signing_secrets = signing_secrets
-        self.senders: dict[str, Sender] = {KIND_WEBHOOK: WebhookSender(http, clock=real_clock or clock,
+        self._own_http = guarded_client(timeout_seconds, resolver=resolver) if production else None
+        self.senders: dict[str, Sender] = {KIND_WEBHOOK: WebhookSender(self._own_http or http,
+                                                                       clock=real_clock or clock,
                                                                        timeout=timeout_seconds)}
         if senders:
             self.senders.update(senders)
+
+    def close(self) -> None:
+        """Closes the HTTP client the deliverer made for itself (production's guarded webhook client)."""
+        if self._own_http is not None:
+            self._own_http.close()
 
     # -- claiming -----------------------------------------------------------------------------------
     def claim(self, limit: int) -> tuple[str, list[DeliveryJob]]:

@@ -1,6 +1,6 @@
-"""The end-to-end stack: gunicorn (2 workers) serving the app, the delivery worker, the Genesys
-emulator (an allowed iframe parent) and a second emulator on an origin that is NOT allowed to frame
-the page — all real processes on loopback — driven by Playwright with Debian's Chromium.
+"""The end-to-end stack: gunicorn (the shipped ``gunicorn.conf.py``: 2 gthread workers) serving the app, the
+delivery worker, the Genesys emulator (an allowed iframe parent) and a second emulator on an origin that is NOT
+allowed to frame the page — all real processes on loopback — driven by Playwright with Debian's Chromium.
 
 The e2e API client is set up the way an operator sets up a Genesys org (``paygate clients genesys``):
 write-back (participant attributes and the workflow :data:`WORKFLOW_ID`) and link sending go to the
@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from paygate.processes import stop_processes, wait_until
+from paygate.processes import gunicorn_command, stop_processes, wait_until
 from tests import services
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -72,6 +72,9 @@ class Stack:
             "PAYGATE_DELIVERY_BACKOFF_BASE": "0.2",
             "PAYGATE_FRAUD_CARD_SESSIONS_PER_HOUR": "100",
             "PAYGATE_FRAUD_IP_ATTEMPTS_PER_HOUR": "1000",
+            # one server driven from one address by every e2e test: generous rate limits (still enforced)
+            **{f"PAYGATE_RATE_LIMIT_{scope}": "1000000 per minute" for scope in (
+                "API", "TOKEN", "TOKEN_FAILURES_CLIENT", "TOKEN_FAILURES_IP", "CHECKOUT_SESSION", "CHECKOUT_IP")},
         }
 
     def spawn(self, name: str, args: list[str]):
@@ -101,8 +104,7 @@ class Stack:
                                 "--record", str(self.logs / "callbacks.jsonl")])
         self.spawn("evil", [sys.executable, "-m", "integrations.genesys.emulator", "--host", "127.0.0.1", "--port",
                             str(self.evil_port)])
-        self.spawn("web", [str(BIN / "gunicorn"), "--workers", "2", "--bind", f"127.0.0.1:{self.web_port}",
-                           "--no-control-socket", "app:create_app()"])
+        self.spawn("web", gunicorn_command(self.web_port))  # the shipped gunicorn.conf.py
         self.spawn("worker", [str(BIN / "paygate"), "worker"])
         for port in (self.emu_port, self.evil_port, self.web_port):
             services.wait_for_port(port, timeout=30)

@@ -149,6 +149,8 @@ def test_recipe_8_caller_entered_amount(e2e_stack, run):
     conv = stack.create_conversation("call")
     account = f"ACME-AMT-{uuid.uuid4().hex[:8]}"
     assert ok(run("paygate - Check Customer Busy", {"customerAccountId": account}))["busy"] is False
+    gateway = ok(run("paygate - Get Gateway Status", {}))  # automation offered only while the breaker is closed
+    assert (gateway["state"], gateway["automationAvailable"]) == ("closed", True)
     sid = ok(run("paygate - Create Payment Session", {
         "conversationId": conv["id"], "participantId": conv["customer"], "customerAccountId": account,
         "amountMin": 500, "amountMax": 10000, "currency": "USD", "channel": "voice", "maxAttempts": 3,

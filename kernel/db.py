@@ -15,10 +15,20 @@ class Base(DeclarativeBase):
     """Declarative base of every paygate table."""
 
 
-def make_engine(url: str) -> Engine:
-    """Creates the engine for ``url``; for SQLite enables WAL, foreign keys and a 10 s busy timeout."""
+def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engine:
+    """Creates the engine for ``url``; for SQLite enables WAL, foreign keys and a 10 s busy timeout.
+
+    ``pool_size``/``max_overflow``: the connection pool (SQLAlchemy's ``QueuePool``, thread-safe) — each
+    thread of a gunicorn ``gthread`` worker checks a connection out per unit of work, so the web app passes
+    ``PAYGATE_DB_POOL_SIZE``/``PAYGATE_DB_MAX_OVERFLOW``, sized from ``PAYGATE_WEB_THREADS``
+    (:class:`kernel.settings.Settings`). A thread that finds none free waits up to 30 s, then
+    ``sqlalchemy.exc.TimeoutError`` (answered 503). SQLite connections may move between threads
+    (``check_same_thread=False``): the pool hands each to one thread at a time.
+    """
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 10, "check_same_thread": False})
+        memory = url in ("sqlite://", "sqlite:///:memory:") or "mode=memory" in url
+        pool = {} if memory else {"pool_size": pool_size, "max_overflow": max_overflow}
+        engine = create_engine(url, connect_args={"timeout": 10, "check_same_thread": False}, **pool)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
@@ -42,7 +52,7 @@ def make_engine(url: str) -> Engine:
             dbapi_conn.isolation_level = None
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow)
 
 
 class PaygateSessions(sessionmaker):

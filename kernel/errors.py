@@ -9,7 +9,8 @@ Exception tree::
     ├── ValidationFailed            400 validation_error (with per-field codes)
     ├── Conflict                    409 (invalid_state, idempotency_key_in_use, payment_not_capturable, ...)
     ├── Unprocessable               422 (amount_exceeds_capturable, amount_exceeds_refundable)
-    └── IdempotencyKeyReused        422 idempotency_key_reused
+    ├── IdempotencyKeyReused        422 idempotency_key_reused
+    └── ServiceUnavailable          503 service_unavailable (the database or Redis is down; Retry-After)
 
 Business outcomes (a decline, a fraud block, an invalid card typed by DTMF) are
 *results*, never exceptions: see :mod:`payments.submission`.
@@ -72,3 +73,11 @@ class Unprocessable(PaygateError):
 class IdempotencyKeyReused(PaygateError):
     code = "idempotency_key_reused"
     http_status = 422
+
+
+class ServiceUnavailable(PaygateError):
+    """A dependency (the database or Redis) cannot be reached, so nothing was done: try again after
+    ``details["retry_after"]`` seconds (the ``Retry-After`` header; docs/api.md, "Readiness")."""
+
+    code = "service_unavailable"
+    http_status = 503

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -70,6 +71,17 @@ class Settings:
     hold_expiring_notice_seconds: int = 86400
     sandbox_dispute_delay_seconds: int = 5
     sandbox_latency_ms: int = 0
+    web_threads: int = 16
+    """``PAYGATE_WEB_THREADS``: request threads per gunicorn worker (read by ``gunicorn.conf.py``); the pools
+    below are sized from it."""
+    db_pool_size: int = 16
+    """``PAYGATE_DB_POOL_SIZE``: database connections each process keeps (default ``PAYGATE_WEB_THREADS``)."""
+    db_max_overflow: int = 8
+    """``PAYGATE_DB_MAX_OVERFLOW``: extra connections opened under a burst and closed after (default half of
+    ``PAYGATE_WEB_THREADS``, at least 4)."""
+    redis_max_connections: int = 40
+    """``PAYGATE_REDIS_MAX_CONNECTIONS``: Redis connections per process; a thread waits up to 5 s for a free
+    one (default 2 × ``PAYGATE_WEB_THREADS`` + 8)."""
     allowed_currencies: tuple[str, ...] | None = None
     """``PAYGATE_ALLOWED_CURRENCIES``: ISO 4217 codes sessions and charges may use; None allows every code."""
     min_amounts: Mapping[str, int] = field(default_factory=dict)
@@ -88,6 +100,37 @@ class Settings:
     ``fraud_client_window_seconds`` before card submissions through the API score (card testing)."""
     fraud_client_window_seconds: int = 600
     """``PAYGATE_FRAUD_CLIENT_WINDOW_SECONDS``: the window of ``fraud_client_declined_cards``."""
+    rate_limits_enabled: bool = True
+    """``PAYGATE_RATE_LIMITS_ENABLED``: the rate limits of docs/api.md, "Rate limits" (off: none enforced)."""
+    rate_limit_redis_url: str | None = None
+    """``PAYGATE_RATE_LIMIT_REDIS_URL``: where the limits count (default ``PAYGATE_REDIS_URL``)."""
+    rate_limit_api: str = "3000 per minute; 100 per second"
+    """``PAYGATE_RATE_LIMIT_API``: requests to ``/v1`` per API client (per IP without a valid token). Every
+    ``PAYGATE_RATE_LIMIT_*`` value is one or more rates like ``10 per minute; 100 per hour`` (or ``10/minute``)."""
+    rate_limit_token: str = "60 per minute"
+    """``PAYGATE_RATE_LIMIT_TOKEN``: ``POST /oauth/token`` requests per client id (per IP without one)."""
+    rate_limit_token_failures_client: str = "10 per minute"
+    """``PAYGATE_RATE_LIMIT_TOKEN_FAILURES_CLIENT``: failed token requests (400/401) per client id."""
+    rate_limit_token_failures_ip: str = "30 per minute"
+    """``PAYGATE_RATE_LIMIT_TOKEN_FAILURES_IP``: failed token requests (400/401) per IP address."""
+    rate_limit_checkout_session: str = "10 per minute"
+    """``PAYGATE_RATE_LIMIT_CHECKOUT_SESSION``: card form submissions (``POST /checkout/{id}``) per session."""
+    rate_limit_checkout_ip: str = "60 per minute"
+    """``PAYGATE_RATE_LIMIT_CHECKOUT_IP``: card form submissions per IP address."""
+    breaker_window: int = 3
+    """``PAYGATE_BREAKER_WINDOW``: how many recent gateway calls the circuit breaker averages (docs/api.md,
+    "Gateway circuit breaker")."""
+    breaker_latency_seconds: float = 15.0
+    """``PAYGATE_BREAKER_LATENCY_SECONDS``: the breaker opens when those calls average more than this."""
+    breaker_errors: int = 5
+    """``PAYGATE_BREAKER_ERRORS``: technical failures in a row (timeouts, connection errors, 5xx) that open it."""
+    breaker_cooldown_seconds: int = 60
+    """``PAYGATE_BREAKER_COOLDOWN_SECONDS``: business seconds an open breaker waits before one probe call."""
+
+    trusted_proxies: int = 0
+    """``PAYGATE_TRUSTED_PROXIES``: how many proxies (load balancers) in front of the app set
+    ``X-Forwarded-For``/``X-Forwarded-Proto``; the client address is taken that many hops from the right
+    (werkzeug's ``ProxyFix``). 0 (default): the headers are ignored."""
 
     @property
     def production(self) -> bool:
@@ -143,6 +186,9 @@ class Settings:
             raise ConfigError("PAYGATE_PUBLIC_BASE_URL must be an absolute http(s) URL")
         if env == "production" and parsed.scheme != "https":
             raise ConfigError("PAYGATE_PUBLIC_BASE_URL must be https in production")
+        if env == "production":
+            refuse_weak_secrets(secret("SECRET_KEY"), parse_vault_keys(secret("VAULT_KEYS")),
+                                _decode_key("PAYGATE_FINGERPRINT_KEY", secret("FINGERPRINT_KEY")))
 
         return cls(
             env=env,
@@ -176,6 +222,10 @@ class Settings:
             hold_expiring_notice_seconds=_int(get, "HOLD_EXPIRING_NOTICE_SECONDS", 86400, 0, 30 * 86400),
             sandbox_dispute_delay_seconds=_int(get, "SANDBOX_DISPUTE_DELAY_SECONDS", 5, 0, 30 * 86400),
             sandbox_latency_ms=_int(get, "SANDBOX_LATENCY_MS", 0, 0, 120_000),
+            web_threads=(web_threads := _int(get, "WEB_THREADS", 16, 1, 256)),
+            db_pool_size=_int(get, "DB_POOL_SIZE", web_threads, 1, 1000),
+            db_max_overflow=_int(get, "DB_MAX_OVERFLOW", max(4, web_threads // 2), 0, 1000),
+            redis_max_connections=_int(get, "REDIS_MAX_CONNECTIONS", 2 * web_threads + 8, 1, 10_000),
             allowed_currencies=_currencies(get("ALLOWED_CURRENCIES")),
             min_amounts=_min_amounts(get("MIN_AMOUNTS")),
             subscription_retry_days=_retry_days(get("SUBSCRIPTION_RETRY_DAYS")),
@@ -184,6 +234,19 @@ class Settings:
             fraud_ani_cards_per_hour=_int(get, "FRAUD_ANI_CARDS_PER_HOUR", 3, 1, 10**9),
             fraud_client_declined_cards=_int(get, "FRAUD_CLIENT_DECLINED_CARDS", 15, 1, 10**9),
             fraud_client_window_seconds=_int(get, "FRAUD_CLIENT_WINDOW_SECONDS", 600, 1, 86400),
+            trusted_proxies=_int(get, "TRUSTED_PROXIES", 0, 0, 10),
+            rate_limits_enabled=_bool(get, "RATE_LIMITS_ENABLED", True),
+            rate_limit_redis_url=get("RATE_LIMIT_REDIS_URL"),
+            rate_limit_api=_rate(get, "RATE_LIMIT_API", "3000 per minute; 100 per second"),
+            rate_limit_token=_rate(get, "RATE_LIMIT_TOKEN", "60 per minute"),
+            rate_limit_token_failures_client=_rate(get, "RATE_LIMIT_TOKEN_FAILURES_CLIENT", "10 per minute"),
+            rate_limit_token_failures_ip=_rate(get, "RATE_LIMIT_TOKEN_FAILURES_IP", "30 per minute"),
+            rate_limit_checkout_session=_rate(get, "RATE_LIMIT_CHECKOUT_SESSION", "10 per minute"),
+            rate_limit_checkout_ip=_rate(get, "RATE_LIMIT_CHECKOUT_IP", "60 per minute"),
+            breaker_window=_int(get, "BREAKER_WINDOW", 3, 1, 1000),
+            breaker_latency_seconds=_float(get, "BREAKER_LATENCY_SECONDS", 15.0, 0.001, 3600),
+            breaker_errors=_int(get, "BREAKER_ERRORS", 5, 1, 1000),
+            breaker_cooldown_seconds=_int(get, "BREAKER_COOLDOWN_SECONDS", 60, 1, 86400),
         )
 
     def with_overrides(self, **changes) -> "Settings":
@@ -210,6 +273,42 @@ def parse_vault_keys(raw: str) -> tuple[VaultKey, ...]:
     if len({k.key_id for k in ring}) != len(ring):
         raise ConfigError("PAYGATE_VAULT_KEYS has duplicate key ids")
     return tuple(ring)
+
+
+MIN_SECRET_KEY_BYTES = 32
+
+
+def refuse_weak_secrets(secret_key: str, vault_keys: tuple[VaultKey, ...], fingerprint_key: bytes) -> None:
+    """Production's secret policy (docs/api.md, "Clients and secrets"); raises :class:`ConfigError` naming the
+    variable when
+
+    * ``PAYGATE_SECRET_KEY`` is shorter than 32 bytes (UTF-8) or one character repeated;
+    * a ``PAYGATE_VAULT_KEYS`` key or ``PAYGATE_FINGERPRINT_KEY`` is one byte repeated (all zero, say);
+    * one key serves two purposes: a vault key equal to the fingerprint key, or the vault or fingerprint key
+      equal to the secret key's bytes (its UTF-8 text, or the 32 bytes its text decodes to as base64).
+    """
+    raw = secret_key.encode("utf-8")
+    if len(raw) < MIN_SECRET_KEY_BYTES:
+        raise ConfigError(f"PAYGATE_SECRET_KEY must be at least {MIN_SECRET_KEY_BYTES} bytes in production")
+    if len(set(secret_key)) == 1:
+        raise ConfigError("PAYGATE_SECRET_KEY must not be one repeated character")
+    secret_forms = {raw}
+    try:
+        secret_forms.add(_decode_key("PAYGATE_SECRET_KEY", secret_key))
+    except ConfigError:
+        pass
+    if len(set(fingerprint_key)) == 1:
+        raise ConfigError("PAYGATE_FINGERPRINT_KEY must not be one repeated byte")
+    if fingerprint_key in secret_forms:
+        raise ConfigError("PAYGATE_FINGERPRINT_KEY must not be the same key as PAYGATE_SECRET_KEY")
+    for vault_key in vault_keys:
+        name = f"PAYGATE_VAULT_KEYS[{vault_key.key_id}]"
+        if len(set(vault_key.key)) == 1:
+            raise ConfigError(f"{name} must not be one repeated byte")
+        if hmac.compare_digest(vault_key.key, fingerprint_key):
+            raise ConfigError(f"{name} must not be the same key as PAYGATE_FINGERPRINT_KEY")
+        if vault_key.key in secret_forms:
+            raise ConfigError(f"{name} must not be the same key as PAYGATE_SECRET_KEY")
 
 
 def _decode_key(name: str, b64: str) -> bytes:
@@ -329,3 +428,17 @@ def _float(get, name: str, default: float, lo: float, hi: float) -> float:
     if not lo <= value <= hi:
         raise ConfigError(f"PAYGATE_{name} must be between {lo} and {hi}")
     return value
+
+
+_RATE = re.compile(r"\s*[0-9]+\s*(?:/|\s+per\s+)\s*(?:[1-9][0-9]*\s*)?(?:second|minute|hour|day)s?\s*")
+
+
+def _rate(get, name: str, default: str) -> str:
+    """A ``PAYGATE_RATE_LIMIT_*`` value: rates like ``100 per minute`` or ``100/minute`` (also ``100 per 10
+    minutes``), several joined by ``;`` or ``,`` (the grammar of https://limits.readthedocs.io, "Rate limit
+    string notation", restricted to seconds to days)."""
+    raw = get(name, default)
+    parts = re.split(r"[,;|]", raw)
+    if not all(_RATE.fullmatch(p) for p in parts) or any(int(re.match(r"\s*([0-9]+)", p).group(1)) < 1 for p in parts):
+        raise ConfigError(f"PAYGATE_{name} must be rates like '100 per minute' or '10 per second; 1000 per hour'")
+    return raw

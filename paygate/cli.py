@@ -51,10 +51,16 @@ def clients() -> None:
 @click.argument("name")
 @click.option("--callback-url", default=None, help="Default endpoint for this client's events.")
 def clients_create(name: str, callback_url: str | None) -> None:
-    """Create an API client; prints its id and secrets once, as JSON."""
+    """Create an API client; prints its id and secrets once, as JSON.
+
+    The callback URL follows the rules of a session's callback_url (docs/api.md, "Callback URLs in production")."""
     from payments.clients import create_client
+    from payments.events import callback_url_problem
 
     with _services() as svc:
+        problem = callback_url_problem(callback_url, production=svc.settings.production) if callback_url else None
+        if problem:
+            raise click.ClickException(f"--callback-url is not allowed: {problem}")
         with svc.Session.begin() as db:
             created = create_client(db, name=name, callback_url=callback_url, now=svc.clock(), new_id=svc.new_id)
     click.echo(json.dumps(created.as_dict()))
@@ -75,6 +81,78 @@ def clients_rotate(client_id: str, keep: int) -> None:
                 raise click.ClickException(f"no client {client_id}")
             new = rotate_signing_secret(db, client, keep_previous=keep)
     click.echo(json.dumps({"client_id": client_id, "signing_secret": new}))
+
+
+@clients.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a table.")
+def clients_list(as_json: bool) -> None:
+    """List API clients: id, status (active/disabled), name, default callback URL, creation time. No secrets."""
+    from sqlalchemy import select
+
+    from payments.models import ApiClient
+
+    with _services() as svc:
+        with svc.Session() as db:
+            rows = db.execute(select(ApiClient.id, ApiClient.name, ApiClient.active, ApiClient.callback_url,
+                                     ApiClient.created_at).order_by(ApiClient.created_at, ApiClient.id)).all()
+    for row in rows:
+        status = "active" if row.active else "disabled"
+        created = row.created_at.isoformat(timespec="seconds") + "Z"
+        if as_json:
+            click.echo(json.dumps({"client_id": row.id, "name": row.name, "status": status,
+                                   "callback_url": row.callback_url, "created_at": created}))
+        else:
+            click.echo("\t".join([row.id, status, row.name, row.callback_url or "-", created]))
+
+
+def _client_changed(client_id: str, change) -> dict:
+    """Applies ``change(db, client) -> dict`` to CLIENT_ID in one transaction, then refreshes the client's
+    cached token state (payments.clients.ClientStates) so its tokens follow at once. Returns the dict."""
+    from payments.clients import ClientStates
+    from payments.models import ApiClient
+
+    with _services() as svc:
+        with svc.Session.begin() as db:
+            client = db.get(ApiClient, client_id)
+            if client is None:
+                raise click.ClickException(f"no client {client_id}")
+            out = change(db, client)
+        if not ClientStates(svc.Session, svc.redis).refresh(client_id):
+            click.echo("warning: Redis is unreachable; tokens follow the change within 30 seconds", err=True)
+    return out
+
+
+def _set_active(active: bool):
+    def change(_db, client) -> dict:
+        client.active = active
+        return {"client_id": client.id, "status": "active" if active else "disabled"}
+
+    return change
+
+
+@clients.command("disable")
+@click.argument("client_id")
+def clients_disable(client_id: str) -> None:
+    """Disable CLIENT_ID: its access tokens answer 401 at once and it gets no new ones. No data is deleted."""
+    click.echo(json.dumps(_client_changed(client_id, _set_active(False))))
+
+
+@clients.command("enable")
+@click.argument("client_id")
+def clients_enable(client_id: str) -> None:
+    """Enable CLIENT_ID again (its tokens issued before the disable work again while unexpired)."""
+    click.echo(json.dumps(_client_changed(client_id, _set_active(True))))
+
+
+@clients.command("rotate-secret")
+@click.argument("client_id")
+def clients_rotate_secret(client_id: str) -> None:
+    """Give CLIENT_ID a new client secret, printed once as JSON; the old secret and the tokens issued under it
+    stop working at once."""
+    from payments.clients import rotate_client_secret
+
+    click.echo(json.dumps(_client_changed(
+        client_id, lambda db, client: {"client_id": client.id, "client_secret": rotate_client_secret(db, client)})))
 
 
 @clients.command("genesys")
@@ -309,6 +387,30 @@ def report_payments(since, until, client_id: str | None, output: str | None) -> 
                     written += 1
     if output:
         click.echo(f"{written} payment{'s' if written != 1 else ''} written to {output}", err=True)
+
+
+@main.group()
+def vault() -> None:
+    """The card vault's keys (docs/operations.md, "Rotating the vault keys")."""
+
+
+@vault.command("rewrap")
+@click.option("--batch", default=200, show_default=True, type=click.IntRange(1, 10_000),
+              help="Records per transaction.")
+def vault_rewrap(batch: int) -> None:
+    """Move every vaulted card to the first key of PAYGATE_VAULT_KEYS. Resumable: a stopped run loses nothing
+    and the next one continues; safe while the app runs. Prints {"key_id", "rewrapped", "skipped", "failed"} as
+    JSON; exits 1 when some records could not be opened (their tokens are listed, never card data)."""
+    from tokenizer.rewrap import outstanding, rewrap_all
+
+    with _services() as svc:
+        total = outstanding(svc.Session, svc.vault)
+        with click.progressbar(length=total, label=f"rewrapping under {svc.vault.current_key_id}",
+                               file=sys.stderr) as bar:
+            report = rewrap_all(svc.Session, svc.vault, batch=batch, progress=bar.update)
+    click.echo(json.dumps(report.as_dict()))
+    if report.failed:
+        sys.exit(1)
 
 
 @main.command()

@@ -5,7 +5,8 @@ Processes, all on 127.0.0.1, each in its own process group and with its output p
 * ``redis``: a private redis-server in a temporary directory (skipped when ``PAYGATE_REDIS_URL`` is set);
 * ``emulator``: the Genesys emulator (``python -m integrations.genesys.emulator``), holding the demo client's signing
   secret so it can verify every callback, and a Genesys OAuth client for the write-back;
-* ``web``: ``gunicorn --workers 2 'app:create_app()'``;
+* ``web``: ``gunicorn -c gunicorn.conf.py 'app:create_app()'`` (the shipped serving configuration: 2 workers of 16
+  threads unless ``PAYGATE_WEB_WORKERS``/``PAYGATE_WEB_THREADS`` say otherwise);
 * ``worker``: ``paygate worker``, which delivers the events to the emulator.
 
 Before starting them it migrates the configured database and creates an API client named ``demo`` whose
@@ -43,7 +44,7 @@ from kernel.errors import ConfigError
 from kernel.settings import Settings
 from payments.subscriptions import period_bounds
 
-from .processes import free_port, port_free, stop_processes, wait_until
+from .processes import free_port, gunicorn_command, port_free, stop_processes, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 60.0
@@ -293,8 +294,7 @@ class Demo:
         self.spawn("emulator", [py, "-m", "integrations.genesys.emulator", "--host", "127.0.0.1", "--port",
                                 str(self.emulator_port), "--signing-secret", signing_secret,
                                 "--genesys-client", f"{GENESYS_CLIENT_ID}:{self.genesys_secret}", "--quiet"])
-        self.spawn("web", [py, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{self.port}",
-                           "--no-control-socket", "app:create_app()"])
+        self.spawn("web", gunicorn_command(self.port, python=py))  # the shipped gunicorn.conf.py
         # the lead's CLI (paygate/cli.py) provides `paygate worker`: delivery plus expiry/reconciliation
         self.spawn("worker", [py, "-m", "paygate.cli", "worker"])
         self.wait_for("the Genesys emulator",

@@ -1,7 +1,8 @@
 """Local processes on loopback: a free port, waiting with a deadline, stopping a process group.
 
 The one place ``paygate demo``, the end-to-end suite (``e2e/conftest.py``), the test servers
-(``tests/services.py``) and the benchmark (``bench/run.py``) take these from. Children are started by their
+(``tests/services.py``) and the benchmark (``bench/run.py``) take these from, and the gunicorn command line that
+serves the app with the shipped ``gunicorn.conf.py`` (:func:`gunicorn_command`). Children are started by their
 callers with ``start_new_session=True`` (each its own process group), so :func:`stop_processes` reaches the
 workers a gunicorn master forked too.
 """
@@ -12,10 +13,22 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Callable, Iterable
 
 HOST = "127.0.0.1"
+GUNICORN_CONF = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
+"""The shipped serving configuration (gthread workers, pools sized to the threads; docs/architecture.md,
+"Serving")."""
+
+
+def gunicorn_command(port: int, app: str = "app:create_app()", *, python: str | None = None) -> list[str]:
+    """The argv that serves ``app`` with the shipped :data:`GUNICORN_CONF` on 127.0.0.1:``port`` (``python -m
+    gunicorn`` with this interpreter unless ``python`` names another). Workers and threads come from
+    ``PAYGATE_WEB_WORKERS``/``PAYGATE_WEB_THREADS`` in the child's environment."""
+    return [python or sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "--bind", f"{HOST}:{port}", app]
 
 
 def free_port() -> int:

@@ -23,7 +23,8 @@ from kernel.clock import Clock, IdFactory, random_id, system_clock
 from kernel.db import make_engine, make_sessionmaker
 from kernel.settings import Settings
 from payments.amount_rules import AmountRules
-from payments.clients import TokenIssuer
+from payments.breaker import BreakerPolicy, CircuitBreaker, MeasuredGateway
+from payments.clients import ClientStates, TokenIssuer
 from payments.context import Context, RedisLock
 from payments.fraud import FraudPolicy, FraudScreen
 from payments.gateway_events import DisputeService, GatewayWebhooks
@@ -68,6 +69,8 @@ class Services:
     """The movable business clock, when the deployment runs the sandbox gateway outside production."""
     amount_rules: AmountRules = field(default_factory=AmountRules)
     """``PAYGATE_ALLOWED_CURRENCIES`` and ``PAYGATE_MIN_AMOUNTS`` (docs/api.md, "Contact-center rules")."""
+    breaker: CircuitBreaker | None = None
+    """The gateway circuit breaker shared through Redis (docs/api.md, "Gateway circuit breaker")."""
     _link_sender: object = field(default=None, repr=False)
     _guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -113,13 +116,28 @@ def build_gateway(settings: Settings, redis, clock: Clock = system_clock) -> Gat
                           latency_seconds=settings.sandbox_latency_ms / 1000.0)
 
 
+REDIS_POOL_WAIT_SECONDS = 5
+"""How long a thread waits for a free Redis connection before ``redis.exceptions.ConnectionError`` (503)."""
+
+
+def redis_pool(settings: Settings) -> redis_lib.BlockingConnectionPool:
+    """The process's Redis connection pool: at most ``PAYGATE_REDIS_MAX_CONNECTIONS`` connections, a thread
+    waiting up to :data:`REDIS_POOL_WAIT_SECONDS` for one when all are in use (redis-py's
+    ``BlockingConnectionPool``, thread-safe; after a fork it opens fresh connections in the child)."""
+    return redis_lib.BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=settings.redis_max_connections, timeout=REDIS_POOL_WAIT_SECONDS,
+        decode_responses=False, health_check_interval=30)
+
+
 def build_services(settings: Settings, *, clock: Clock = system_clock, new_id: IdFactory = random_id,
                    gateway: Gateway | None = None) -> Services:
     """Wires the services for ``settings``; ``clock``/``new_id``/``gateway`` can be replaced by tests (``clock``
     is the base of business time; a test's FrozenClock stays movable by the sandbox clock on top of it)."""
-    engine = make_engine(settings.database_url)
+    # pools sized to the request threads of a gthread worker (gunicorn.conf.py); both are thread-safe
+    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size,
+                         max_overflow=settings.db_max_overflow)
     Session = make_sessionmaker(engine)
-    redis = redis_lib.Redis.from_url(settings.redis_url, decode_responses=False, health_check_interval=30)
+    redis = redis_lib.Redis.from_pool(redis_pool(settings))  # closing the client closes the pool
     sandbox_clock = None
     if settings.gateway == "sandbox" and not settings.production:
         sandbox_clock = SandboxClock(redis, base=clock)
@@ -137,6 +155,9 @@ def build_services(settings: Settings, *, clock: Clock = system_clock, new_id: I
                                            client_window_seconds=settings.fraud_client_window_seconds),
                         clock)
     amount_rules = AmountRules.from_settings(settings)
+    breaker = CircuitBreaker(redis, gateway.identifier, BreakerPolicy(
+        window=settings.breaker_window, latency_seconds=settings.breaker_latency_seconds,
+        errors=settings.breaker_errors, cooldown_seconds=settings.breaker_cooldown_seconds), clock=clock, new_id=new_id)
     sessions = SessionService(Session, redis, SessionDefaults(
         max_attempts=settings.max_attempts, ttl_seconds=settings.session_ttl_seconds,
         gateway=gateway.identifier, public_base_url=settings.public_base_url,
@@ -145,15 +166,17 @@ def build_services(settings: Settings, *, clock: Clock = system_clock, new_id: I
                                 ProcessorConfig(allowed_brands=settings.allowed_brands,
                                                 reconcile_after_seconds=settings.reconcile_after_seconds,
                                                 stripe_moto=settings.stripe_moto),
-                                clock=clock, new_id=new_id)
-    ctx = Context(Session=Session, redis=redis, gateway=gateway, clock=clock, new_id=new_id, locks=RedisLock(redis),
-                  production=settings.production)
+                                clock=clock, new_id=new_id, breaker=breaker)
+    # merchant charges, renewals, holds and refunds do not ask the breaker, but their calls count
+    ctx = Context(Session=Session, redis=redis, gateway=MeasuredGateway(gateway, breaker), clock=clock, new_id=new_id,
+                  locks=RedisLock(redis), production=settings.production)
     reconcile = settings.reconcile_after_seconds
     refunds = RefundService(ctx, reconcile_after_seconds=reconcile)
     webhooks = GatewayWebhooks(ctx, refunds, settings.stripe_webhook_secret)
     idem_secret = hashlib.sha256(b"paygate.idempotency|" + settings.secret_key.encode()).digest()
     return Services(settings=settings, engine=engine, Session=Session, redis=redis, clock=clock, new_id=new_id,
-                    tokens=TokenIssuer(settings.secret_key), idempotency=IdempotencyStore(redis, idem_secret),
+                    tokens=TokenIssuer(settings.secret_key, clients=ClientStates(Session, redis)),
+                    idempotency=IdempotencyStore(redis, idem_secret),
                     links=links, vault=vault, gateway=gateway, fraud=fraud, sessions=sessions, payments=payments,
                     ctx=ctx, holds=HoldService(ctx, notice_seconds=settings.hold_expiring_notice_seconds,
                                                reconcile_after_seconds=reconcile),
@@ -163,4 +186,4 @@ def build_services(settings: Settings, *, clock: Clock = system_clock, new_id: I
                     subscriptions=SubscriptionService(ctx, retry_days=settings.subscription_retry_days,
                                                       reconcile_after_seconds=reconcile, amount_rules=amount_rules),
                     sandbox_clock=sandbox_clock,
-                    amount_rules=amount_rules)
+                    amount_rules=amount_rules, breaker=breaker)

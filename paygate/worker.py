@@ -47,8 +47,12 @@ def build_deliverer(settings: Settings, Session, http: httpx.Client, **overrides
     ``clock`` (default the system clock) must be the deployment's business time — the services' clock, which the
     sandbox clock moves — because events and their deliveries are recorded in it: on another clock, deliveries
     recorded after a move would wait for real time to catch up. Signatures and Genesys OAuth tokens keep real
-    time (``real_clock``, default the system clock)."""
-    kwargs = dict(clock=system_clock, real_clock=system_clock, rng=random.Random(),
+    time (``real_clock``, default the system clock).
+
+    In production (``settings.production``) webhooks go through the deliverer's own guarded client, which
+    refuses hosts that are or resolve to addresses that are not global unicast and connects to the address it
+    checked (docs/api.md, "Callback URLs in production"); close the deliverer when done."""
+    kwargs = dict(clock=system_clock, real_clock=system_clock, rng=random.Random(), production=settings.production,
                   backoff_base=settings.delivery_backoff_base,
                   backoff_cap=settings.delivery_backoff_cap, max_age_seconds=settings.delivery_max_age_seconds,
                   lease_seconds=settings.delivery_lease_seconds,
@@ -174,6 +178,7 @@ def run_worker(settings: Settings, *, services: Services | None = None, stop: th
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        deliverer.close()
         http.close()
         if owned:
             services.close()

@@ -17,7 +17,7 @@ transaction of the state change it describes (:func:`callbacks.outbox.record_eve
 from __future__ import annotations
 
 from datetime import datetime
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session as DbSession
@@ -29,16 +29,24 @@ from integrations.genesys import writeback
 from integrations.genesys.settings import settings_of
 from kernel.clock import IdFactory
 from kernel.errors import ValidationFailed
+from kernel.netguard import AddressNotAllowed, Resolver, check_host, system_resolver
 
 from .models import ApiClient, Payment, PaymentSession, Subscription
 
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
+CALLBACK_URL_NOT_ALLOWED = "callback_url_not_allowed"
+
+
 def callback_url_allowed(url: str, *, production: bool) -> bool:
-    """Whether ``url`` may receive an object's events (docs/api.md, "Payment sessions": ``callback_url``):
-    an absolute https URL, or http to a loopback host, or any http outside production."""
-    parsed = urlparse(url)
+    """Whether ``url`` has the shape of an events endpoint (docs/api.md, "Payment sessions": ``callback_url``):
+    an absolute https URL, or http to a loopback host, or any http outside production. In production the host's
+    addresses are checked too (:func:`callback_url_problem`), which refuses the loopback hosts again."""
+    try:
+        parsed = urlparse(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return False
     if not parsed.netloc:
         return False
     if parsed.scheme == "https":
@@ -46,11 +54,54 @@ def callback_url_allowed(url: str, *, production: bool) -> bool:
     return parsed.scheme == "http" and (not production or parsed.hostname in _LOOPBACK_HOSTS)
 
 
-def check_callback_url(url: str | None, *, production: bool) -> None:
-    """Raises :class:`~kernel.errors.ValidationFailed` (field ``callback_url``: ``invalid_url``) for a given URL
-    that :func:`callback_url_allowed` refuses."""
-    if url and not callback_url_allowed(url, production=production):
-        raise ValidationFailed("callback_url is not allowed here.", details={"fields": {"callback_url": "invalid_url"}})
+def callback_url_problem(url: str, *, production: bool, resolver: Resolver = system_resolver) -> str | None:
+    """What is wrong with ``url`` as an events endpoint, as a field code, or None when it may be used.
+
+    ``"invalid_url"``: :func:`callback_url_allowed` refuses its shape (or it names no host or a bad port).
+    ``"callback_url_not_allowed"`` (production only; docs/api.md, "Callback URLs in production"): its host is,
+    or resolves to, an address that is not global unicast (:func:`kernel.netguard.check_host`). A host that does
+    not resolve now is accepted: every delivery resolves and checks it again before connecting."""
+    if not callback_url_allowed(url, production=production):
+        return "invalid_url"
+    if not production:
+        return None
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return "invalid_url"
+    if not host:
+        return "invalid_url"
+    try:
+        check_host(host, port, resolver=resolver)
+    except AddressNotAllowed:
+        return CALLBACK_URL_NOT_ALLOWED
+    except UnicodeError:  # a name IDNA cannot encode can never be connected to
+        return "invalid_url"
+    except OSError:  # does not resolve now (socket.gaierror): checked again before each delivery
+        return None
+    return None
+
+
+def callback_url_error(problem: str) -> ValidationFailed:
+    """The 400 for a :func:`callback_url_problem` code: ``validation_error`` with field ``callback_url``:
+    ``invalid_url``, or ``callback_url_not_allowed`` as both the error code and the field code."""
+    if problem == CALLBACK_URL_NOT_ALLOWED:
+        return ValidationFailed("callback_url must be a public address: its host is, or resolves to, a private, "
+                                "loopback, link-local, multicast or reserved address.", code=CALLBACK_URL_NOT_ALLOWED,
+                                details={"fields": {"callback_url": CALLBACK_URL_NOT_ALLOWED}})
+    return ValidationFailed("callback_url is not allowed here.", details={"fields": {"callback_url": problem}})
+
+
+def check_callback_url(url: str | None, *, production: bool, resolver: Resolver = system_resolver) -> None:
+    """Raises :class:`~kernel.errors.ValidationFailed` for a given URL that :func:`callback_url_problem` refuses:
+    400 ``validation_error`` (field ``callback_url``: ``invalid_url``), or in production 400
+    ``callback_url_not_allowed`` (field ``callback_url``: ``callback_url_not_allowed``) for a host that is or
+    resolves to an address that is not global unicast."""
+    if url:
+        problem = callback_url_problem(url, production=production, resolver=resolver)
+        if problem:
+            raise callback_url_error(problem)
 
 
 def destinations_for(client: ApiClient, *, event_type: str, callback_url: str | None,

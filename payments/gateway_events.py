@@ -28,6 +28,7 @@ Other event types are acknowledged and ignored.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -37,7 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from callbacks import events as ev
 from callbacks import outbox
 from kernel.errors import NotFound
-from tokenizer.gateways.stripe_webhooks import construct_event
+from tokenizer.gateways.stripe_webhooks import WebhookSignatureError, construct_event
 
 from .context import Context
 from .events import payment_event
@@ -64,10 +65,39 @@ class WebhookOutcome:
     result: str
 
 
-def _at(unix: int | float | None) -> datetime | None:
-    if not unix:
+def _at(unix) -> datetime | None:
+    """A unix time (seconds) as a naive UTC datetime; None for anything that is not one a datetime holds."""
+    if isinstance(unix, bool) or not isinstance(unix, (int, float)) or not unix:
         return None
-    return datetime.fromtimestamp(int(unix), timezone.utc).replace(tzinfo=None)
+    try:
+        return datetime.fromtimestamp(int(unix), timezone.utc).replace(tzinfo=None)
+    except (ValueError, OverflowError, OSError):  # NaN, infinity, outside years 1-9999
+        return None
+
+
+def _text(value, limit: int) -> str | None:
+    """``value`` when it is a non-empty string of at most ``limit`` characters, else None."""
+    return value if isinstance(value, str) and 0 < len(value) <= limit else None
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _unstorable_text(event) -> bool:
+    """Whether a string anywhere in ``event`` (keys too) holds U+0000 or a lone UTF-16 surrogate: text no
+    database column (PostgreSQL) or UTF-8 encoder takes, and that no gateway sends. Walks without recursion."""
+    stack = [event]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if _UNSTORABLE.search(value):
+                return True
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
 
 
 class _Replayed(Exception):
@@ -89,14 +119,17 @@ class GatewayWebhooks:
         :class:`~tokenizer.gateways.stripe_webhooks.WebhookSignatureError` (400) for a bad or missing signature
         or a body that is not an event; everything else is a :class:`WebhookOutcome`."""
         event = construct_event(payload, signature_header, self.secret or "")
-        event_id, event_type = str(event.get("id") or ""), str(event.get("type") or "")
-        obj = ((event.get("data") or {}).get("object")) or {}
+        if _unstorable_text(event):
+            raise WebhookSignatureError("The webhook body is not a JSON event.", code="invalid_payload")
+        event_id, event_type = _text(event.get("id"), 100) or "", _text(event.get("type"), 100) or ""
+        data = event.get("data")
+        obj = (data.get("object") if isinstance(data, dict) else None) or {}
         if not event_id or not isinstance(obj, dict):
             return WebhookOutcome(event_id, event_type, "ignored")
         now = self.ctx.now()
         try:
             with self.ctx.Session.begin() as db:
-                db.add(GatewayWebhookEvent(id=event_id[:100], type=event_type[:100], received_at=now.replace(tzinfo=None)))
+                db.add(GatewayWebhookEvent(id=event_id, type=event_type, received_at=now.replace(tzinfo=None)))
                 try:
                     db.flush()  # a replay stops here, on the primary key
                 except IntegrityError:
@@ -122,18 +155,25 @@ class GatewayWebhooks:
 
     # -- disputes --------------------------------------------------------------------------------------
     def _dispute(self, db, event_type: str, obj: dict, now: datetime) -> bool:
-        reference, intent = obj.get("id"), obj.get("payment_intent")
+        reference, intent = _text(obj.get("id"), 100), obj.get("payment_intent")
         if isinstance(intent, dict):
             intent = intent.get("id")
-        if not isinstance(reference, str) or not isinstance(intent, str):
+        intent = _text(intent, 100)
+        if reference is None or intent is None:
             return False
         payment = db.scalar(select(Payment).where(Payment.gateway_reference == intent).with_for_update())
         if payment is None:
             log.warning("dispute for an unknown payment", extra={"gateway_reference": intent})
             return False
-        status, reason = str(obj.get("status") or "needs_response"), str(obj.get("reason") or "general")
-        due = _at((obj.get("evidence_details") or {}).get("due_by"))
-        amount = obj.get("amount") if isinstance(obj.get("amount"), int) else payment.amount_captured
+        status, reason = _text(obj.get("status"), 40) or "needs_response", _text(obj.get("reason"), 60) or "general"
+        evidence = obj.get("evidence_details")
+        due = _at(evidence.get("due_by")) if isinstance(evidence, dict) else None
+        given = obj.get("amount")
+        amount = given if isinstance(given, int) and not isinstance(given, bool) and 0 <= given <= 10**12 \
+            else payment.amount_captured
+        currency = obj.get("currency")
+        currency = currency.upper() if isinstance(currency, str) and len(currency) == 3 and currency.isascii() \
+            and currency.isalpha() else payment.currency
         naive = now.replace(tzinfo=None)
         dispute = db.scalar(select(Dispute).where(Dispute.gateway_reference == reference))
         client = db.get(ApiClient, payment.client_id)
@@ -141,7 +181,7 @@ class GatewayWebhooks:
         if dispute is None:
             dispute = Dispute(id=self.ctx.new_id("dsp"), client_id=payment.client_id, payment_id=payment.id,
                               gateway_reference=reference, status=status, reason=reason, amount=amount,
-                              currency=str(obj.get("currency") or payment.currency).upper(), evidence_due_by=due,
+                              currency=currency, evidence_due_by=due,
                               conversation_id=payment.conversation_id,
                               customer_account_id=payment.customer_account_id, created_at=naive, updated_at=naive)
             db.add(dispute)
@@ -169,8 +209,8 @@ class GatewayWebhooks:
 
     # -- refunds ---------------------------------------------------------------------------------------
     def _refund(self, db, obj: dict, now: datetime) -> bool:
-        reference = obj.get("id")
-        ours = ((obj.get("metadata") or {}).get("paygate_refund_id")) if isinstance(obj.get("metadata"), dict) else None
+        reference = _text(obj.get("id"), 100)
+        ours = _text(obj["metadata"].get("paygate_refund_id"), 40) if isinstance(obj.get("metadata"), dict) else None
         refund = None
         if isinstance(reference, str):
             refund = db.scalar(select(Refund).where(Refund.gateway_reference == reference).with_for_update())
@@ -182,7 +222,7 @@ class GatewayWebhooks:
             refund.gateway_reference = reference
         status = obj.get("status")
         if status in ("failed", "canceled") and refund.status != RefundState.FAILED:
-            self.refunds.fail(db, refund, str(obj.get("failure_reason") or "refund_failed"), now)
+            self.refunds.fail(db, refund, _text(obj.get("failure_reason"), 60) or "refund_failed", now)
             return True
         if status == "succeeded" and refund.status == RefundState.PENDING:
             self.refunds.succeed(db, refund, now)
@@ -191,7 +231,7 @@ class GatewayWebhooks:
 
     # -- authorizations the gateway canceled -----------------------------------------------------------
     def _canceled(self, db, obj: dict, now: datetime) -> bool:
-        reference = obj.get("id")
+        reference = _text(obj.get("id"), 100)
         if not isinstance(reference, str):
             return False
         payment = db.scalar(select(Payment).where(Payment.gateway_reference == reference).with_for_update())

@@ -117,7 +117,8 @@ class MerchantCharges:
         """Charges the stored card. Returns ``(payment, created)``; ``created`` is False when this
         ``Idempotency-Key`` made a payment before (it is returned as it is now).
 
-        Raises ``validation_error`` (400, ``callback_url``: ``invalid_url``) for a callback URL production does
+        Raises ``callback_url_not_allowed`` (400: an internal address in production) or ``validation_error`` (400,
+        ``callback_url``: ``invalid_url``) for a callback URL production does
         not allow, and ``token_not_found`` (404) when the token is not this client's, never came from an approved
         customer payment, or was not saved at the gateway for merchant-initiated use. A new charge must keep the
         amount rules (:class:`payments.amount_rules.AmountRules`): 400 ``currency_not_allowed`` or

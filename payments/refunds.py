@@ -96,7 +96,8 @@ class RefundService:
         """Refunds a captured payment by disposition. Returns ``(refund, created)``: ``created`` is False when the
         same disposition was refunded before (that refund is returned, whatever its state).
 
-        Raises ``validation_error`` (400, ``callback_url``: ``invalid_url``), ``payment_not_found`` (404),
+        Raises ``callback_url_not_allowed`` (400: an internal address in production) or ``validation_error`` (400,
+        ``callback_url``: ``invalid_url``), ``payment_not_found`` (404),
         ``payment_not_refundable`` (409: not captured or partially refunded;
         void a hold instead), ``amount_exceeds_refundable`` (422). A gateway refusal is not an error: the refund
         is returned with ``status: failed`` and awaits review.

@@ -42,7 +42,7 @@ from kernel.money import format_amount, is_currency
 
 from . import events
 from .amount_rules import AmountRules
-from .events import callback_url_allowed
+from .events import CALLBACK_URL_NOT_ALLOWED, callback_url_error, callback_url_problem
 from .models import ApiClient, PaymentSession
 
 log = logging.getLogger("paygate.payments")
@@ -82,7 +82,7 @@ class LinkSigner:
     def check_expiring(self, session_id: str, token: str | None, expires: str | None, now: float,
                        purpose: str = "agent") -> bool:
         """True when ``token`` signs (``session_id``, ``expires``) and ``expires`` is still ahead of ``now``."""
-        if not expires or not expires.isdigit() or int(expires) < now:
+        if not expires or len(expires) > 12 or not (expires.isascii() and expires.isdigit()) or int(expires) < now:
             return False
         return self.check(f"{session_id}|{expires}", token, purpose)
 
@@ -199,7 +199,9 @@ class SessionService:
 
         ``client_id`` is the authenticated API client's id. Raises :class:`ValidationFailed` with
         ``details["fields"]`` (field → code) for what depends on configuration or on several fields:
-        ``callback_url`` ``invalid_url`` (plain http to a host other than loopback in production),
+        ``callback_url`` ``invalid_url`` (plain http to a host other than loopback in production) or
+        ``callback_url_not_allowed`` (production: a host that is or resolves to an address that is not global
+        unicast; alone, it is also the error's code),
         ``amount`` ``required`` (neither ``amount`` nor ``amount_range``) / ``invalid_amount`` / ``out_of_range``
         (outside ``amount_range``), ``amount_range`` ``invalid_range`` (``min`` > ``max``), ``currency``
         ``invalid_currency``, ``max_attempts`` ``out_of_range``, ``subscription``
@@ -236,10 +238,13 @@ class SessionService:
             errors["max_attempts"] = "out_of_range"
         if subscription and values["intent"] != "subscription":
             errors["subscription"] = "requires_subscription_intent"
-        if values.get("callback_url") and not callback_url_allowed(values["callback_url"],
-                                                                   production=self.defaults.production):
-            errors["callback_url"] = "invalid_url"
+        if values.get("callback_url"):
+            problem = callback_url_problem(values["callback_url"], production=self.defaults.production)
+            if problem:
+                errors["callback_url"] = problem
         if errors:
+            if errors == {"callback_url": CALLBACK_URL_NOT_ALLOWED}:
+                raise callback_url_error(CALLBACK_URL_NOT_ALLOWED)
             raise ValidationFailed("The payment session request is invalid.", details={"fields": errors})
         currency = values["currency"]
         self.amount_rules.check_currency(currency)

@@ -4,11 +4,15 @@ Order of work for a submission (each step can end it with a result):
 
 1. the session must be pending (a duplicate of an earlier submission gets that one's outcome);
 2. the card is validated (field errors → ``invalid``, no attempt used);
-3. a Redis lock on the session is taken, then the session row moves ``pending → processing``
-   with a compare-and-set on (status, attempts) — so even a lost lock cannot start a second charge;
-4. the fraud pre-screen scores the attempt (score ≥ threshold → ``requires_agent``, no gateway call);
-5. the card is sealed into the vault (``tok_``) and authorized at the gateway with the idempotency
-   key ``<session>:<attempt>:authorize``;
+3. a Redis lock on the session is taken; the fraud pre-screen scores the attempt and the gateway circuit
+   breaker (:mod:`payments.breaker`) is asked — both before anything is committed, so Redis or the database
+   failing up to here answers 503 and leaves the session ``pending`` with its attempts unchanged;
+4. the session row moves ``pending → processing`` with a compare-and-set on (status, attempts) — so even a
+   lost lock cannot start a second charge — and the card is sealed into the vault (``tok_``) in the same
+   transaction;
+5. a fraud block (score ≥ threshold) or an open breaker ends the attempt ``requires_agent`` (decline code
+   ``fraud_prescreen`` / ``automation_unavailable``) without a gateway call; otherwise the card is
+   authorized at the gateway with the idempotency key ``<session>:<attempt>:authorize``, timed for the breaker;
 6. the outcome and its events are committed together (outbox).
 
 The CVC lives only in memory for the gateway call. A gateway timeout is never an
@@ -24,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import redis as redis_lib
 from sqlalchemy import select, update
 from sqlalchemy.orm import sessionmaker
 
@@ -37,6 +42,7 @@ from tokenizer.gateways.base import AuthorizationRequest, Gateway, GatewayResult
 from tokenizer.models import VaultCard
 from tokenizer.vault import Vault
 
+from .breaker import Admission, CircuitBreaker
 from .context import LOCK_TTL_MS, RedisLock
 from .events import payment_event
 from .fraud import FraudScreen
@@ -55,6 +61,9 @@ APPROVED_MESSAGE = "Payment approved."
 BUSY_MESSAGE = "A previous payment on your account is still being processed. Please wait a moment and try again."
 CUSTOMER_LEASE_MS = 15_000
 CUSTOMER_LEASE_WAIT_SECONDS = 1.0
+AUTOMATION_UNAVAILABLE = "automation_unavailable"
+"""The ``decline_code`` of a submission the open gateway circuit breaker sent to an agent (docs/api.md,
+"Gateway circuit breaker")."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +121,10 @@ class StartedAttempt:
     client_id: str | None = None
     """``source`` (checkout | voice), the caller's number ``ani`` (E.164 or None) and the session's API
     ``client_id``, for the fraud screen and the entry mode."""
+    session: PaymentSession | None = field(default=None, repr=False, compare=False)
+    """The session row as the compare-and-set left it (read in the same transaction)."""
+    token: str | None = None
+    """The vault token stored with the attempt (``tok_``), when the card goes to the gateway."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +142,7 @@ class PaymentProcessor:
 
     def __init__(self, Session: sessionmaker, redis, sessions: SessionService, vault: Vault, gateway: Gateway,
                  fraud: FraudScreen, config: ProcessorConfig, *, clock: Clock, new_id: IdFactory,
-                 sleep=time.sleep):
+                 sleep=time.sleep, breaker: CircuitBreaker | None = None):
         self.Session = Session
         self.redis = redis
         self.sessions = sessions
@@ -141,6 +154,8 @@ class PaymentProcessor:
         self.new_id = new_id
         self.sleep = sleep
         self.locks = RedisLock(redis, sleep=sleep)
+        self.breaker = breaker
+        """The gateway circuit breaker (:mod:`payments.breaker`); None: always call the gateway."""
 
     # ------------------------------------------------------------------------------------------------
     def submit(self, session_id: str, card_input: CardInput, *, source: str, client_ip: str | None = None,
@@ -189,15 +204,41 @@ class PaymentProcessor:
                 log.info("card not processed: another payment of the customer is processing (busy)",
                          extra={"session_id": s.id, "source": source})
                 return SubmitResult("busy", s, message=BUSY_MESSAGE)
-            started = self._start_attempt(s, card, source=source, client_ip=client_ip,
-                                          submission_id=submission_id, fingerprint=fingerprint,
-                                          ani=caller_number(ani), call_id=call_id)
+            # Everything that needs Redis (fraud screen, breaker) runs before the compare-and-set, and the card
+            # is vaulted in the same transaction: a dependency failure before the gateway call leaves the
+            # session pending with its attempts unchanged (503), never processing or failed.
+            number, caller = s.attempts + 1, caller_number(ani)
+            assessment = self.fraud.screen(session_id=s.id, attempt_number=number, client_ip=client_ip,
+                                           fingerprint=fingerprint, ani=caller, client_id=s.client_id)
+            admission = (self.breaker.admit() if self.breaker is not None and not assessment.blocked
+                         else Admission(True, "closed"))
+            try:
+                sealed = self.vault.seal(card) if admission.allowed and not assessment.blocked else None
+                started = self._start_attempt(s, card, source=source, client_ip=client_ip,
+                                              submission_id=submission_id, fingerprint=fingerprint,
+                                              ani=caller, call_id=call_id, sealed=sealed)
+            except BaseException:
+                self._release_probe(admission)
+                raise
             if started is None:  # lost the compare-and-set: someone else is processing or finished
+                self._release_probe(admission)
                 return self._report(self._wait_settled(session_id), duplicate=True)
-            return self._run_attempt(started)
+            return self._run_attempt(started, assessment, admission)
         finally:
-            self.locks.release(lock_key, lock_token)
-            self.locks.release(_customer_key(s), lock_token)  # a no-op unless _customer_busy took it
+            self._release_quietly(lock_key, lock_token)
+            self._release_quietly(_customer_key(s), lock_token)  # a no-op unless _customer_busy took it
+
+    def _release_quietly(self, key: str, token: str) -> None:
+        """Gives a lease back; a Redis failure is logged, not raised (the lease expires by itself, and the
+        submission's outcome is already decided)."""
+        try:
+            self.locks.release(key, token)
+        except redis_lib.RedisError as exc:
+            log.warning("lease not released", extra={"error": type(exc).__name__})
+
+    def _release_probe(self, admission: Admission) -> None:
+        if self.breaker is not None and admission.probe_token:
+            self.breaker.release_probe(admission.probe_token)
 
     def _customer_busy(self, s: PaymentSession, token: str) -> bool:
         """True when another session of ``s``'s API client and ``customer_account_id`` is ``processing``
@@ -213,7 +254,10 @@ class PaymentProcessor:
 
     # ------------------------------------------------------------------------------------------------
     def _start_attempt(self, s: PaymentSession, card: Card, *, source, client_ip, submission_id,
-                       fingerprint, ani=None, call_id=None) -> StartedAttempt | None:
+                       fingerprint, ani=None, call_id=None, sealed=None) -> StartedAttempt | None:
+        """The ``pending → processing`` compare-and-set on (status, attempts) and the attempt row, with the
+        ``sealed`` card (:meth:`tokenizer.vault.Vault.seal`, when the card goes to the gateway) stored in the same
+        transaction. None when another submission won."""
         now = self.clock().replace(tzinfo=None)
         number = s.attempts + 1
         idem_key = f"{s.id}:{number}:authorize"
@@ -231,25 +275,29 @@ class PaymentProcessor:
                 card_fingerprint=fingerprint, idempotency_key=idem_key, fraud_score=0.0,
                 fraud_reasons=[], created_at=now, ani=ani, call_id=call_id)
             db.add(attempt)
+            if sealed is not None:  # the card is vaulted before any gateway call
+                db.add(VaultCard(token=sealed.token, key_id=sealed.key_id, wrapped_key=sealed.wrapped_key,
+                                 nonce=sealed.nonce, ciphertext=sealed.ciphertext, fingerprint=sealed.fingerprint,
+                                 brand=sealed.brand, last4=sealed.last4, exp_month=sealed.exp_month,
+                                 exp_year=sealed.exp_year, client_id=s.client_id, created_at=now))
+            row = db.get(PaymentSession, s.id)
         return StartedAttempt(session_id=s.id, attempt_id=attempt.id, number=number, idempotency_key=idem_key,
                               card=card, client_ip=client_ip, fingerprint=fingerprint, source=source, ani=ani,
-                              client_id=s.client_id)
+                              client_id=s.client_id, session=row, token=sealed.token if sealed else None)
 
-    def _run_attempt(self, a: StartedAttempt) -> SubmitResult:
-        assessment = self.fraud.screen(session_id=a.session_id, attempt_number=a.number, client_ip=a.client_ip,
-                                       fingerprint=a.fingerprint, ani=a.ani, client_id=a.client_id)
+    def _run_attempt(self, a: StartedAttempt, assessment, admission: Admission) -> SubmitResult:
+        """Ends a started attempt: fraud-blocked or refused by the open breaker → ``requires_agent`` without a
+        gateway call; otherwise the authorization (timed for the breaker; the half-open probe reports its
+        outcome) and :meth:`_finish`. ``assessment``: the fraud screen's; ``admission``: the breaker's."""
         if assessment.blocked:
             return self._finish(a, assessment, GatewayResult(GatewayStatus.BLOCKED, decline_code="fraud_prescreen"),
                                 token=None)
-
-        sealed = self.vault.seal(a.card)
-        with self.Session.begin() as db:  # the card is vaulted before any gateway call
-            s = db.get(PaymentSession, a.session_id)
-            db.add(VaultCard(token=sealed.token, key_id=sealed.key_id, wrapped_key=sealed.wrapped_key,
-                             nonce=sealed.nonce, ciphertext=sealed.ciphertext, fingerprint=sealed.fingerprint,
-                             brand=sealed.brand, last4=sealed.last4, exp_month=sealed.exp_month,
-                             exp_year=sealed.exp_year, client_id=s.client_id,
-                             created_at=self.clock().replace(tzinfo=None)))
+        if not admission.allowed:
+            log.warning("card not sent to the gateway: the circuit breaker is open (requires_agent)",
+                        extra={"session_id": a.session_id, "source": a.source, "state": admission.state})
+            return self._finish(a, assessment, GatewayResult(GatewayStatus.BLOCKED,
+                                                             decline_code=AUTOMATION_UNAVAILABLE), token=None)
+        s = a.session
         request = AuthorizationRequest(
             amount=s.amount, currency=s.currency, idempotency_key=a.idempotency_key, capture=s.intent != "hold",
             card=a.card,
@@ -257,9 +305,12 @@ class PaymentProcessor:
             metadata={"paygate_session_id": s.id, "conversation_id": s.conversation_id,
                       "customer_account_id": s.customer_account_id, "intent": s.intent},
             moto=self.moto(a.source))
-        result = self.gateway.authorize(request)
+        if self.breaker is not None:
+            result = self.breaker.measure(lambda: self.gateway.authorize(request), probe=admission.probe_token)
+        else:
+            result = self.gateway.authorize(request)
         assessment = self.fraud.with_gateway_risk(assessment, result.risk_level)
-        return self._finish(a, assessment, result, token=sealed.token)
+        return self._finish(a, assessment, result, token=a.token)
 
     def _finish(self, a: StartedAttempt, assessment, result: GatewayResult, *, token: str | None) -> SubmitResult:
         """Records the attempt's outcome and moves the session (one transaction with its events)."""
@@ -267,7 +318,10 @@ class PaymentProcessor:
         naive = now.replace(tzinfo=None)
         card, fingerprint = a.card, a.fingerprint
         if result.status is GatewayStatus.DECLINED and fingerprint:
-            self.fraud.record_decline(fingerprint, client_id=a.client_id)
+            try:  # after the gateway call the outcome must be recorded even while Redis is down
+                self.fraud.record_decline(fingerprint, client_id=a.client_id)
+            except redis_lib.RedisError as exc:
+                log.warning("decline not counted by the fraud screen", extra={"error": type(exc).__name__})
         with self.Session.begin() as db:
             s = db.get(PaymentSession, a.session_id)
             attempt = db.get(PaymentAttempt, a.attempt_id)

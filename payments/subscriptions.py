@@ -208,7 +208,8 @@ class SubscriptionService:
         ``past_due`` after a decline (retried on schedule), or period 0 while the gateway's answer is unknown.
         Otherwise the first charge is at ``start_at`` (the anchor) by the worker.
 
-        Raises ``validation_error`` (400, ``callback_url``: ``invalid_url``), the amount rules' errors (400
+        Raises ``callback_url_not_allowed`` (400: an internal address in production) or ``validation_error`` (400,
+        ``callback_url``: ``invalid_url``), the amount rules' errors (400
         ``currency_not_allowed``, ``amount_below_minimum``) and ``token_not_found`` (404: not this client's
         token, or not from an approved customer payment saved at the gateway).
         """

@@ -47,8 +47,8 @@ error codes are :func:`route`'s arguments. The same declaration validates the re
 
 :func:`route` adds the statuses every endpoint of its kind can answer, each with the error envelope:
 400 (when something is validated), 401 (unless ``public``), 404 (path parameters), 409 and 422 (POST:
-Idempotency-Key), 413 (a body over 64 KiB), 429 (``rate_limited=True``) and 500. Path parameter
-descriptions come from :data:`app.schemas.PATH_PARAMETERS`.
+Idempotency-Key), 413 (a body over 64 KiB), 429 (every endpoint: the rate limits of :mod:`app.ratelimit`)
+and 500. Path parameter descriptions come from :data:`app.schemas.PATH_PARAMETERS`.
 """
 
 from __future__ import annotations
@@ -78,9 +78,23 @@ def _authenticate():
     """Every ``/v1`` route but :data:`PUBLIC_ENDPOINTS` needs ``Authorization: Bearer <token>`` (401
     ``invalid_token`` / ``token_expired`` otherwise); sets ``g.client_id``."""
     if request.endpoint not in PUBLIC_ENDPOINTS:
+        g.client_id = bearer_client_id()
+
+
+def bearer_client_id() -> str:
+    """The API client of this request's ``Authorization: Bearer`` token, checked once per request (the rate
+    limits of :mod:`app.ratelimit` key on it before :func:`_authenticate` runs). Raises
+    :class:`~kernel.errors.Unauthorized` like :meth:`payments.clients.TokenIssuer.client_id_for`."""
+    if "bearer_check" not in g:
         header = request.headers.get("Authorization", "")
         bearer = header[7:].strip() if header.lower().startswith("bearer ") else None
-        g.client_id = services().tokens.client_id_for(bearer)
+        try:
+            g.bearer_check = services().tokens.client_id_for(bearer)
+        except PaygateError as err:
+            g.bearer_check = err
+    if isinstance(g.bearer_check, PaygateError):
+        raise g.bearer_check
+    return g.bearer_check
 
 
 @bp.before_request
@@ -143,6 +157,7 @@ _TITLES = {
     422: "Unprocessable",
     429: "Rate limited; wait Retry-After seconds",
     500: "Something went wrong on our side",
+    503: "The database or Redis is unavailable; nothing was done, retry after Retry-After seconds",
 }
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 _PATH_PARAMETER = re.compile(r"<(?:[^:>]+:)?([^>]+)>")
@@ -164,8 +179,9 @@ def _error_statuses(method: str, rule: str, *, validated: bool, has_json: bool, 
         codes[422] = ["idempotency_key_reused"]
     if method in _BODY_METHODS:
         codes[413] = ["request_too_large"]
-    if rate_limited:
-        codes[429] = ["rate_limited"]
+    codes[429] = ["rate_limited"]  # every operation is rate limited (app/ratelimit.py); send-link has its own too
+    if not public or method == "POST":  # everything but the public document reads the database or Redis
+        codes[503] = ["service_unavailable"]
     out: dict[str, tuple] = {}
     for status, answer in errors.items():
         if isinstance(answer, tuple) and len(answer) == 2 and isinstance(answer[0], type):
@@ -196,7 +212,8 @@ def route(method: str, rule: str, *, operation_id: str, ok: Mapping[int, tuple[t
       the standard ones are added (module docstring);
     * ``public``: no bearer token (and no 401); ``security`` overrides the document's security;
     * ``idempotent_post``: the ``Idempotency-Key`` semantics (default: every POST);
-    * ``rate_limited``: documents 429 ``rate_limited`` with ``Retry-After``;
+    * ``rate_limited``: the endpoint has a limit of its own besides :mod:`app.ratelimit`'s (429
+      ``rate_limited`` with ``Retry-After`` is documented on every endpoint either way);
     * ``on_invalid``: answers a :class:`~app.api.spec.RequestInvalid` itself (returns the response),
       instead of the 400 envelope;
     * ``media``: success statuses whose body is not JSON → ``(media type, JSON Schema)``, e.g.
@@ -257,6 +274,7 @@ from . import (  # noqa: F401,E402
     disputes,
     document,
     events,
+    gateway_status,
     oauth,
     payments,
     refunds,

@@ -44,7 +44,7 @@ class TokenResponse(View):
 class OAuthError(View):
     """RFC 6749 §5.2 error."""
 
-    error: Literal["invalid_client", "invalid_request", "unsupported_grant_type"]
+    error: Literal["invalid_client", "invalid_request", "unsupported_grant_type", "rate_limited"]
 
 
 def _credentials() -> tuple[str | None, str | None]:
@@ -53,6 +53,12 @@ def _credentials() -> tuple[str | None, str | None]:
     if client_id is None:
         client_id, client_secret = request.form.get("client_id"), request.form.get("client_secret")
     return client_id, client_secret
+
+
+def requested_client_id() -> str | None:
+    """The client id a token request names (HTTP Basic, else the form), unverified: what the rate limits of
+    docs/api.md, "Rate limits" count failed attempts by."""
+    return _credentials()[0] or None
 
 
 def _basic_credentials() -> tuple[str | None, str | None]:
@@ -90,7 +96,9 @@ def _invalid(err: RequestInvalid) -> Response:
       idempotent_post=False, security={"basic": []}, on_invalid=_invalid,
       ok={200: (TokenResponse, "An access token valid for expires_in seconds.")},
       errors={400: (OAuthError, "invalid_request (no grant_type), unsupported_grant_type."),
-              401: (OAuthError, "invalid_client: unknown client, wrong secret or no credentials.")})
+              401: (OAuthError, "invalid_client: unknown client, wrong secret or no credentials."),
+              429: (OAuthError, "rate_limited: too many token requests, or too many failed ones for this client "
+                                "id or from this address; wait Retry-After seconds.")})
 def token(form: TokenRequest):
     """Get an access token (client credentials grant).
 

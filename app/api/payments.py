@@ -163,7 +163,8 @@ def list_payments(query: PaymentsQuery):
 @post("/payments", operation_id="createPayment", tags=TAGS,
       ok={201: (PaymentView, "Created (a decline is status declined, not an error)."),
           200: (PaymentView, "This Idempotency-Key made a payment before: that payment as it is now.")},
-      errors={400: ["idempotency_key_required", "currency_not_allowed", "amount_below_minimum"],
+      errors={400: ["idempotency_key_required", "currency_not_allowed", "amount_below_minimum",
+                   "callback_url_not_allowed"],
               404: ["token_not_found"]})
 def create_payment(json: MerchantCharge):
     """Charge a stored card (merchant-initiated).

@@ -128,7 +128,8 @@ def _invalid_amount_first(err):
 @post("/refunds", operation_id="createRefund", tags=TAGS, on_invalid=_invalid_amount_first,
       ok={201: (RefundView, "A new refund (also when the gateway refused it: its status says failed)."),
           200: (RefundView, "This disposition was refunded before: that refund, whatever the Idempotency-Key.")},
-      errors={400: ["invalid_amount"], 404: ["payment_not_found"], 409: ["payment_not_refundable"],
+      errors={400: ["invalid_amount", "callback_url_not_allowed"], 404: ["payment_not_found"],
+              409: ["payment_not_refundable"],
               422: ["amount_exceeds_refundable"]})
 def create_refund(json: CreateRefund):
     """Refund a payment by disposition.

@@ -158,7 +158,7 @@ class LinkSent(View):
 
 @post("/payment-sessions", operation_id="createPaymentSession", tags=TAGS,
       ok={201: (PaymentSessionCreated, "Created; send checkout_url to the customer.")},
-      errors={400: ["currency_not_allowed", "amount_below_minimum"]})
+      errors={400: ["currency_not_allowed", "amount_below_minimum", "callback_url_not_allowed"]})
 def create_session(json: CreatePaymentSession):
     """Create a payment session (a checkout link).
 

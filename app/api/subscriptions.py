@@ -155,7 +155,8 @@ def list_subscriptions(query: SubscriptionsQuery):
 @post("/subscriptions", operation_id="createSubscription", tags=TAGS,
       ok={201: (SubscriptionView, "Created (a declined first charge is status past_due, not an error)."),
           200: (SubscriptionView, "This Idempotency-Key made a subscription before: it as it is now.")},
-      errors={400: ["idempotency_key_required", "currency_not_allowed", "amount_below_minimum"],
+      errors={400: ["idempotency_key_required", "currency_not_allowed", "amount_below_minimum",
+                   "callback_url_not_allowed"],
               404: ["token_not_found"]})
 def create_subscription(json: CreateSubscription):
     """Subscribe a stored card.

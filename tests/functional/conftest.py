@@ -27,6 +27,10 @@ def make_settings(db_url: str, redis_url: str, state_dir, **env) -> Settings:
         "PAYGATE_INSTANCE_PATH": str(state_dir / "instance"),
         "PAYGATE_PUBLIC_BASE_URL": "http://127.0.0.1:8000",
         "PAYGATE_FRAME_ANCESTORS": "'self' http://127.0.0.1:8010",
+        # the suite loads the API on purpose (fifty concurrent refunds, a token per stack, many card posts from
+        # one address): generous rate limits, still enforced; tests/functional/test_rate_limits.py sets tight ones
+        **{f"PAYGATE_RATE_LIMIT_{scope}": "1000000 per minute" for scope in (
+            "API", "TOKEN", "TOKEN_FAILURES_CLIENT", "TOKEN_FAILURES_IP", "CHECKOUT_SESSION", "CHECKOUT_IP")},
     }
     base.update({f"PAYGATE_{k}": str(v) for k, v in env.items()})
     return Settings.from_env(base)

@@ -45,6 +45,8 @@ ISSUE8_FILES = {"create-subscription.custom.json", "cancel-subscription.custom.j
                 "close-conversation.custom.json", "check-customer-busy.custom.json"}
 """Subscriptions, amount rules, the busy pre-check and conversation close (docs/api.md); more in
 tests/functional/test_data_actions_issue8.py."""
+ISSUE9_FILES = {"get-gateway-status.custom.json"}
+"""The gateway circuit breaker's state, checked before offering automated payment (docs/api.md)."""
 SAFE_TO_REPEAT = {"cancel-payment-session.custom.json", "inspect-card.custom.json", "cancel-subscription.custom.json",
                   "set-payment-amount.custom.json", "close-conversation.custom.json"}
 """POST exports without an idempotency key: repeating them gives the same state."""
@@ -52,7 +54,7 @@ PLATFORM_FILES = {"genesys-get-customer-participant.json", "genesys-create-worki
 """Genesys Cloud Data Actions (``purecloud-data-actions``): they call Genesys's own Platform API."""
 EXPECTED_FILES = {AUTH_ACTION_FILE, "create-payment-session.custom.json", "get-payment-session.custom.json",
                   "cancel-payment-session.custom.json", "inspect-card.custom.json", "submit-card.custom.json",
-                  "send-payment-link.custom.json"} | PAYMENT_FILES | PLATFORM_FILES | ISSUE8_FILES
+                  "send-payment-link.custom.json"} | PAYMENT_FILES | PLATFORM_FILES | ISSUE8_FILES | ISSUE9_FILES
 PAYGATE_FILES = EXPECTED_FILES - PLATFORM_FILES
 WORKTYPE = "5fc8affb-1d63-4ca8-8de3-21b6b80c9ca9"
 FAKE_AUTH = {"token": "fake-token"}
@@ -160,6 +162,7 @@ SAMPLE_INPUTS.update({
     "set-payment-amount.custom.json": {"sessionId": "ps_123", "amount": "2500"},
     "close-conversation.custom.json": {"conversationId": "conv-1"},
     "check-customer-busy.custom.json": {"customerAccountId": "ACME-1"},
+    "get-gateway-status.custom.json": {},
 })
 SAMPLE_RESPONSES.update({
     "create-subscription.custom.json": _SUBSCRIPTION,
@@ -168,6 +171,8 @@ SAMPLE_RESPONSES.update({
     "set-payment-amount.custom.json": {"outcome": "ok", "amount": 2500, "entered": 2500, "min": 500, "max": 10000,
                                        "currency": "USD", "message": "Amount set."},
     "close-conversation.custom.json": {"canceled": ["ps_123"], "processing": ["ps_124"]},
+    "get-gateway-status.custom.json": {"gateway": "sandbox", "state": "open", "since": "2026-11-23T12:00:00Z",
+                                       "recent_latency_ms": 16250},
     "check-customer-busy.custom.json": {"data": [{**_VIEW, "status": "processing", "outcome": None}],
                                         "has_more": False},
 })
@@ -190,6 +195,7 @@ SESSION_ROUTES = {  # export → (method, OpenAPI path, 2xx status)
     "set-payment-amount.custom.json": ("POST", "/v1/payment-sessions/{session_id}/amount", "200"),
     "close-conversation.custom.json": ("POST", "/v1/conversations/{conversation_id}/close", "200"),
     "check-customer-busy.custom.json": ("GET", "/v1/payment-sessions", "200"),
+    "get-gateway-status.custom.json": ("GET", "/v1/gateway-status", "200"),
 }
 MINIMAL_ALSO = {"create-payment-session.custom.json": ("amount",)}
 """Inputs a minimal call still needs though the contract cannot require them: a session needs ``amount`` or

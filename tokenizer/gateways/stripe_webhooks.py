@@ -65,13 +65,13 @@ def construct_event(payload: bytes, signature_header: str | None, secret: str, *
         stripe.Webhook.construct_event(payload, signature_header, secret, tolerance)
     except stripe.SignatureVerificationError:
         raise WebhookSignatureError("The Stripe-Signature header does not verify.") from None
-    except (ValueError, TypeError, AttributeError):
-        # the SDK verifies before it parses: we only get here with a valid signature (or a body that is not
+    except (ValueError, TypeError, AttributeError, RecursionError):
+        # the SDK verifies before it parses (RecursionError: JSON nested deeper than the parser goes): we only get here with a valid signature (or a body that is not
         # UTF-8, which cannot be verified at all)
         raise WebhookSignatureError("The webhook body is not a JSON event.", code="invalid_payload") from None
     try:
         event = json.loads(payload)
-    except ValueError:  # pragma: no cover - the SDK parsed the same bytes just above
+    except (ValueError, RecursionError):  # pragma: no cover - the SDK parsed the same bytes just above
         raise WebhookSignatureError("The webhook body is not a JSON event.", code="invalid_payload") from None
     if not isinstance(event, dict):
         raise WebhookSignatureError("The webhook body is not a JSON event.", code="invalid_payload")

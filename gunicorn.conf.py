@@ -1,0 +1,88 @@
+"""paygate's production serving configuration for gunicorn (docs/architecture.md, "Serving").
+
+``gunicorn 'app:create_app()'`` run from the project's root reads this file by itself (gunicorn's default
+``--config`` is ``./gunicorn.conf.py``); the demo, the test servers and the benchmark pass it explicitly with
+``-c`` (:func:`paygate.processes.gunicorn_command`). Settings, from lowest to highest precedence: this file,
+``GUNICORN_CMD_ARGS``, the command line (https://docs.gunicorn.org/en/stable/configure.html).
+
+Worker model: ``gthread`` — ``PAYGATE_WEB_WORKERS`` processes (default 2, one per core of a small VM) of
+``PAYGATE_WEB_THREADS`` request threads each (default 16). A card submission holds its thread while it waits on
+the gateway (Stripe: a few hundred ms), and the other threads keep answering polls, page loads and API calls;
+the work is I/O-bound, so threads (not more processes) are what a slow gateway needs. Every thread-shared
+object is thread-safe: the SQLAlchemy engine's ``QueuePool`` (``PAYGATE_DB_POOL_SIZE`` +
+``PAYGATE_DB_MAX_OVERFLOW``, default the thread count + half of it) and redis-py's ``BlockingConnectionPool``
+(``PAYGATE_REDIS_MAX_CONNECTIONS``, default 2 × threads + 8) are sized from ``PAYGATE_WEB_THREADS`` by
+:class:`kernel.settings.Settings`, so set it in the environment rather than with ``--threads``.
+
+``preload_app`` is off: each worker imports and builds the app itself after the fork, so the database
+engine, the Redis pools (paygate's and the rate limiter's) and any HTTP client are created in the process that
+uses them and never shared across a fork. (Preloading would save a few MB of copy-on-write memory per worker
+but would build those pools in the master.) Should someone turn it on anyway (``--preload``), :func:`post_fork`
+drops the inherited database connections in each worker (SQLAlchemy's "Using Connection Pools with
+Multiprocessing"); redis-py already opens new connections when it sees a new process id.
+
+Other choices: no access log (the app logs every request itself, as JSON with its request id);
+``max_requests`` with jitter recycles each worker after about 10,000 requests so a slow leak cannot grow for
+ever and the workers do not restart together; the heartbeat file lives in ``/dev/shm`` when there is one (a
+disk-backed ``/tmp`` can stall the heartbeat, https://docs.gunicorn.org/en/stable/faq.html); no control socket
+unless ``PAYGATE_WEB_CONTROL_SOCKET`` names one (its default path is one per user, which several instances on
+one host would share).
+
+Environment: ``PAYGATE_BIND`` (default gunicorn's: ``127.0.0.1:8000``, or ``0.0.0.0:$PORT``; several
+addresses separated by commas), ``PAYGATE_WEB_WORKERS``, ``PAYGATE_WEB_THREADS``, ``PAYGATE_WEB_TIMEOUT``
+(seconds, default 30), ``PAYGATE_WEB_KEEPALIVE`` (seconds, default 5; behind a load balancer set it above the
+balancer's idle timeout), ``PAYGATE_WEB_CONTROL_SOCKET``.
+"""
+
+import os
+
+
+def _env_int(name: str, default: int, lo: int, hi: int) -> int:
+    raw = os.environ.get(name, "")
+    try:
+        value = int(raw) if raw.strip() else default
+    except ValueError:
+        raise SystemExit(f"{name} must be an integer") from None
+    if not lo <= value <= hi:
+        raise SystemExit(f"{name} must be between {lo} and {hi}")
+    return value
+
+
+if os.environ.get("PAYGATE_BIND", "").strip():
+    bind = [b.strip() for b in os.environ["PAYGATE_BIND"].split(",") if b.strip()]
+
+worker_class = "gthread"
+workers = _env_int("PAYGATE_WEB_WORKERS", 2, 1, 64)
+threads = _env_int("PAYGATE_WEB_THREADS", 16, 1, 256)  # the same bounds as kernel.settings
+worker_connections = 1000  # open (keep-alive) connections per worker; idle ones wait in the poller, not a thread
+
+timeout = _env_int("PAYGATE_WEB_TIMEOUT", 30, 5, 3600)  # a worker silent this long is restarted
+graceful_timeout = 30  # on SIGTERM / recycling: in-flight requests (a gateway call) get this long to finish
+keepalive = _env_int("PAYGATE_WEB_KEEPALIVE", 5, 0, 3600)
+
+max_requests = 10_000
+max_requests_jitter = 1_000
+
+preload_app = False
+
+accesslog = None  # the app's own JSON line per request ("paygate.http")
+errorlog = "-"
+
+if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+    worker_tmp_dir = "/dev/shm"
+
+if os.environ.get("PAYGATE_WEB_CONTROL_SOCKET", "").strip():
+    control_socket = os.environ["PAYGATE_WEB_CONTROL_SOCKET"].strip()
+else:
+    control_socket_disable = True
+
+
+def post_fork(server, worker):
+    """In a worker just forked: with ``preload_app`` on, drop the database connections inherited from the master
+    (``engine.dispose(close=False)`` leaves the master's sockets alone). Nothing to do otherwise."""
+    if not server.cfg.preload_app:
+        return
+    app = getattr(worker.app, "callable", None)
+    services = getattr(app, "extensions", {}).get("paygate") if app is not None else None
+    if services is not None:
+        services.engine.dispose(close=False)

@@ -1,0 +1,224 @@
+"""The shipped serving configuration (``gunicorn.conf.py``): a real gunicorn keeps answering polls and page loads
+while card submissions wait on a slow gateway (``PAYGATE_SANDBOX_LATENCY_MS``), and the configuration file
+loads with its environment overrides."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from kernel.clock import random_id, system_clock
+from kernel.db import make_engine, make_sessionmaker
+from kernel.settings import Settings
+from paygate import processes
+from payments.clients import create_client
+
+ROOT = Path(__file__).resolve().parents[2]
+LATENCY_MS = 1000
+SUBMISSIONS = 20
+FAST_MS = 500  # well under one gateway call: a poll never waits behind a submission
+VISA = "4242424242424242"
+
+
+class Server:
+    """A gunicorn with the shipped configuration, on a free port, stopped (its whole process group) at the end."""
+
+    def __init__(self, env: dict[str, str], log: Path):
+        self.port = processes.free_port()
+        self.base = f"http://{processes.HOST}:{self.port}"
+        env = {**env, "PAYGATE_PUBLIC_BASE_URL": self.base}
+        self.log = open(log, "ab")
+        self.proc = subprocess.Popen(processes.gunicorn_command(self.port), cwd=ROOT, env=env, stdout=self.log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def dead(self) -> str | None:
+        code = self.proc.poll()
+        return None if code is None else f"gunicorn exited with status {code}"
+
+    def wait_ready(self) -> None:
+        processes.wait_until(lambda: httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200, timeout=60,
+                             what="gunicorn to answer /healthz", abort=self.dead, error=AssertionError)
+
+    def stop(self) -> None:
+        processes.stop_processes([self.proc], timeout=15)
+        self.log.close()
+
+
+@pytest.fixture
+def slow_gateway_server(db_url, redis_url, redis_client, state_dir):
+    """gunicorn (the shipped gunicorn.conf.py, 2 workers) on this test's database, the sandbox gateway taking
+    :data:`LATENCY_MS` per call; yields ``(server, api_client)``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PAYGATE_", "GUNICORN_"))}
+    env.update({
+        "PAYGATE_ENV": "test",
+        "PAYGATE_DATABASE_URL": db_url,
+        "PAYGATE_REDIS_URL": redis_url,
+        "PAYGATE_INSTANCE_PATH": str(state_dir / "instance"),
+        "PAYGATE_GATEWAY": "sandbox",
+        "PAYGATE_SANDBOX_LATENCY_MS": str(LATENCY_MS),
+        "PAYGATE_WEB_WORKERS": "2",
+        "PAYGATE_FRAUD_IP_ATTEMPTS_PER_HOUR": "100000",
+        "PAYGATE_FRAUD_CARD_SESSIONS_PER_HOUR": "100000",
+        **{f"PAYGATE_RATE_LIMIT_{scope}": "1000000 per minute" for scope in (
+            "API", "TOKEN", "TOKEN_FAILURES_CLIENT", "TOKEN_FAILURES_IP", "CHECKOUT_SESSION", "CHECKOUT_IP")},
+    })
+    engine = make_engine(db_url)
+    try:
+        with make_sessionmaker(engine).begin() as db:
+            client = create_client(db, name="serving", callback_url="http://127.0.0.1:9/unused", now=system_clock(),
+                                   new_id=random_id)
+    finally:
+        engine.dispose()
+    log = state_dir / "logs" / f"gunicorn-serving-{random_id('x')}.log"
+    log.parent.mkdir(exist_ok=True)
+    server = Server(env, log)
+    try:
+        server.wait_ready()
+        yield server, client
+    finally:
+        server.stop()
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000
+
+
+def test_polls_and_pages_answer_fast_while_card_submissions_wait_on_a_slow_gateway(slow_gateway_server):
+    server, client = slow_gateway_server
+    http = httpx.Client(base_url=server.base, timeout=30)
+    r = http.post("/oauth/token", data={"grant_type": "client_credentials"},
+                  auth=(client.client_id, client.client_secret))
+    assert r.status_code == 200, r.text
+    auth = {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+    def create(n: int) -> dict:
+        r = http.post("/v1/payment-sessions", headers=auth, json={
+            "conversation_id": f"conv-{n}", "participant_id": f"part-{n}", "customer_account_id": f"SERVE-{n}",
+            "amount": 2500, "currency": "USD", "channel": "voice", "reference": f"INV-{n}"})
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    sessions = [create(n) for n in range(SUBMISSIONS)]
+    watched = create(SUBMISSIONS)  # a customer who only opens the page, and a flow polling it
+    for _ in range(4):  # both workers have served a poll and the page before timing
+        assert http.get(f"/v1/payment-sessions/{watched['session_id']}", headers=auth).status_code == 200
+        assert httpx.get(watched["checkout_url"], timeout=30).status_code == 200
+
+    answers: dict[str, httpx.Response | Exception] = {}
+    done = threading.Event()
+
+    def submit(sid: str) -> None:
+        try:
+            with httpx.Client(base_url=server.base, timeout=60) as c:
+                answers[sid] = c.post(f"/v1/payment-sessions/{sid}/card", headers=auth,
+                                      json={"number": VISA, "exp_month": "12", "exp_year": "30", "cvc": "123"})
+        except Exception as exc:  # reported by the assertions below
+            answers[sid] = exc
+        if len(answers) == SUBMISSIONS:
+            done.set()
+
+    threads = [threading.Thread(target=submit, args=(s["session_id"],), daemon=True) for s in sessions]
+    t_submit = time.perf_counter()
+    for t in threads:
+        t.start()
+
+    # the submissions are in the gateway's hands: at least half of them processing at once (two sync workers
+    # could never have more than two), none answered yet
+    def in_gateway() -> int:
+        r = http.get("/v1/payment-sessions", params={"status": "processing", "limit": 100}, headers=auth)
+        return len(r.json()["data"]) >= SUBMISSIONS // 2
+
+    processes.wait_until(in_gateway, timeout=30, interval=0.02, what=f"{SUBMISSIONS // 2} submissions processing",
+                         abort=server.dead, error=AssertionError)
+    timings = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        r = http.get(f"/v1/payment-sessions/{watched['session_id']}", headers=auth)
+        timings.append(("poll", round(_ms(t0), 1), r.status_code, len(answers)))
+        t0 = time.perf_counter()
+        r = httpx.get(watched["checkout_url"], timeout=30)
+        timings.append(("page", round(_ms(t0), 1), r.status_code, len(answers)))
+    # measured while submissions still waited on the gateway, each far below one gateway call
+    assert all(status == 200 for _, _, status, _ in timings), timings
+    assert all(finished < SUBMISSIONS for _, _, _, finished in timings), timings
+    assert max(ms for _, ms, _, _ in timings) < FAST_MS, timings
+
+    # and the submissions all complete: approved, in about one gateway call each, not one after another
+    assert done.wait(timeout=60), f"{len(answers)} of {SUBMISSIONS} submissions answered"
+    elapsed = time.perf_counter() - t_submit
+    for t in threads:
+        t.join()
+    bad = {sid: a for sid, a in answers.items()
+           if isinstance(a, Exception) or a.status_code != 200 or a.json().get("outcome") != "approved"}
+    assert not bad, bad
+    assert elapsed < SUBMISSIONS * LATENCY_MS / 1000 / 4, elapsed  # sync workers: 10 gateway calls in a row
+    for s in sessions:
+        assert http.get(f"/v1/payment-sessions/{s['session_id']}", headers=auth).json()["status"] == "approved"
+    http.close()
+
+
+def _loaded_config(env: dict[str, str], *argv: str) -> dict:
+    """gunicorn's own parsing (``WSGIApplication``: config file, then ``GUNICORN_CMD_ARGS``, then ``argv``) run
+    from the project's root in a child with ``env``; the resulting settings that matter here."""
+    code = (
+        "import json, sys\n"
+        "from gunicorn.app.wsgiapp import WSGIApplication\n"
+        "sys.argv = ['gunicorn', *sys.argv[1:]]\n"
+        "cfg = WSGIApplication('%(prog)s [OPTIONS] [APP_MODULE]').cfg\n"
+        "names = ['worker_class_str', 'workers', 'threads', 'bind', 'timeout', 'graceful_timeout', 'keepalive',\n"
+        "         'accesslog', 'max_requests', 'max_requests_jitter', 'preload_app', 'worker_tmp_dir',\n"
+        "         'control_socket_disable', 'control_socket']\n"
+        "print(json.dumps({n: getattr(cfg, n) for n in names} | {'post_fork': cfg.post_fork.__module__}))\n"
+    )
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PAYGATE_", "GUNICORN_")) and k != "PORT"}
+    out = subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, env={**base, **env}, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_gunicorn_picks_up_the_shipped_configuration_from_the_project_root():
+    cfg = _loaded_config({}, "app:create_app()")  # no -c: gunicorn's default ./gunicorn.conf.py
+    assert cfg["worker_class_str"] == "gthread"
+    assert (cfg["workers"], cfg["threads"]) == (2, 16)
+    assert cfg["bind"] == ["127.0.0.1:8000"]
+    assert (cfg["timeout"], cfg["graceful_timeout"], cfg["keepalive"]) == (30, 30, 5)
+    assert cfg["accesslog"] is None
+    assert (cfg["max_requests"], cfg["max_requests_jitter"]) == (10_000, 1_000)
+    assert cfg["preload_app"] is False
+    assert cfg["worker_tmp_dir"] == ("/dev/shm" if os.access("/dev/shm", os.W_OK) else None)
+    assert cfg["control_socket_disable"] is True
+    assert cfg["post_fork"] == "__config__"  # the file's hook, not gunicorn's default (gunicorn.config)
+
+
+def test_the_environment_and_gunicorns_own_overrides_apply():
+    cfg = _loaded_config({"PAYGATE_WEB_WORKERS": "3", "PAYGATE_WEB_THREADS": "8", "PAYGATE_BIND": "0.0.0.0:9000",
+                          "PAYGATE_WEB_TIMEOUT": "60", "PAYGATE_WEB_KEEPALIVE": "75",
+                          "PAYGATE_WEB_CONTROL_SOCKET": "/tmp/paygate-test.ctl"}, "app:create_app()")
+    assert (cfg["workers"], cfg["threads"], cfg["bind"]) == (3, 8, ["0.0.0.0:9000"])
+    assert (cfg["timeout"], cfg["keepalive"]) == (60, 75)
+    assert (cfg["control_socket_disable"], cfg["control_socket"]) == (False, "/tmp/paygate-test.ctl")
+    # GUNICORN_CMD_ARGS beats the file, the command line beats both; an explicit -c reads the same file
+    cfg = _loaded_config({"PAYGATE_WEB_WORKERS": "3", "GUNICORN_CMD_ARGS": "--workers 5 --bind 127.0.0.1:7000"},
+                         "-c", str(processes.GUNICORN_CONF), "--bind", "127.0.0.1:7001", "app:create_app()")
+    assert (cfg["worker_class_str"], cfg["workers"], cfg["bind"]) == ("gthread", 5, ["127.0.0.1:7001"])
+    # the pools of each process follow the threads (kernel.settings reads the same variable)
+    settings = Settings.from_env({"PAYGATE_ENV": "test", "PAYGATE_WEB_THREADS": "8"})
+    assert (settings.db_pool_size, settings.db_max_overflow, settings.redis_max_connections) == (8, 4, 24)
+
+
+@pytest.mark.parametrize("value", ["0", "many", "1000"])
+def test_a_bad_worker_count_stops_gunicorn_with_the_variables_name(value):
+    code = "import runpy, sys; runpy.run_path(sys.argv[1])"
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PAYGATE_", "GUNICORN_"))}
+    out = subprocess.run([sys.executable, "-c", code, str(processes.GUNICORN_CONF)], cwd=ROOT, capture_output=True,
+                         text=True, env={**base, "PAYGATE_WEB_WORKERS": value}, timeout=60)
+    assert out.returncode != 0 and "PAYGATE_WEB_WORKERS must be" in out.stderr
