@@ -43,6 +43,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app = Flask(__name__, instance_path=str(settings.instance_path))
     app.config.update(
         SECRET_KEY=settings.secret_key,
+        # Flask's session cookie (it holds the agent view's CSRF token) still opens under a retired key
+        SECRET_KEY_FALLBACKS=list(settings.previous_secret_keys),
         WTF_CSRF_TIME_LIMIT=86400,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_NAME="paygate_session",

@@ -127,6 +127,10 @@ class Settings:
     breaker_cooldown_seconds: int = 60
     """``PAYGATE_BREAKER_COOLDOWN_SECONDS``: business seconds an open breaker waits before one probe call."""
 
+    previous_secret_keys: tuple[str, ...] = field(default=(), repr=False)
+    """``PAYGATE_PREVIOUS_SECRET_KEYS``: secret keys retired by a rotation, still accepted when verifying links and
+    access tokens and opening sealed Genesys secrets (docs/operations.md, "Rotating the secret key"); everything
+    new is signed or sealed with ``secret_key``."""
     trusted_proxies: int = 0
     """``PAYGATE_TRUSTED_PROXIES``: how many proxies (load balancers) in front of the app set
     ``X-Forwarded-For``/``X-Forwarded-Proto``; the client address is taken that many hops from the right
@@ -186,9 +190,11 @@ class Settings:
             raise ConfigError("PAYGATE_PUBLIC_BASE_URL must be an absolute http(s) URL")
         if env == "production" and parsed.scheme != "https":
             raise ConfigError("PAYGATE_PUBLIC_BASE_URL must be https in production")
+        previous_secret_keys = parse_previous_secret_keys(get("PREVIOUS_SECRET_KEYS"), secret("SECRET_KEY"))
         if env == "production":
             refuse_weak_secrets(secret("SECRET_KEY"), parse_vault_keys(secret("VAULT_KEYS")),
-                                _decode_key("PAYGATE_FINGERPRINT_KEY", secret("FINGERPRINT_KEY")))
+                                _decode_key("PAYGATE_FINGERPRINT_KEY", secret("FINGERPRINT_KEY")),
+                                previous_secret_keys=previous_secret_keys)
 
         return cls(
             env=env,
@@ -203,6 +209,7 @@ class Settings:
             vault_keys=parse_vault_keys(secret("VAULT_KEYS")),
             fingerprint_key=_decode_key("PAYGATE_FINGERPRINT_KEY", secret("FINGERPRINT_KEY")),
             secret_key=secret("SECRET_KEY"),
+            previous_secret_keys=previous_secret_keys,
             public_base_url=public,
             frame_ancestors=tuple((get("FRAME_ANCESTORS") or "'self'").split()),
             allowed_brands=brands,
@@ -278,7 +285,8 @@ def parse_vault_keys(raw: str) -> tuple[VaultKey, ...]:
 MIN_SECRET_KEY_BYTES = 32
 
 
-def refuse_weak_secrets(secret_key: str, vault_keys: tuple[VaultKey, ...], fingerprint_key: bytes) -> None:
+def refuse_weak_secrets(secret_key: str, vault_keys: tuple[VaultKey, ...], fingerprint_key: bytes, *,
+                        previous_secret_keys: tuple[str, ...] = ()) -> None:
     """Production's secret policy (docs/api.md, "Clients and secrets"); raises :class:`ConfigError` naming the
     variable when
 
@@ -286,29 +294,56 @@ def refuse_weak_secrets(secret_key: str, vault_keys: tuple[VaultKey, ...], finge
     * a ``PAYGATE_VAULT_KEYS`` key or ``PAYGATE_FINGERPRINT_KEY`` is one byte repeated (all zero, say);
     * one key serves two purposes: a vault key equal to the fingerprint key, or the vault or fingerprint key
       equal to the secret key's bytes (its UTF-8 text, or the 32 bytes its text decodes to as base64).
+
+    Each of ``previous_secret_keys`` (``PAYGATE_PREVIOUS_SECRET_KEYS``, named by its 1-based position, never by
+    its value) is held to the same rules as ``PAYGATE_SECRET_KEY``: a retired key still verifies links and tokens.
     """
-    raw = secret_key.encode("utf-8")
-    if len(raw) < MIN_SECRET_KEY_BYTES:
-        raise ConfigError(f"PAYGATE_SECRET_KEY must be at least {MIN_SECRET_KEY_BYTES} bytes in production")
-    if len(set(secret_key)) == 1:
-        raise ConfigError("PAYGATE_SECRET_KEY must not be one repeated character")
-    secret_forms = {raw}
-    try:
-        secret_forms.add(_decode_key("PAYGATE_SECRET_KEY", secret_key))
-    except ConfigError:
-        pass
+    named = [("PAYGATE_SECRET_KEY", secret_key)]
+    named += [(f"PAYGATE_PREVIOUS_SECRET_KEYS[{i}]", key) for i, key in enumerate(previous_secret_keys, 1)]
+    forms_of: list[tuple[str, set[bytes]]] = []
+    for secret_name, key in named:
+        raw = key.encode("utf-8")
+        if len(raw) < MIN_SECRET_KEY_BYTES:
+            raise ConfigError(f"{secret_name} must be at least {MIN_SECRET_KEY_BYTES} bytes in production")
+        if len(set(key)) == 1:
+            raise ConfigError(f"{secret_name} must not be one repeated character")
+        secret_forms = {raw}
+        try:
+            secret_forms.add(_decode_key(secret_name, key))
+        except ConfigError:
+            pass
+        forms_of.append((secret_name, secret_forms))
     if len(set(fingerprint_key)) == 1:
         raise ConfigError("PAYGATE_FINGERPRINT_KEY must not be one repeated byte")
-    if fingerprint_key in secret_forms:
-        raise ConfigError("PAYGATE_FINGERPRINT_KEY must not be the same key as PAYGATE_SECRET_KEY")
+    for secret_name, secret_forms in forms_of:
+        if fingerprint_key in secret_forms:
+            raise ConfigError(f"PAYGATE_FINGERPRINT_KEY must not be the same key as {secret_name}")
     for vault_key in vault_keys:
         name = f"PAYGATE_VAULT_KEYS[{vault_key.key_id}]"
         if len(set(vault_key.key)) == 1:
             raise ConfigError(f"{name} must not be one repeated byte")
         if hmac.compare_digest(vault_key.key, fingerprint_key):
             raise ConfigError(f"{name} must not be the same key as PAYGATE_FINGERPRINT_KEY")
-        if vault_key.key in secret_forms:
-            raise ConfigError(f"{name} must not be the same key as PAYGATE_SECRET_KEY")
+        for secret_name, secret_forms in forms_of:
+            if vault_key.key in secret_forms:
+                raise ConfigError(f"{name} must not be the same key as {secret_name}")
+
+
+def parse_previous_secret_keys(raw: str | None, secret_key: str) -> tuple[str, ...]:
+    """Parses ``PAYGATE_PREVIOUS_SECRET_KEYS``: a comma list of retired secret keys, newest first (blanks
+    around and between entries ignored; a key therefore cannot hold a comma). Empty or unset: ``()``.
+
+    Raises :class:`ConfigError` when an entry equals ``PAYGATE_SECRET_KEY`` (a rotation that changed nothing)
+    or is listed twice; entries are named by position, never by value. Production's strength rules are
+    applied by :func:`refuse_weak_secrets`.
+    """
+    keys = tuple(part.strip() for part in (raw or "").split(",") if part.strip())
+    for i, key in enumerate(keys, 1):
+        if hmac.compare_digest(key.encode("utf-8"), secret_key.encode("utf-8")):
+            raise ConfigError(f"PAYGATE_PREVIOUS_SECRET_KEYS[{i}] must differ from PAYGATE_SECRET_KEY")
+        if key in keys[:i - 1]:
+            raise ConfigError(f"PAYGATE_PREVIOUS_SECRET_KEYS[{i}] is listed twice")
+    return keys
 
 
 def _decode_key(name: str, b64: str) -> bytes:

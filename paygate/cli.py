@@ -191,7 +191,7 @@ def clients_genesys(client_id: str, region: str | None, api_base: str | None, lo
     settings = _settings()
     if settings.database_url.startswith("sqlite"):
         upgrade(settings.database_url, lock_dir=settings.instance_path)
-    box = SecretBox(settings.secret_key)
+    box = SecretBox(settings.secret_key, settings.previous_secret_keys)
     engine = make_engine(settings.database_url)
     try:
         with make_sessionmaker(engine).begin() as session:
@@ -410,6 +410,51 @@ def vault_rewrap(batch: int) -> None:
             report = rewrap_all(svc.Session, svc.vault, batch=batch, progress=bar.update)
     click.echo(json.dumps(report.as_dict()))
     if report.failed:
+        sys.exit(1)
+
+
+@main.group("secrets")
+def secrets_group() -> None:
+    """What is sealed with PAYGATE_SECRET_KEY (docs/operations.md, "Rotating the secret key")."""
+
+
+@secrets_group.command("reseal")
+def secrets_reseal() -> None:
+    """Re-seal every stored Genesys OAuth client secret under PAYGATE_SECRET_KEY, so that the keys in
+    PAYGATE_PREVIOUS_SECRET_KEYS can be dropped. Idempotent and resumable: one transaction per API client (its row
+    locked), secrets already under the current key are skipped; safe while the app runs. Prints {"resealed",
+    "skipped", "failed"} as JSON (``failed``: ids of clients whose secret no configured key opens, never a secret);
+    exits 1 when there are any."""
+    from sqlalchemy import select
+
+    from integrations.genesys.settings import SecretBox
+    from kernel.errors import PaygateError
+    from payments.models import ApiClient
+
+    resealed, skipped, failed = 0, 0, []
+    with _services() as svc:
+        box = SecretBox(svc.settings.secret_key, svc.settings.previous_secret_keys)
+        with svc.Session() as db:
+            client_ids = list(db.scalars(select(ApiClient.id).order_by(ApiClient.id)))
+        with click.progressbar(client_ids, label="resealing Genesys secrets", file=sys.stderr) as bar:
+            for client_id in bar:
+                with svc.Session.begin() as db:
+                    client = db.get(ApiClient, client_id, with_for_update=True)
+                    stored = client.genesys if client is not None else None
+                    sealed = stored.get("client_secret_sealed") if isinstance(stored, dict) else None
+                    if not sealed:
+                        continue  # no Genesys settings, or a hand-written plaintext secret: nothing sealed
+                    if box.is_current(sealed):
+                        skipped += 1
+                        continue
+                    try:
+                        client.genesys = {**stored, "client_secret_sealed": box.reseal(sealed)}
+                    except PaygateError:
+                        failed.append(client_id)
+                        continue
+                    resealed += 1
+    click.echo(json.dumps({"resealed": resealed, "skipped": skipped, "failed": failed}))
+    if failed:
         sys.exit(1)
 
 

@@ -90,7 +90,8 @@ class Services:
                 http = httpx.Client(follow_redirects=False, timeout=timeout)
                 api = GenesysApi(http, TokenProvider(http, self.clock, timeout=timeout), timeout=timeout)
                 self._link_sender = LinkSender(sessions=self.sessions, redis=self.redis, api=api,
-                                               box=SecretBox(self.settings.secret_key),
+                                               box=SecretBox(self.settings.secret_key,
+                                                             self.settings.previous_secret_keys),
                                                load_settings=genesys_settings_loader(self.Session), clock=self.clock,
                                                new_id=self.new_id)
             return self._link_sender
@@ -143,7 +144,7 @@ def build_services(settings: Settings, *, clock: Clock = system_clock, new_id: I
         sandbox_clock = SandboxClock(redis, base=clock)
         clock = sandbox_clock
     gateway = gateway or build_gateway(settings, redis, clock)
-    links = LinkSigner(settings.secret_key)
+    links = LinkSigner(settings.secret_key, settings.previous_secret_keys)
     vault = Vault(settings.vault_keys, settings.fingerprint_key)
     fraud = FraudScreen(redis, FraudPolicy(threshold=settings.fraud_threshold,
                                            ip_attempts_per_hour=settings.fraud_ip_attempts_per_hour,
@@ -173,10 +174,15 @@ def build_services(settings: Settings, *, clock: Clock = system_clock, new_id: I
     reconcile = settings.reconcile_after_seconds
     refunds = RefundService(ctx, reconcile_after_seconds=reconcile)
     webhooks = GatewayWebhooks(ctx, refunds, settings.stripe_webhook_secret)
-    idem_secret = hashlib.sha256(b"paygate.idempotency|" + settings.secret_key.encode()).digest()
+    def idem_secret_of(key: str) -> bytes:
+        return hashlib.sha256(b"paygate.idempotency|" + key.encode()).digest()
+
+    idem_secret = idem_secret_of(settings.secret_key)
     return Services(settings=settings, engine=engine, Session=Session, redis=redis, clock=clock, new_id=new_id,
-                    tokens=TokenIssuer(settings.secret_key, clients=ClientStates(Session, redis)),
-                    idempotency=IdempotencyStore(redis, idem_secret),
+                    tokens=TokenIssuer(settings.secret_key, clients=ClientStates(Session, redis),
+                                       previous_keys=settings.previous_secret_keys),
+                    idempotency=IdempotencyStore(redis, idem_secret, previous_secrets=tuple(
+                        idem_secret_of(k) for k in settings.previous_secret_keys)),
                     links=links, vault=vault, gateway=gateway, fraud=fraud, sessions=sessions, payments=payments,
                     ctx=ctx, holds=HoldService(ctx, notice_seconds=settings.hold_expiring_notice_seconds,
                                                reconcile_after_seconds=reconcile),

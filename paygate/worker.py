@@ -42,7 +42,8 @@ _ERROR_PAUSE_MAX = 10.0
 def build_deliverer(settings: Settings, Session, http: httpx.Client, **overrides) -> Deliverer:
     """A :class:`Deliverer` configured from the settings' ``delivery_*`` fields (fresh RNG), sending webhooks and
     the Genesys write-backs of docs/api.md, "Genesys write-back" (:func:`integrations.genesys.writeback.build_senders`,
-    secrets opened with a :class:`~integrations.genesys.settings.SecretBox` of ``PAYGATE_SECRET_KEY``).
+    secrets opened with a :class:`~integrations.genesys.settings.SecretBox` of ``PAYGATE_SECRET_KEY`` and
+    ``PAYGATE_PREVIOUS_SECRET_KEYS``).
 
     ``clock`` (default the system clock) must be the deployment's business time — the services' clock, which the
     sandbox clock moves — because events and their deliveries are recorded in it: on another clock, deliveries
@@ -60,7 +61,8 @@ def build_deliverer(settings: Settings, Session, http: httpx.Client, **overrides
                   signing_secrets=signing_secrets_resolver(Session))
     kwargs.update(overrides)
     if "senders" not in overrides:
-        kwargs["senders"] = build_senders(Session, http, clock=kwargs["real_clock"], box=SecretBox(settings.secret_key),
+        box = SecretBox(settings.secret_key, settings.previous_secret_keys)
+        kwargs["senders"] = build_senders(Session, http, clock=kwargs["real_clock"], box=box,
                                           load_settings=genesys_settings_loader(Session),
                                           timeout=settings.delivery_timeout_seconds)
     return Deliverer(Session, http, **kwargs)

@@ -160,11 +160,16 @@ class TokenIssuer:
     """Issues and checks bearer access tokens for API clients (``secret_key``: the app's SECRET_KEY).
 
     With ``clients`` (:class:`ClientStates`), tokens carry the client's :func:`token_generation` and a token
-    whose client is disabled or gone, or whose generation is not the current one, is refused."""
+    whose client is disabled or gone, or whose generation is not the current one, is refused.
+
+    ``previous_keys`` (``PAYGATE_PREVIOUS_SECRET_KEYS``, newest first): retired secret keys whose tokens are still
+    accepted during a rotation (docs/operations.md, "Rotating the secret key"); tokens are issued under
+    ``secret_key`` (itsdangerous key rotation: https://itsdangerous.palletsprojects.com/en/stable/concepts/#key-rotation)."""
 
     def __init__(self, secret_key: str, *, ttl_seconds: int = ACCESS_TOKEN_TTL_SECONDS,
-                 clients: ClientStates | None = None):
-        self._serializer = URLSafeTimedSerializer(secret_key, salt="paygate.access-token")
+                 clients: ClientStates | None = None, previous_keys: tuple[str, ...] | list[str] = ()):
+        # itsdangerous signs with the last key of the list and verifies with any of them
+        self._serializer = URLSafeTimedSerializer([*reversed(previous_keys), secret_key], salt="paygate.access-token")
         self.ttl_seconds = ttl_seconds
         self.clients = clients
 

@@ -48,7 +48,9 @@ class Reservation:
 class IdempotencyStore:
     """Reserve → (run the request) → complete/release, per ``(client_id, key)``.
 
-    ``redis``: a redis-py client; ``secret``: bytes for the request HMAC.
+    ``redis``: a redis-py client; ``secret``: bytes for the request HMAC; ``previous_secrets``: the HMAC keys of
+    earlier secret keys, so a request first made before a rotation of ``PAYGATE_SECRET_KEY`` and retried after it
+    is still recognised (docs/operations.md, "Rotating the secret key").
     """
 
     _RELEASE = """
@@ -58,9 +60,10 @@ class IdempotencyStore:
     """
 
     def __init__(self, redis, secret: bytes, *, ttl_seconds: int = TTL_SECONDS,
-                 in_flight_seconds: int = IN_FLIGHT_SECONDS):
+                 in_flight_seconds: int = IN_FLIGHT_SECONDS, previous_secrets: tuple[bytes, ...] = ()):
         self.redis = redis
         self.secret = secret
+        self.previous_secrets = tuple(previous_secrets)
         self.ttl_seconds = ttl_seconds
         self.in_flight_seconds = in_flight_seconds
         self._release = redis.register_script(self._RELEASE)
@@ -76,8 +79,8 @@ class IdempotencyStore:
         if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
             raise ValidationFailed("Idempotency-Key must be 1 to 255 printable characters.",
                                    code="invalid_idempotency_key")
-        fingerprint = hmac.new(self.secret, b"\n".join([method.encode(), path.encode(), body]),
-                               hashlib.sha256).hexdigest()
+        request = b"\n".join([method.encode(), path.encode(), body])
+        fingerprint = hmac.new(self.secret, request, hashlib.sha256).hexdigest()
         redis_key = f"paygate:idem:{client_id}:{hashlib.sha256(key.encode()).hexdigest()}"
         token = secrets.token_hex(16)
         for _ in range(3):
@@ -89,7 +92,9 @@ class IdempotencyStore:
             if raw is None:  # expired between SET and GET: try again
                 continue
             stored = json.loads(raw)
-            if stored["fp"] != fingerprint:
+            if stored["fp"] != fingerprint and not any(
+                    hmac.compare_digest(stored["fp"], hmac.new(old, request, hashlib.sha256).hexdigest())
+                    for old in self.previous_secrets):
                 raise IdempotencyKeyReused(
                     "This Idempotency-Key was already used with a different request.")
             if stored["state"] == "running":

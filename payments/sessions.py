@@ -62,18 +62,30 @@ _STATUS_MESSAGES = {
 class LinkSigner:
     """Signs checkout links: ``t`` = base64url(HMAC-SHA256(secret, purpose|session id)), 128 bits kept.
 
-    The session id alone does not open the page (docs/api.md, "Payment sessions").
+    The session id alone does not open the page (docs/api.md, "Payment sessions"). ``previous_keys``
+    (``PAYGATE_PREVIOUS_SECRET_KEYS``): retired secret keys whose links still check during a rotation
+    (docs/operations.md, "Rotating the secret key"); new tokens are always signed with ``secret_key``.
     """
 
-    def __init__(self, secret_key: str):
-        self._key = hashlib.sha256(b"paygate.links|" + secret_key.encode()).digest()
+    def __init__(self, secret_key: str, previous_keys: tuple[str, ...] | list[str] = ()):
+        self._keys = tuple(hashlib.sha256(b"paygate.links|" + k.encode()).digest()
+                           for k in (secret_key, *previous_keys))
+        self._key = self._keys[0]
 
-    def token(self, session_id: str, purpose: str = "checkout") -> str:
-        mac = hmac.new(self._key, f"{purpose}|{session_id}".encode(), hashlib.sha256).digest()[:16]
+    @staticmethod
+    def _mac(key: bytes, session_id: str, purpose: str) -> str:
+        mac = hmac.new(key, f"{purpose}|{session_id}".encode(), hashlib.sha256).digest()[:16]
         return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
+    def token(self, session_id: str, purpose: str = "checkout") -> str:
+        return self._mac(self._key, session_id, purpose)
+
     def check(self, session_id: str, token: str | None, purpose: str = "checkout") -> bool:
-        return bool(token) and hmac.compare_digest(self.token(session_id, purpose), token)
+        """True when ``token`` was signed for (``session_id``, ``purpose``) by the current or a previous key."""
+        if not token:
+            return False
+        matches = [hmac.compare_digest(self._mac(key, session_id, purpose), token) for key in self._keys]
+        return any(matches)
 
     def expiring_token(self, session_id: str, expires: int, purpose: str = "agent") -> str:
         """A token that also signs ``expires`` (unix seconds), for links that must stop working."""

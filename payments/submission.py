@@ -4,7 +4,9 @@ Order of work for a submission (each step can end it with a result):
 
 1. the session must be pending (a duplicate of an earlier submission gets that one's outcome);
 2. the card is validated (field errors → ``invalid``, no attempt used);
-3. a Redis lock on the session is taken; the fraud pre-screen scores the attempt and the gateway circuit
+3. a Redis lock on the session is taken (a submission finding it taken waits, bounded, for the holder's attempt
+   and answers its outcome — ``processing`` while unknown — or, when the holder started none, for the lock);
+   the fraud pre-screen scores the attempt and the gateway circuit
    breaker (:mod:`payments.breaker`) is asked — both before anything is committed, so Redis or the database
    failing up to here answers 503 and leaves the session ``pending`` with its attempts unchanged;
 4. the session row moves ``pending → processing`` with a compare-and-set on (status, attempts) — so even a
@@ -198,7 +200,10 @@ class PaymentProcessor:
         fingerprint = self.vault.fingerprint(card.number)
         lock_key, lock_token = f"paygate:lock:session:{session_id}", self.new_id("lock")
         if not self.locks.acquire(lock_key, lock_token, ttl_ms=LOCK_TTL_MS):
-            return self._report(self._wait_settled(session_id), duplicate=True)
+            first = self._await_first(s, lock_key, lock_token)
+            if isinstance(first, SubmitResult):
+                return first
+            s = first  # the other submission started no attempt (busy, 503): this card is processed as its own
         try:
             if self._customer_busy(s, lock_token):  # one payment in flight per customer: no attempt is used
                 log.info("card not processed: another payment of the customer is processing (busy)",
@@ -465,12 +470,36 @@ class PaymentProcessor:
         return 1
 
     # ------------------------------------------------------------------------------------------------
-    def _wait_settled(self, session_id: str) -> PaymentSession:
-        """Polls until the session leaves ``processing`` (or the deadline passes) and returns it."""
+    def _await_first(self, s: PaymentSession, lock_key: str, lock_token: str) -> SubmitResult | PaymentSession:
+        """Called when another submission of ``s`` (as read when this one began) holds the session's lock: polls
+        (every 50 ms, at most :data:`DUPLICATE_WAIT_SECONDS`) until that submission's attempt is recorded or the
+        lock is let go. An attempt started since ``s`` was read → its outcome (:meth:`_wait_settled`, so
+        ``processing`` while the gateway's answer is unknown). The lock let go with the session still as ``s``
+        was (the other submission started no attempt: ``busy``, or a dependency failure) → the session re-read
+        under the lock, now held with ``lock_token``, for this card to be processed as its own. The deadline
+        passed with the lock still held before any attempt → ``processing`` (never ``pending``, which is not a
+        submission's outcome: docs/api.md, "Voice")."""
         deadline = time.monotonic() + DUPLICATE_WAIT_SECONDS
         while True:
-            with self.Session() as db:
-                s = db.get(PaymentSession, session_id)
+            current = self.sessions.get(None, s.id)
+            if current.status != "pending" or current.attempts != s.attempts:
+                return self._report(self._wait_settled(s.id), duplicate=True)
+            if self.locks.acquire(lock_key, lock_token, ttl_ms=LOCK_TTL_MS):
+                current = self.sessions.get(None, s.id)  # read again under the lock: the holder may just have ended
+                if current.status == "pending" and current.attempts == s.attempts:
+                    return current
+                self._release_quietly(lock_key, lock_token)
+                return self._report(self._wait_settled(s.id), duplicate=True)
+            if time.monotonic() >= deadline:
+                return SubmitResult("processing", current, duplicate=True, message=PROCESSING_MESSAGE)
+            self.sleep(0.05)
+
+    def _wait_settled(self, session_id: str) -> PaymentSession:
+        """Polls until the session leaves ``processing`` (or the deadline passes) and returns it (a pending session
+        past ``expires_at`` read as expired, :meth:`SessionService.get`)."""
+        deadline = time.monotonic() + DUPLICATE_WAIT_SECONDS
+        while True:
+            s = self.sessions.get(None, session_id)
             if s.status != "processing" or time.monotonic() >= deadline:
                 return s
             self.sleep(0.05)

@@ -13,7 +13,8 @@ Stored shape (every key optional except ``region``, ``client_id`` and the secret
 
 The Genesys OAuth client secret is sealed with a key derived from ``PAYGATE_SECRET_KEY`` (HKDF-SHA256 →
 Fernet, i.e. AES-128-CBC + HMAC-SHA256) so it never sits in the database in the clear; changing the
-secret key makes sealed secrets unreadable (configure the client again). A hand-written plaintext
+secret key makes sealed secrets unreadable unless the old key stays in ``PAYGATE_PREVIOUS_SECRET_KEYS`` until
+``paygate secrets reseal`` has moved them (docs/operations.md, "Rotating the secret key"). A hand-written plaintext
 ``client_secret`` key is still read, so settings written directly by a test or a script work.
 The secret never appears in a repr, a log line or :meth:`GenesysSettings.public_view`.
 
@@ -34,7 +35,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -90,12 +91,19 @@ def region_hosts(region: str) -> tuple[str, str]:
 class SecretBox:
     """Seals short secrets for storage: Fernet under a key derived (HKDF-SHA256, info
     ``paygate.genesys.oauth-secret``) from the app's secret key. Raises :class:`PaygateError`
-    ``genesys_secret_unreadable`` when a sealed value cannot be opened (wrong key or tampered)."""
+    ``genesys_secret_unreadable`` when a sealed value cannot be opened (wrong key or tampered).
 
-    def __init__(self, secret_key: str):
-        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                   info=b"paygate.genesys.oauth-secret").derive(secret_key.encode("utf-8"))
-        self._fernet = Fernet(base64.urlsafe_b64encode(key))
+    ``previous_keys`` (``PAYGATE_PREVIOUS_SECRET_KEYS``): retired secret keys; what they sealed still opens, and
+    :meth:`reseal` moves it under ``secret_key`` (docs/operations.md, "Rotating the secret key"). Sealing always
+    uses ``secret_key`` (MultiFernet: https://cryptography.io/en/latest/fernet/#cryptography.fernet.MultiFernet)."""
+
+    def __init__(self, secret_key: str, previous_keys: tuple[str, ...] | list[str] = ()):
+        fernets = [Fernet(base64.urlsafe_b64encode(
+            HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                 info=b"paygate.genesys.oauth-secret").derive(k.encode("utf-8"))))
+                   for k in (secret_key, *previous_keys)]
+        self._fernet = fernets[0]
+        self._ring = MultiFernet(fernets)
 
     def __repr__(self) -> str:
         return "SecretBox(<key hidden>)"
@@ -105,7 +113,24 @@ class SecretBox:
 
     def open(self, sealed: str) -> str:
         try:
-            return self._fernet.decrypt(sealed.encode("ascii")).decode("utf-8")
+            return self._ring.decrypt(sealed.encode("ascii")).decode("utf-8")
+        except (InvalidToken, ValueError, UnicodeError):
+            raise PaygateError("The stored Genesys client secret cannot be read; configure the client again.",
+                               code="genesys_secret_unreadable") from None
+
+    def is_current(self, sealed: str) -> bool:
+        """True when ``sealed`` opens under the current key alone (nothing for :meth:`reseal` to do)."""
+        try:
+            self._fernet.decrypt(sealed.encode("ascii"))
+        except (InvalidToken, ValueError, UnicodeError):
+            return False
+        return True
+
+    def reseal(self, sealed: str) -> str:
+        """``sealed`` re-encrypted under the current key (same plaintext, Fernet timestamp kept). Raises
+        ``genesys_secret_unreadable`` when no key of the box opens it."""
+        try:
+            return self._ring.rotate(sealed.encode("ascii")).decode("ascii")
         except (InvalidToken, ValueError, UnicodeError):
             raise PaygateError("The stored Genesys client secret cannot be read; configure the client again.",
                                code="genesys_secret_unreadable") from None
