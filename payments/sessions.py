@@ -380,16 +380,25 @@ class SessionService:
     def _cancel_one(self, session_id: str, reason: str) -> bool:
         """Moves one pending session to ``canceled`` with ``reason`` and its ``payment_session.canceled`` event, in
         one transaction (compare-and-set on ``pending``). True when this call canceled it."""
+        return self._end_pending(session_id, "canceled", ev.PAYMENT_SESSION_CANCELED, cancel_reason=reason)
+
+    def _end_pending(self, session_id: str, status: str, event_type: str, *, only_if_expired: bool = False,
+                     **values) -> bool:
+        """Moves one ``pending`` session to ``status`` (``canceled`` | ``expired``) with its status message and
+        ``values``, and records ``event_type``, in one transaction: a compare-and-set on ``pending`` (and, with
+        ``only_if_expired``, on ``expires_at`` having passed). True when this call moved it."""
         now = self.clock()
+        naive = now.replace(tzinfo=None)
+        conditions = [PaymentSession.id == session_id, PaymentSession.status == "pending"]
+        if only_if_expired:
+            conditions.append(PaymentSession.expires_at <= naive)
         with self.Session.begin() as db:
-            changed = db.execute(
-                update(PaymentSession).where(PaymentSession.id == session_id, PaymentSession.status == "pending")
-                .values(status="canceled", cancel_reason=reason, updated_at=now.replace(tzinfo=None),
-                        message=_STATUS_MESSAGES["canceled"])).rowcount
+            changed = db.execute(update(PaymentSession).where(*conditions).values(
+                status=status, updated_at=naive, message=_STATUS_MESSAGES[status], **values)).rowcount
             if changed:
                 s = db.get(PaymentSession, session_id)
                 db.refresh(s)
-                emit(db, db.get(ApiClient, s.client_id), s, ev.PAYMENT_SESSION_CANCELED, now, self.new_id)
+                emit(db, db.get(ApiClient, s.client_id), s, event_type, now, self.new_id)
         if changed:
             outbox.wake(self.redis)
         return bool(changed)
@@ -444,20 +453,7 @@ class SessionService:
     # -- expiry -------------------------------------------------------------------------------
     def expire_one(self, session_id: str) -> bool:
         """Moves one pending session past its ``expires_at`` to ``expired`` with its event."""
-        now = self.clock()
-        with self.Session.begin() as db:
-            changed = db.execute(
-                update(PaymentSession).where(PaymentSession.id == session_id, PaymentSession.status == "pending",
-                                             PaymentSession.expires_at <= now.replace(tzinfo=None))
-                .values(status="expired", updated_at=now.replace(tzinfo=None),
-                        message=_STATUS_MESSAGES["expired"])).rowcount
-            if changed:
-                s = db.get(PaymentSession, session_id)
-                db.refresh(s)
-                emit(db, db.get(ApiClient, s.client_id), s, ev.PAYMENT_SESSION_EXPIRED, now, self.new_id)
-        if changed:
-            outbox.wake(self.redis)
-        return bool(changed)
+        return self._end_pending(session_id, "expired", ev.PAYMENT_SESSION_EXPIRED, only_if_expired=True)
 
     def expire_due(self, limit: int = 200) -> int:
         """Expires every pending session past ``expires_at`` (the worker runs this every second),

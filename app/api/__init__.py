@@ -61,7 +61,7 @@ from http import HTTPStatus
 from flask import Blueprint, Response, current_app, g, request
 from spectree.utils import get_request_model_hints
 
-from kernel.errors import PaygateError
+from kernel.errors import PaygateError, ValidationFailed
 from payments.idempotency import StoredResponse
 
 from .. import error_response, services
@@ -103,6 +103,16 @@ def _refuse_nul_in_path():
     on every engine, after authentication, instead of a database error."""
     if any(isinstance(v, str) and "\x00" in v for v in (request.view_args or {}).values()):
         raise PaygateError("Not found.", code="not_found", http_status=404)
+
+
+def required_idempotency_key() -> str:
+    """The request's ``Idempotency-Key`` header, for operations that cannot run without one (a merchant-initiated
+    charge, a subscription). Raises ``idempotency_key_required`` (400) when it is missing or empty."""
+    key = request.headers.get("Idempotency-Key")
+    if not key:
+        raise ValidationFailed(f"{request.method} {request.path} requires an Idempotency-Key header.",
+                               code="idempotency_key_required")
+    return key
 
 
 def idempotent(view):

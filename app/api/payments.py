@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from flask import g, jsonify, request
+from flask import g, jsonify
 from pydantic import ConfigDict, Field
 
-from kernel.errors import ValidationFailed
 from payments.merchant import MerchantChargeInput
 from payments.models import Payment as PaymentRow
 from payments.states import PaymentStatus
@@ -27,7 +26,7 @@ from ..schemas import (
     Timestamp,
     View,
 )
-from . import get, post
+from . import get, post, required_idempotency_key
 from .listing import ListParams, list_answer, page_of
 
 TAGS = ["payments"]
@@ -172,10 +171,7 @@ def create_payment(json: MerchantCharge):
     The token must belong to this API client and come from a payment the customer approved. The
     `Idempotency-Key` header is required: the same key always finds the same payment, so the card is never
     charged twice. With `capture: false` the card is held (hold.authorized)."""
-    key = request.headers.get("Idempotency-Key")
-    if not key:
-        raise ValidationFailed("POST /v1/payments requires an Idempotency-Key header.",
-                               code="idempotency_key_required")
+    key = required_idempotency_key()
     p, created = services().merchant.create(g.client_id, MerchantChargeInput(
         token=json.token, amount=json.amount, currency=json.currency, capture=json.capture,
         customer_account_id=json.customer_account_id, conversation_id=json.conversation_id,

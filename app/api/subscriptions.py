@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from flask import g, jsonify, request
+from flask import g, jsonify
 from pydantic import ConfigDict, Field
 
-from kernel.errors import NotFound, ValidationFailed
+from kernel.errors import NotFound
 from payments.models import Subscription as SubscriptionRow
 from payments.subscriptions import SubscriptionInput, subscription_view
 
@@ -26,7 +26,7 @@ from ..schemas import (
     Timestamp,
     View,
 )
-from . import get, post
+from . import get, post, required_idempotency_key
 from .listing import ListParams, list_answer, page_of
 
 TAGS = ["subscriptions"]
@@ -165,10 +165,7 @@ def create_subscription(json: CreateSubscription):
     `Idempotency-Key` header is required: the same key always finds the same subscription, so nothing is
     charged twice. Without `start_at` (or with a past one) the first period is charged now and the answer
     shows its result; otherwise the first charge is at `start_at`."""
-    key = request.headers.get("Idempotency-Key")
-    if not key:
-        raise ValidationFailed("POST /v1/subscriptions requires an Idempotency-Key header.",
-                               code="idempotency_key_required")
+    key = required_idempotency_key()
     sub, created = services().subscriptions.create_from_token(g.client_id, SubscriptionInput(
         token=json.token, amount=json.amount, currency=json.currency, interval=json.interval,
         interval_count=json.interval_count, customer_account_id=json.customer_account_id,
