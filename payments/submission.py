@@ -505,8 +505,14 @@ class PaymentProcessor:
             self.sleep(0.05)
 
     def _report(self, s: PaymentSession, *, duplicate: bool) -> SubmitResult:
-        outcome = {"pending": "declined" if s.decline_code else "pending"}.get(s.status, s.status)
-        return SubmitResult(outcome, s, duplicate=duplicate)
+        """The outcome an earlier submission left on ``s``: its status, except that a session back to ``pending``
+        reports the decline that sent it back, and a ``pending`` one without any (no earlier attempt has ended
+        on it) reports ``processing``, so the caller reads the session again: ``pending`` is a status, never a
+        submission's outcome (docs/api.md, "Voice")."""
+        if s.status == "pending":
+            return SubmitResult("declined" if s.decline_code else "processing", s, duplicate=duplicate,
+                                message=None if s.decline_code else PROCESSING_MESSAGE)
+        return SubmitResult(s.status, s, duplicate=duplicate)
 
 
 def entry_mode_of(source: str | None) -> str:

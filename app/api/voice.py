@@ -23,7 +23,7 @@ from . import post
 
 TAGS = [Tag(name="voice", description="Card entry by DTMF from a Genesys secure flow, server to server.")]
 OUTCOMES = ("approved", "declined", "invalid", "requires_agent", "failed", "processing", "busy", "expired",
-            "canceled", "pending")
+            "canceled")
 """``outcome`` of a card submission: :class:`payments.submission.SubmitResult`'s, plus ``busy`` (another
 payment of the same customer is processing: nothing was tried)."""
 
