@@ -6,11 +6,18 @@
 ``GUNICORN_CMD_ARGS``, the command line (https://docs.gunicorn.org/en/stable/configure.html).
 
 Worker model: ``gthread`` — ``PAYGATE_WEB_WORKERS`` processes (default 2, one per core of a small VM) of
-``PAYGATE_WEB_THREADS`` request threads each (default 16). A card submission holds its thread while it waits on
+``PAYGATE_WEB_THREADS`` request threads each (default 128). A card submission holds its thread while it waits on
 the gateway (Stripe: a few hundred ms), and the other threads keep answering polls, page loads and API calls;
-the work is I/O-bound, so threads (not more processes) are what a slow gateway needs. Every thread-shared
+the work is I/O-bound, so threads (not more processes) are what a slow gateway needs. gthread hands ready
+requests to its threads in arrival order, so the threads are many (a waiting thread costs memory, not CPU): a
+poll must not queue behind hundreds of customers. What bounds the CPU work instead is the app's admission
+control (``app/admission.py``, ``PAYGATE_ADMISSION_SLOTS``, default 3 per process): page renders, card
+submissions and other writes run a few at a time, and polls never wait for a slot. Each worker also sets the
+interpreter's switch interval to ``PAYGATE_WEB_SWITCH_INTERVAL_MS`` (default 1 ms; Python's is 5 ms): a poll
+whose Redis or database answer has arrived waits at most that long for a CPU-bound thread to hand over the
+interpreter lock, at each of its round trips. Every thread-shared
 object is thread-safe: the SQLAlchemy engine's ``QueuePool`` (``PAYGATE_DB_POOL_SIZE`` +
-``PAYGATE_DB_MAX_OVERFLOW``, default the thread count + half of it) and redis-py's ``BlockingConnectionPool``
+``PAYGATE_DB_MAX_OVERFLOW``, default the thread count up to 16 + half of it) and redis-py's ``BlockingConnectionPool``
 (``PAYGATE_REDIS_MAX_CONNECTIONS``, default 2 × threads + 8) are sized from ``PAYGATE_WEB_THREADS`` by
 :class:`kernel.settings.Settings`, so set it in the environment rather than with ``--threads``.
 
@@ -31,18 +38,20 @@ one host would share).
 Environment: ``PAYGATE_BIND`` (default gunicorn's: ``127.0.0.1:8000``, or ``0.0.0.0:$PORT``; several
 addresses separated by commas), ``PAYGATE_WEB_WORKERS``, ``PAYGATE_WEB_THREADS``, ``PAYGATE_WEB_TIMEOUT``
 (seconds, default 30), ``PAYGATE_WEB_KEEPALIVE`` (seconds, default 5; behind a load balancer set it above the
-balancer's idle timeout), ``PAYGATE_WEB_CONTROL_SOCKET``.
+balancer's idle timeout), ``PAYGATE_WEB_CONTROL_SOCKET``, ``PAYGATE_WEB_SWITCH_INTERVAL_MS``.
 """
 
 import os
 
 
-def _env_int(name: str, default: int, lo: int, hi: int) -> int:
+def _env_number(name: str, default, lo, hi, kind=int):
+    """``name`` from the environment as ``kind`` (int or float) within ``lo``..``hi``, else ``default``; exits with
+    a message naming the variable when it is malformed or out of bounds."""
     raw = os.environ.get(name, "")
     try:
-        value = int(raw) if raw.strip() else default
+        value = kind(raw) if raw.strip() else default
     except ValueError:
-        raise SystemExit(f"{name} must be an integer") from None
+        raise SystemExit(f"{name} must be {'an integer' if kind is int else 'a number'}") from None
     if not lo <= value <= hi:
         raise SystemExit(f"{name} must be between {lo} and {hi}")
     return value
@@ -52,13 +61,13 @@ if os.environ.get("PAYGATE_BIND", "").strip():
     bind = [b.strip() for b in os.environ["PAYGATE_BIND"].split(",") if b.strip()]
 
 worker_class = "gthread"
-workers = _env_int("PAYGATE_WEB_WORKERS", 2, 1, 64)
-threads = _env_int("PAYGATE_WEB_THREADS", 16, 1, 256)  # the same bounds as kernel.settings
+workers = _env_number("PAYGATE_WEB_WORKERS", 2, 1, 64)
+threads = _env_number("PAYGATE_WEB_THREADS", 128, 1, 256)  # the same default and bounds as kernel.settings
 worker_connections = 1000  # open (keep-alive) connections per worker; idle ones wait in the poller, not a thread
 
-timeout = _env_int("PAYGATE_WEB_TIMEOUT", 30, 5, 3600)  # a worker silent this long is restarted
+timeout = _env_number("PAYGATE_WEB_TIMEOUT", 30, 5, 3600)  # a worker silent this long is restarted
 graceful_timeout = 30  # on SIGTERM / recycling: in-flight requests (a gateway call) get this long to finish
-keepalive = _env_int("PAYGATE_WEB_KEEPALIVE", 5, 0, 3600)
+keepalive = _env_number("PAYGATE_WEB_KEEPALIVE", 5, 0, 3600)
 
 max_requests = 10_000
 max_requests_jitter = 1_000
@@ -77,9 +86,16 @@ else:
     control_socket_disable = True
 
 
+switch_interval_ms = _env_number("PAYGATE_WEB_SWITCH_INTERVAL_MS", 1.0, 0.1, 100.0, float)
+
+
 def post_fork(server, worker):
-    """In a worker just forked: with ``preload_app`` on, drop the database connections inherited from the master
-    (``engine.dispose(close=False)`` leaves the master's sockets alone). Nothing to do otherwise."""
+    """In a worker just forked: set the interpreter's thread switch interval, and with ``preload_app`` on, drop
+    the database connections inherited from the master (``engine.dispose(close=False)`` leaves the master's
+    sockets alone)."""
+    import sys
+
+    sys.setswitchinterval(switch_interval_ms / 1000)
     if not server.cfg.preload_app:
         return
     app = getattr(worker.app, "callable", None)

@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.json.sort_keys = False
     app.extensions["paygate"] = services
 
-    from . import agent, api, checkout, security, webhooks
+    from . import agent, api, apidocs, checkout, security, webhooks
 
     security.init_app(app, settings.frame_ancestors, hsts=settings.production)
     if settings.trusted_proxies:  # request.remote_addr (fraud IP rule, limits) = the client, not the balancer
@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.register_blueprint(checkout.bp)
     app.register_blueprint(agent.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(apidocs.bp)  # GET /docs: the browsable API reference
 
     @app.before_request
     def _request_id():
@@ -86,8 +87,10 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
                                    "duration_ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2)})
         return response
 
+    from .admission import init_admission
     from .ratelimit import init_rate_limits
 
+    init_admission(app, settings)  # after _request_id, before the limiter: heavy requests wait for a slot first
     init_rate_limits(app, settings)  # after _request_id: a 429 carries its request id
 
     @app.errorhandler(PaygateError)

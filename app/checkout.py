@@ -191,7 +191,9 @@ def submit(session_id: str):
     if not form.validate() or not _SUBMISSION_ID.fullmatch(form.submission_id.data or "-"):
         # only the CSRF token has validators; a nonce that is not one the page rendered is an altered form
         return _render(s, form, {"form": "This page expired. Please enter your card details again."}, 400)
+    loaded = s  # the row this request read: the processor need not read it again (unless the amount changes)
     if s.status == "pending" and s.amount_min is not None:
+        loaded = None
         problem = _set_amount(s, form.amount.data)
         if problem:
             return _render(services().sessions.get(None, session_id), form, {"amount": problem}, 422)
@@ -202,7 +204,7 @@ def submit(session_id: str):
         session_id,
         CardInput(form.number.data, month, year, form.cvc.data, form.cardholder_name.data),
         source="checkout", client_ip=request.remote_addr, submission_id=form.submission_id.data or None,
-        require_name=True)
+        require_name=True, loaded=loaded)
     if result.outcome == "invalid":
         return _render(result.session, form, field_messages(result.field_errors), 422)
     if result.outcome == "busy":  # nothing was tried and no attempt used: the customer may try again shortly

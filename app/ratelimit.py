@@ -87,11 +87,24 @@ def init_rate_limits(app: Flask, settings: Settings) -> Limiter | None:
         headers_enabled=False,  # Retry-After on a 429 only: no extra Redis round trip on every answer
         on_breach=_answer,
     )
-    limiter.request_filter(lambda: request.path in EXEMPT_PATHS)
+    limiter.request_filter(_no_limit_applies)
     limiter.init_app(app)
     app.register_error_handler(RateLimitExceeded, _rate_limited)
     _install_fail_open_log()
     return limiter
+
+
+LIMITED_ENDPOINTS = frozenset({"oauth.token", "checkout.submit"})
+"""The endpoints outside the ``/v1`` blueprint that a limit counts (every ``/v1`` request is counted)."""
+
+
+def _no_limit_applies() -> bool:
+    """Flask-Limiter's request filter: True (nothing evaluated) for the health endpoints and for every request
+    no scope counts (the checkout page's GET, the agent view, static files), so only the requests a limit can
+    hold up pay for evaluating the limits."""
+    if request.path in EXEMPT_PATHS:
+        return True
+    return request.blueprint != "api" and request.endpoint not in LIMITED_ENDPOINTS
 
 
 # -- keys ------------------------------------------------------------------------------------------------------

@@ -191,6 +191,12 @@ class Deliverer:
         self.policy = retry.RetryPolicy(base=backoff_base, cap=backoff_cap, max_age=max_age_seconds)
         self.lease_seconds = lease_seconds
         self.concurrency = max(1, concurrency)
+        self.batch_cap = self.concurrency * max(1, int(lease_seconds // timeout_seconds))
+        """The most rows one :meth:`run_once` claims: every send of a batch must end (and be recorded) within the
+        batch's lease even when each runs to its timeout (``concurrency`` × ⌊lease ÷ timeout⌋). A bigger batch
+        outlived its lease behind a slow receiver: another worker claimed the rows and sent them again, and the
+        first worker's results were dropped as "lease lost" (tests/functional/test_scale_out.py: 114 lost leases
+        and 181 callbacks for 40 events before this cap)."""
         self.new_token = new_token
         self.signing_secrets = signing_secrets
         self._own_http = guarded_client(timeout_seconds, resolver=resolver) if production else None
@@ -256,11 +262,12 @@ class Deliverer:
             return started_at, SendResult(None, True, f"sender_error: {type(exc).__name__}", 0.0)
 
     def run_once(self, limit: int = 50) -> int:
-        """Claims up to ``limit`` due deliveries, sends them concurrently and records each result.
+        """Claims up to ``limit`` due deliveries (at most :attr:`batch_cap`), sends them concurrently and records each
+        result as soon as its send ends.
 
         Returns how many deliveries were processed (0 when nothing was due).
         """
-        token, jobs = self.claim(limit)
+        token, jobs = self.claim(min(limit, self.batch_cap))
         if not jobs:
             return 0
         if len(jobs) == 1 or self.concurrency == 1:

@@ -7,8 +7,13 @@ write-back (participant attributes and the workflow :data:`WORKFLOW_ID`) and lin
 emulator, which knows the Genesys OAuth client :data:`GENESYS_CLIENT_ID` and has the secure flow
 :data:`SECURE_FLOW_ID` published with the paygate data actions' credential. The emulator records every
 callback and write-back body into ``logs/callbacks.jsonl``; its whole state is dumped to
-``logs/genesys-state.json`` after every test (and at stop) so the PCI scan, which runs before the
-session's fixtures are torn down, reads it.
+``logs/genesys-state.json`` after every test (and at stop) so the PCI scan reads it, whether it runs at the
+end of the same serial session (before the session's fixtures are torn down) or in its own pass after a
+parallel run (``scripts/test.sh``).
+
+Under pytest-xdist each worker that runs e2e tests starts its own stack: its own directory
+(:func:`e2e_dir_name`), its own Redis database (``tests.services.e2e_redis_url``), free ports and its own
+Chromium.
 """
 
 from __future__ import annotations
@@ -42,6 +47,12 @@ SMS_FROM = "+13175550100"
 """The e2e client's default agentless SMS sender."""
 
 
+def e2e_dir_name() -> str:
+    """The e2e stack's directory under the test state directory: ``e2e`` outside xdist and on worker ``gw0``,
+    ``e2e-gw<n>`` on the other workers (the PCI scan reads every ``e2e*/logs``)."""
+    return "e2e" if services.worker_index() == 0 else f"e2e-{services.worker_id()}"
+
+
 def poll(fn, *, timeout=15.0, interval=0.1, what="condition"):
     """Calls ``fn`` until it returns something truthy (returned) or ``timeout`` passes (the test fails)."""
     return wait_until(fn, timeout=timeout, interval=interval, what=what, error=AssertionError)
@@ -59,14 +70,14 @@ class Stack:
         self.base = f"http://127.0.0.1:{self.web_port}"
         self.emulator = f"http://127.0.0.1:{self.emu_port}"
         self.evil = f"http://127.0.0.1:{self.evil_port}"
-        self.redis_url = services.redis_url()
+        self.redis_url = services.e2e_redis_url()  # this xdist worker's own database, never flushed by tests
         self.genesys_secret = secrets.token_urlsafe(24)
         self.env = {
             **os.environ,
             "PAYGATE_ENV": "development",
             "PAYGATE_INSTANCE_PATH": str(state / "instance"),
             "PAYGATE_DATABASE_URL": f"sqlite:///{state / 'e2e.sqlite3'}",
-            "PAYGATE_REDIS_URL": self.redis_url.rsplit("/", 1)[0] + "/3",
+            "PAYGATE_REDIS_URL": self.redis_url,
             "PAYGATE_PUBLIC_BASE_URL": self.base,
             "PAYGATE_FRAME_ANCESTORS": f"'self' {self.emulator}",
             "PAYGATE_DELIVERY_BACKOFF_BASE": "0.2",
@@ -108,7 +119,9 @@ class Stack:
         self.spawn("worker", [str(BIN / "paygate"), "worker"])
         for port in (self.emu_port, self.evil_port, self.web_port):
             services.wait_for_port(port, timeout=30)
-        poll(lambda: self._ok(f"{self.base}/healthz"), what="web app health")
+        # gunicorn's workers import the whole app before answering: on a busy 2-core machine, with other xdist
+        # workers starting their own stacks at the same time, that takes longer than one page load
+        poll(lambda: self._ok(f"{self.base}/healthz"), timeout=90, what="web app health")
         self.token = self._token()
         # the conversation the checkout tests' sessions name, so their write-backs land somewhere
         self.create_conversation(conversation_id="e2e-conv", customer_id="e2e-part")
@@ -215,7 +228,8 @@ class Stack:
 
 @pytest.fixture(scope="session")
 def e2e_stack():
-    state = services.state_dir() / "e2e"
+    # one stack per xdist worker that runs e2e tests, each in its own directory (e2e, or e2e-gw1...)
+    state = services.state_dir() / e2e_dir_name()
     state.mkdir(exist_ok=True)
     stack = Stack(state)
     try:

@@ -6,8 +6,11 @@ workers and the delivery worker can share one file; PostgreSQL is used unchanged
 
 from __future__ import annotations
 
+import sqlite3
+
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 
 
@@ -44,7 +47,13 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engi
             # Session.begin() (read-then-write) takes the write lock at BEGIN so two such transactions
             # cannot deadlock on the lock upgrade; plain Session() reads share the database (see PaygateSessions)
             deferred = conn.get_execution_options().get("paygate_begin") == "deferred"
-            conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+            statement = "BEGIN" if deferred else "BEGIN IMMEDIATE"
+            # straight on the sqlite3 connection (SQLAlchemy's statement machinery costs more than the BEGIN);
+            # an error is wrapped as exec_driver_sql would (OperationalError "database is locked" → 503)
+            try:
+                conn.connection.driver_connection.execute(statement)
+            except sqlite3.Error as err:
+                raise DBAPIError.instance(statement, (), err, sqlite3.Error) from err
 
         # let SQLAlchemy emit our BEGIN instead of pysqlite's implicit one
         @event.listens_for(engine, "connect")

@@ -71,17 +71,24 @@ class Settings:
     hold_expiring_notice_seconds: int = 86400
     sandbox_dispute_delay_seconds: int = 5
     sandbox_latency_ms: int = 0
-    web_threads: int = 16
+    web_threads: int = 128
     """``PAYGATE_WEB_THREADS``: request threads per gunicorn worker (read by ``gunicorn.conf.py``); the pools
     below are sized from it."""
     db_pool_size: int = 16
-    """``PAYGATE_DB_POOL_SIZE``: database connections each process keeps (default ``PAYGATE_WEB_THREADS``)."""
+    """``PAYGATE_DB_POOL_SIZE``: database connections each process keeps (default ``PAYGATE_WEB_THREADS``, at most
+    16)."""
     db_max_overflow: int = 8
     """``PAYGATE_DB_MAX_OVERFLOW``: extra connections opened under a burst and closed after (default half of
-    ``PAYGATE_WEB_THREADS``, at least 4)."""
+    the pool size, at least 4)."""
     redis_max_connections: int = 40
     """``PAYGATE_REDIS_MAX_CONNECTIONS``: Redis connections per process; a thread waits up to 5 s for a free
     one (default 2 × ``PAYGATE_WEB_THREADS`` + 8)."""
+    admission_slots: int = 3
+    """``PAYGATE_ADMISSION_SLOTS``: requests per web process that may run their CPU parts at once (page renders,
+    card submissions, every request but an API read; ``app/admission.py``); 0 turns admission control off."""
+    admission_wait_seconds: float = 20.0
+    """``PAYGATE_ADMISSION_WAIT_SECONDS``: how long a request waits for a slot before it is answered 503
+    ``service_unavailable`` with ``Retry-After``."""
     allowed_currencies: tuple[str, ...] | None = None
     """``PAYGATE_ALLOWED_CURRENCIES``: ISO 4217 codes sessions and charges may use; None allows every code."""
     min_amounts: Mapping[str, int] = field(default_factory=dict)
@@ -229,10 +236,14 @@ class Settings:
             hold_expiring_notice_seconds=_int(get, "HOLD_EXPIRING_NOTICE_SECONDS", 86400, 0, 30 * 86400),
             sandbox_dispute_delay_seconds=_int(get, "SANDBOX_DISPUTE_DELAY_SECONDS", 5, 0, 30 * 86400),
             sandbox_latency_ms=_int(get, "SANDBOX_LATENCY_MS", 0, 0, 120_000),
-            web_threads=(web_threads := _int(get, "WEB_THREADS", 16, 1, 256)),
-            db_pool_size=_int(get, "DB_POOL_SIZE", web_threads, 1, 1000),
-            db_max_overflow=_int(get, "DB_MAX_OVERFLOW", max(4, web_threads // 2), 0, 1000),
+            web_threads=(web_threads := _int(get, "WEB_THREADS", 128, 1, 256)),
+            # at most 16 kept: with admission control only a few heavy requests (and the polls) use a connection at
+            # once, and several instances must stay under PostgreSQL's max_connections (100 by default)
+            db_pool_size=(db_pool := _int(get, "DB_POOL_SIZE", min(web_threads, 16), 1, 1000)),
+            db_max_overflow=_int(get, "DB_MAX_OVERFLOW", max(4, db_pool // 2), 0, 1000),
             redis_max_connections=_int(get, "REDIS_MAX_CONNECTIONS", 2 * web_threads + 8, 1, 10_000),
+            admission_slots=_int(get, "ADMISSION_SLOTS", 3, 0, 1000),
+            admission_wait_seconds=_float(get, "ADMISSION_WAIT_SECONDS", 20.0, 0.1, 3600),
             allowed_currencies=_currencies(get("ALLOWED_CURRENCIES")),
             min_amounts=_min_amounts(get("MIN_AMOUNTS")),
             subscription_retry_days=_retry_days(get("SUBSCRIPTION_RETRY_DAYS")),
@@ -379,7 +390,7 @@ def _development_secrets(instance: Path) -> dict[str, str]:
         "VAULT_KEYS": f"dev1:{_new_key()}",
         "FINGERPRINT_KEY": _new_key(),
     }
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.{secrets.token_hex(4)}.tmp")  # one per writer: none unlinks another's
     tmp.write_text(json.dumps(values))
     os.chmod(tmp, 0o600)
     try:

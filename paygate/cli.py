@@ -37,7 +37,53 @@ def _services():
         svc.close()
 
 
+def package_version() -> str:
+    """paygate's version: the installed distribution's (:func:`importlib.metadata.version`), else the ``version`` of
+    the source tree's ``pyproject.toml`` (run from a checkout that is not installed), else ``"unknown"``."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("paygate")
+    except metadata.PackageNotFoundError:
+        import tomllib
+        from pathlib import Path
+
+        try:
+            pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+            return tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"]
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "unknown"
+
+
+def _print_version(ctx: click.Context, _param, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"paygate {package_version()}")
+        ctx.exit()
+
+
+def _url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Checks an option that takes a URL with the rules of the API's ``callback_url`` (docs/api.md, "Callback URLs
+    in production"; :func:`payments.events.callback_url_problem`): an absolute https URL, or http outside production
+    (and to a loopback host); in production the host may not be, or resolve to, an internal address
+    (:mod:`kernel.netguard`). Empty (an option's "clear" value) and absent pass; else a usage error (exit 2)."""
+    if not value:
+        return value
+    from payments.events import CALLBACK_URL_NOT_ALLOWED, callback_url_problem
+
+    production = _settings().production
+    problem = callback_url_problem(value, production=production)
+    if problem == CALLBACK_URL_NOT_ALLOWED:
+        raise click.BadParameter(f"{problem}: its host is, or resolves to, a private, loopback, link-local, "
+                                 "multicast or reserved address", ctx=ctx, param=param)
+    if problem:
+        rule = "an absolute https URL" if production else "an absolute http or https URL"
+        raise click.BadParameter(f"{problem}: {value!r} is not {rule}", ctx=ctx, param=param)
+    return value
+
+
 @click.group()
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Print the version of paygate and exit.")
 def main() -> None:
     """paygate: hosted payment page and card tokenization for Genesys Cloud CX."""
 
@@ -49,18 +95,17 @@ def clients() -> None:
 
 @clients.command("create")
 @click.argument("name")
-@click.option("--callback-url", default=None, help="Default endpoint for this client's events.")
+@click.option("--callback-url", default=None, callback=_url, metavar="URL",
+              help="Default endpoint for this client's events: https (http outside production), a public address in "
+                   "production.")
 def clients_create(name: str, callback_url: str | None) -> None:
     """Create an API client; prints its id and secrets once, as JSON.
 
-    The callback URL follows the rules of a session's callback_url (docs/api.md, "Callback URLs in production")."""
+    The callback URL follows the rules of a session's callback_url (docs/api.md, "Callback URLs in production"),
+    checked before anything is stored."""
     from payments.clients import create_client
-    from payments.events import callback_url_problem
 
     with _services() as svc:
-        problem = callback_url_problem(callback_url, production=svc.settings.production) if callback_url else None
-        if problem:
-            raise click.ClickException(f"--callback-url is not allowed: {problem}")
         with svc.Session.begin() as db:
             created = create_client(db, name=name, callback_url=callback_url, now=svc.clock(), new_id=svc.new_id)
     click.echo(json.dumps(created.as_dict()))
@@ -158,8 +203,10 @@ def clients_rotate_secret(client_id: str) -> None:
 @clients.command("genesys")
 @click.argument("client_id")
 @click.option("--region", default=None, help="Genesys Cloud region, e.g. us_east_1 (api/login hosts follow).")
-@click.option("--api-base", default=None, help="Override of the API host URL (emulator, tests).")
-@click.option("--login-base", default=None, help="Override of the login host URL (emulator, tests).")
+@click.option("--api-base", default=None, callback=_url, metavar="URL",
+              help="Override of the API host URL (emulator, tests).")
+@click.option("--login-base", default=None, callback=_url, metavar="URL",
+              help="Override of the login host URL (emulator, tests).")
 @click.option("--oauth-client-id", default=None, help="Genesys OAuth client (client credentials) id.")
 @click.option("--oauth-client-secret", default=None, envvar="PAYGATE_GENESYS_OAUTH_CLIENT_SECRET",
               show_envvar=True, help="Its secret (prefer the environment variable; stored encrypted).")
@@ -240,12 +287,21 @@ def db() -> None:
 
 @db.command("upgrade")
 def db_upgrade() -> None:
-    """Apply every migration (Alembic) to PAYGATE_DATABASE_URL."""
+    """Apply every migration (Alembic) to PAYGATE_DATABASE_URL and say what was applied: the revisions from and to,
+    one line per applied revision, or that the database was already at head."""
     from paygate.migrate import upgrade
 
     settings = _settings()
-    upgrade(settings.database_url, lock_dir=settings.instance_path)
-    click.echo("database is up to date")
+    applied = upgrade(settings.database_url, lock_dir=settings.instance_path, report=True)
+    after = ", ".join(applied.after) or "(empty)"
+    if not applied.revisions:
+        click.echo(f"database already at head: {after}")
+        return
+    before = ", ".join(applied.before) or "(empty database)"
+    n = len(applied.revisions)
+    click.echo(f"database upgraded from {before} to {after} (head): {n} revision{'s' if n != 1 else ''} applied")
+    for revision, message in applied.revisions:
+        click.echo(f"  {revision}  {message.splitlines()[0] if message else ''}".rstrip())
 
 
 @main.command()
@@ -290,7 +346,8 @@ def refunds() -> None:
 @refunds.command("review")
 @click.option("--client", "client_id", default=None, help="Only this API client's refunds.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON refund view per line instead of a table.")
-@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1000),
+              help="At most this many refunds.")
 def refunds_review(client_id: str | None, as_json: bool, limit: int) -> None:
     """List refunds awaiting manual review (failed refunds: manual_review = required), oldest first.
 
@@ -346,7 +403,7 @@ REPORT_PROGRESS_MIN_ROWS = 1000
 
 @main.group()
 def report() -> None:
-    """Reports for reconciliation (docs/api.md, "Reports")."""
+    """Reports: payments as CSV for reconciliation (docs/api.md, "Reports") and the operator's HTML report."""
 
 
 @report.command("payments")
@@ -387,6 +444,48 @@ def report_payments(since, until, client_id: str | None, output: str | None) -> 
                     written += 1
     if output:
         click.echo(f"{written} payment{'s' if written != 1 else ''} written to {output}", err=True)
+
+
+@report.command("html")
+@click.option("--since", type=_Moment(), default=None,
+              help="Start of the period, included (RFC 3339 or a date; default: 7 days before --until).")
+@click.option("--until", type=_Moment(), default=None, help="End of the period, excluded (default: now).")
+@click.option("--client", "client_id", default=None, help="Only this API client's figures (default: every client).")
+@click.option("--bucket", type=click.Choice(["hour", "day", "week"]), default=None,
+              help="Step of the charts over time (default: hour up to 2 days, day up to 92 days, else week).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the HTML to this file (default: stdout).")
+def report_html(since, until, client_id: str | None, bucket: str | None, output: str | None) -> None:
+    """Write the operator report: one self-contained HTML file (no script, nothing fetched) with charts of the
+    approval rate over time, declines by code, fraud blocks by rule, refunds and their failures, disputes and
+    gateway latency p50/p99, for what was created in [--since, --until). Aggregates only, no card data
+    (docs/operations.md, "The operator report")."""
+    from datetime import timedelta
+
+    from paygate.report_html import render_html
+    from payments.operator_report import build_report
+
+    with _services() as svc:
+        now = svc.clock()
+        until = until or now
+        since = since or until - timedelta(days=7)
+        if since >= until:
+            raise click.ClickException("--since must be before --until")
+        if client_id is not None:
+            from payments.models import ApiClient
+
+            with svc.Session() as db:
+                if db.get(ApiClient, client_id) is None:
+                    raise click.ClickException(f"no client {client_id}")
+        figures = build_report(svc.Session, since, until, generated_at=now, client_id=client_id, bucket=bucket)
+    html = render_html(figures)
+    if output:
+        with open(output, "w", encoding="utf-8") as out:
+            out.write(html)
+        click.echo(f"report of {figures.attempts} card submissions, {figures.refunds} refunds and "
+                   f"{figures.disputes} disputes written to {output}", err=True)
+    else:
+        click.echo(html, nl=False)
 
 
 @main.group()
@@ -459,8 +558,9 @@ def secrets_reseal() -> None:
 
 
 @main.command()
-@click.option("--port", default=8000, show_default=True)
-@click.option("--emulator-port", default=8010, show_default=True)
+@click.option("--port", default=8000, show_default=True, help="Port of the paygate web app on 127.0.0.1.")
+@click.option("--emulator-port", default=8010, show_default=True,
+              help="Port of the Genesys Cloud emulator on 127.0.0.1.")
 def demo(port: int, emulator_port: int) -> None:
     """Run everything on the embedded defaults and print a working checkout link."""
     from .demo import run_demo

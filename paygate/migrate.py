@@ -8,6 +8,7 @@ in the kernel.
 from __future__ import annotations
 
 import fcntl
+from dataclasses import dataclass
 from pathlib import Path
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -23,21 +24,62 @@ def alembic_config(url: str):
     return cfg
 
 
-def upgrade(url: str, lock_dir: Path | None = None) -> None:
+@dataclass(frozen=True)
+class Applied:
+    """What one :func:`upgrade` did: the database's revisions before and after (``()``: an empty database) and the
+    revisions it applied, oldest first, as ``(revision id, message)`` pairs (empty: it was already at head)."""
+
+    before: tuple[str, ...]
+    after: tuple[str, ...]
+    revisions: tuple[tuple[str, str], ...]
+
+
+def current_revisions(url: str) -> tuple[str, ...]:
+    """The revision ids the database at ``url`` is at (Alembic's version table; ``()`` before the first)."""
+    from alembic.runtime.migration import MigrationContext
+
+    from kernel.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return tuple(sorted(MigrationContext.configure(conn).get_current_heads()))
+    finally:
+        engine.dispose()
+
+
+def upgrade(url: str, lock_dir: Path | None = None, *, report: bool = False) -> Applied | None:
     """Applies every migration to ``url`` (``paygate db upgrade``).
 
     With ``lock_dir`` the call holds an exclusive file lock there, so several
-    processes starting on one fresh SQLite file migrate it exactly once.
+    processes starting on one fresh SQLite file migrate it exactly once. With ``report`` the revisions are read
+    before and after (under the lock) and returned as :class:`Applied`; else None.
     """
-    from alembic import command
-
     if lock_dir is None:
-        command.upgrade(alembic_config(url), "head")
-        return
+        return _upgrade(url, report)
     lock_dir.mkdir(parents=True, exist_ok=True)
     with open(lock_dir / "migrate.lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
-            command.upgrade(alembic_config(url), "head")
+            return _upgrade(url, report)
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _upgrade(url: str, report: bool) -> Applied | None:
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    cfg = alembic_config(url)
+    before = current_revisions(url) if report else ()
+    command.upgrade(cfg, "head")
+    if not report:
+        return None
+    after = current_revisions(url)
+    script = ScriptDirectory.from_config(cfg)
+    applied = []
+    for head in after:
+        for rev in script.iterate_revisions(head, before[0] if len(before) == 1 else None):
+            if rev.revision not in before:
+                applied.append((rev.revision, (rev.doc or "").strip()))
+    return Applied(before, after, tuple(reversed(applied)))

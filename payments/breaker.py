@@ -38,6 +38,7 @@ from typing import Callable
 
 import redis as redis_lib
 
+from kernel.blocking import blocking
 from kernel.clock import Clock, IdFactory
 from tokenizer.gateways.base import GatewayStatus
 
@@ -183,11 +184,11 @@ class CircuitBreaker:
         when Redis could not be reached (logged, never raised: the call's outcome matters more than its
         statistics)."""
         p = self.policy
+        args = [f"{latency_seconds * 1000:.3f}", "1" if failed else "0", _epoch(self.clock()), p.window,
+                f"{p.latency_seconds * 1000:.3f}", p.errors, probe or ""]
         try:
-            before = self.redis.hget(self.key, "state")
-            after = _text(self._record(keys=self.keys, args=[
-                f"{latency_seconds * 1000:.3f}", "1" if failed else "0", _epoch(self.clock()), p.window,
-                f"{p.latency_seconds * 1000:.3f}", p.errors, probe or ""]))
+            before, after = self._read_and_record(args)
+            after = _text(after)
         except redis_lib.RedisError as exc:
             log.warning("gateway breaker could not record a call", extra={"error": type(exc).__name__})
             return None
@@ -196,6 +197,21 @@ class CircuitBreaker:
             log.log(level, f"gateway breaker {after}", extra={"gateway": self.gateway, "state": after,
                                                                  "latency_ms": round(latency_seconds * 1000)})
         return after
+
+    def _read_and_record(self, args: list) -> tuple:
+        """The state before, and the record script's answer: one round trip (a pipeline of ``HGET`` and the
+        script by its SHA); two when Redis lost the script (``NOSCRIPT``: the script is loaded and run again)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(self.key, "state")
+            pipe.evalsha(self._record.sha, len(self.keys), *self.keys, *args)
+            before, after = pipe.execute(raise_on_error=False)
+        if isinstance(before, Exception):
+            raise before
+        if isinstance(after, redis_lib.exceptions.NoScriptError):
+            after = self._record(keys=self.keys, args=args)
+        elif isinstance(after, Exception):
+            raise after
+        return before, after
 
     def release_probe(self, token: str | None) -> None:
         """Gives back a probe lease that was not used (the submission ended before the gateway call)."""
@@ -233,11 +249,13 @@ class CircuitBreaker:
 
     def measure(self, call: Callable[[], object], *, probe: str | None = None):
         """Runs ``call`` (one gateway call returning a result with a ``status``), records its latency and whether
-        it failed technically, and returns its result."""
-        started = time.perf_counter()
-        result = call()
-        self.record(time.perf_counter() - started, getattr(result, "status", None) is GatewayStatus.UNAVAILABLE,
-                    probe=probe)
+        it failed technically, and returns its result. The call runs inside :func:`kernel.blocking.blocking` (the
+        web tier gives back its admission slot while the request only waits on the gateway)."""
+        with blocking():
+            started = time.perf_counter()
+            result = call()
+            elapsed = time.perf_counter() - started
+        self.record(elapsed, getattr(result, "status", None) is GatewayStatus.UNAVAILABLE, probe=probe)
         return result
 
 

@@ -14,6 +14,7 @@ from typing import Callable
 
 from sqlalchemy.orm import sessionmaker
 
+from kernel.blocking import blocking
 from kernel.clock import Clock, IdFactory
 from kernel.errors import NotFound
 from tokenizer.gateways.base import Gateway
@@ -40,11 +41,45 @@ class RedisLock:
                 return True
             if time.monotonic() >= deadline:
                 return False
-            self.sleep(0.05)
+            with blocking():  # in the web tier: the request's admission slot is free while it only waits
+                self.sleep(0.05)
 
     def release(self, key: str, token: str) -> None:
         """Gives the lease back if ``token`` still holds it (an expired lease taken by another is left alone)."""
         self._unlock(keys=[key], args=[token])
+
+    def release_all(self, leases: list[tuple[str, str]]) -> None:
+        """:meth:`release` for each ``(key, token)``, in one round trip to Redis (a pipeline of the same
+        compare-and-delete script, run by its SHA; a Redis that lost its script cache gets one release at a time,
+        which loads it again). Raises ``redis.RedisError`` like :meth:`release`."""
+        results = run_script_pipeline(self.redis, self._unlock, [([key], [token]) for key, token in leases])
+        if results is None:
+            for key, token in leases:
+                self.release(key, token)
+
+
+def run_script_pipeline(redis, script, calls: list[tuple[list, list]]) -> list | None:
+    """Runs the registered Lua ``script`` (``redis.register_script``) once per ``(keys, args)`` of ``calls`` in one
+    non-transactional pipeline by its SHA (``EVALSHA``), without redis-py's ``SCRIPT EXISTS`` round trip that a
+    pipeline of :class:`redis.commands.core.Script` calls costs. Returns the results, or None when Redis does not
+    know the script (``NOSCRIPT``: nothing ran; the caller runs them through ``script`` itself, which loads it).
+    Other errors are raised."""
+    from redis.exceptions import NoScriptError
+
+    with redis.pipeline(transaction=False) as pipe:
+        for keys, args in calls:
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+        results = pipe.execute(raise_on_error=False)
+    if any(isinstance(r, NoScriptError) for r in results):
+        if all(isinstance(r, NoScriptError) for r in results):
+            return None
+        # some ran (the cache was flushed in between): run only the rest through the script
+        return [script(keys=keys, args=args) if isinstance(r, NoScriptError) else r
+                for r, (keys, args) in zip(results, calls)]
+    for r in results:
+        if isinstance(r, Exception):
+            raise r
+    return results
 
 
 @dataclass(frozen=True)

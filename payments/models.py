@@ -129,6 +129,8 @@ class PaymentAttempt(Base):
     risk_level: Mapped[str | None] = mapped_column(String(20), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # real time around the authorization call, whole ms (None: no gateway call, or recorded before revision 0005)
+    gateway_latency_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class Payment(Base):

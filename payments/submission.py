@@ -36,6 +36,7 @@ from sqlalchemy.orm import sessionmaker
 
 from callbacks import events as ev
 from callbacks import outbox
+from kernel.blocking import blocking
 from kernel.clock import Clock, IdFactory, naive_utc
 from kernel.phone import caller_number
 from tokenizer.cards import BRANDS, Card, authorization_validity, validate_card
@@ -162,7 +163,8 @@ class PaymentProcessor:
     # ------------------------------------------------------------------------------------------------
     def submit(self, session_id: str, card_input: CardInput, *, source: str, client_ip: str | None = None,
                submission_id: str | None = None, require_name: bool = False,
-               client_id: str | None = None, ani: str | None = None, call_id: str | None = None) -> SubmitResult:
+               client_id: str | None = None, ani: str | None = None, call_id: str | None = None,
+               loaded: PaymentSession | None = None) -> SubmitResult:
         """Processes one submission for ``session_id``. ``source``: ``checkout`` or ``voice``.
 
         ``ani`` (voice): the caller's number as the flow gives it (E.164, ``tel:`` or ``sip:`` URI), kept in
@@ -173,9 +175,18 @@ class PaymentProcessor:
         ``submission_id`` (the page's hidden nonce) makes a re-POST of the same form a duplicate.
         Raises :class:`NotFound` for an unknown session (or another client's, when ``client_id`` is given).
         Business outcomes are returned, never raised.
+
+        ``loaded``: the session as :meth:`SessionService.get` returned it to the caller for this request (the
+        checkout page reads it to check the form), used instead of reading it again; every decision that matters
+        is still taken on the row itself (the compare-and-set on status and attempts).
         """
-        s = self.sessions.get(client_id, session_id)
-        if submission_id:
+        if loaded is not None and loaded.id == session_id and (client_id is None or loaded.client_id == client_id):
+            s = loaded
+        else:
+            s = self.sessions.get(client_id, session_id)
+        # a session read with no attempt has no attempt row (the row and the count are written together), so there
+        # is no earlier submission to find; one racing in after that read loses the compare-and-set below
+        if submission_id and s.attempts:
             with self.Session() as db:
                 earlier = db.scalar(select(PaymentAttempt.id).where(PaymentAttempt.session_id == session_id,
                                                                     PaymentAttempt.submission_id == submission_id))
@@ -229,15 +240,17 @@ class PaymentProcessor:
                 self._release_probe(admission)
                 return self._report(self._wait_settled(session_id), duplicate=True)
             return self._run_attempt(started, assessment, admission)
-        finally:
-            self._release_quietly(lock_key, lock_token)
-            self._release_quietly(_customer_key(s), lock_token)  # a no-op unless _customer_busy took it
+        finally:  # both leases in one round trip; the customer's is a no-op unless _customer_busy took it
+            self._release_quietly(lock_key, lock_token, also=(_customer_key(s), lock_token))
 
-    def _release_quietly(self, key: str, token: str) -> None:
-        """Gives a lease back; a Redis failure is logged, not raised (the lease expires by itself, and the
-        submission's outcome is already decided)."""
+    def _release_quietly(self, key: str, token: str, *, also: tuple[str, str] | None = None) -> None:
+        """Gives a lease back (and ``also``, another ``(key, token)``, in the same round trip); a Redis failure is
+        logged, not raised (the lease expires by itself, and the submission's outcome is already decided)."""
         try:
-            self.locks.release(key, token)
+            if also is None:
+                self.locks.release(key, token)
+            else:
+                self.locks.release_all([(key, token), also])
         except redis_lib.RedisError as exc:
             log.warning("lease not released", extra={"error": type(exc).__name__})
 
@@ -267,25 +280,27 @@ class PaymentProcessor:
         number = s.attempts + 1
         idem_key = f"{s.id}:{number}:authorize"
         with self.Session.begin() as db:
-            won = db.execute(
+            # the compare-and-set returns the row as it left it (UPDATE ... RETURNING: no second read)
+            row = db.execute(
                 update(PaymentSession)
                 .where(PaymentSession.id == s.id, PaymentSession.status == "pending",
                        PaymentSession.attempts == s.attempts, PaymentSession.expires_at > now)
-                .values(status="processing", attempts=number, updated_at=now)).rowcount
-            if not won:
+                .values(status="processing", attempts=number, updated_at=now)
+                .returning(PaymentSession)).scalar_one_or_none()
+            if row is None:
                 return None
             attempt = PaymentAttempt(
                 id=self.new_id("att"), session_id=s.id, number=number, submission_id=submission_id, source=source,
                 client_ip=client_ip, card_brand=card.brand, card_last4=card.last4,
                 card_fingerprint=fingerprint, idempotency_key=idem_key, fraud_score=0.0,
-                fraud_reasons=[], created_at=now, ani=ani, call_id=call_id)
+                fraud_reasons=[], created_at=now, ani=ani, call_id=call_id,
+                token=sealed.token if sealed is not None else None)  # for a reconciliation that settles it
             db.add(attempt)
             if sealed is not None:  # the card is vaulted before any gateway call
                 db.add(VaultCard(token=sealed.token, key_id=sealed.key_id, wrapped_key=sealed.wrapped_key,
                                  nonce=sealed.nonce, ciphertext=sealed.ciphertext, fingerprint=sealed.fingerprint,
                                  brand=sealed.brand, last4=sealed.last4, exp_month=sealed.exp_month,
                                  exp_year=sealed.exp_year, client_id=s.client_id, created_at=now))
-            row = db.get(PaymentSession, s.id)
         return StartedAttempt(session_id=s.id, attempt_id=attempt.id, number=number, idempotency_key=idem_key,
                               card=card, client_ip=client_ip, fingerprint=fingerprint, source=source, ani=ani,
                               client_id=s.client_id, session=row, token=sealed.token if sealed else None)
@@ -310,15 +325,25 @@ class PaymentProcessor:
             metadata={"paygate_session_id": s.id, "conversation_id": s.conversation_id,
                       "customer_account_id": s.customer_account_id, "intent": s.intent},
             moto=self.moto(a.source))
-        if self.breaker is not None:
-            result = self.breaker.measure(lambda: self.gateway.authorize(request), probe=admission.probe_token)
-        else:
-            result = self.gateway.authorize(request)
-        assessment = self.fraud.with_gateway_risk(assessment, result.risk_level)
-        return self._finish(a, assessment, result, token=a.token)
+        took: list[float] = []
 
-    def _finish(self, a: StartedAttempt, assessment, result: GatewayResult, *, token: str | None) -> SubmitResult:
-        """Records the attempt's outcome and moves the session (one transaction with its events)."""
+        def authorize() -> GatewayResult:  # timed on its own for the attempt's gateway_latency_ms
+            started = time.perf_counter()
+            answer = self.gateway.authorize(request)
+            took.append(time.perf_counter() - started)
+            return answer
+
+        if self.breaker is not None:
+            result = self.breaker.measure(authorize, probe=admission.probe_token)
+        else:
+            result = authorize()
+        assessment = self.fraud.with_gateway_risk(assessment, result.risk_level)
+        return self._finish(a, assessment, result, token=a.token, latency_ms=round(took[0] * 1000) if took else None)
+
+    def _finish(self, a: StartedAttempt, assessment, result: GatewayResult, *, token: str | None,
+                latency_ms: int | None = None) -> SubmitResult:
+        """Records the attempt's outcome and moves the session (one transaction with its events); ``latency_ms``:
+        the authorization call's real duration (None: no gateway call), kept as ``gateway_latency_ms``."""
         now = self.clock()
         naive = now.replace(tzinfo=None)
         card, fingerprint = a.card, a.fingerprint
@@ -328,9 +353,7 @@ class PaymentProcessor:
             except redis_lib.RedisError as exc:
                 log.warning("decline not counted by the fraud screen", extra={"error": type(exc).__name__})
         with self.Session.begin() as db:
-            s = db.get(PaymentSession, a.session_id)
-            attempt = db.get(PaymentAttempt, a.attempt_id)
-            client = db.get(ApiClient, s.client_id)
+            s, attempt, client = _finish_rows(db, a.session_id, a.attempt_id)
             if s.status != "processing" or s.attempts != a.number:
                 return self._report(s, duplicate=True)  # reconciled meanwhile
             attempt.fraud_score = assessment.score if assessment else attempt.fraud_score
@@ -340,6 +363,7 @@ class PaymentProcessor:
             attempt.risk_level = result.risk_level
             attempt.decline_code = result.decline_code
             attempt.finished_at = naive
+            attempt.gateway_latency_ms = latency_ms
             if card is not None:
                 s.card_brand, s.card_last4 = card.brand, card.last4
                 s.card_exp_month, s.card_exp_year = card.exp_month, card.exp_year
@@ -465,6 +489,7 @@ class PaymentProcessor:
             s.gateway_reference = result.reference or s.gateway_reference
             if attempt.token:
                 s.token = attempt.token
+            _card_from_attempt(db, s, attempt)
             self._apply(db, client, s, attempt, result, now)
         outbox.wake(self.redis)
         return 1
@@ -492,7 +517,7 @@ class PaymentProcessor:
                 return self._report(self._wait_settled(s.id), duplicate=True)
             if time.monotonic() >= deadline:
                 return SubmitResult("processing", current, duplicate=True, message=PROCESSING_MESSAGE)
-            self.sleep(0.05)
+            self._poll_pause()
 
     def _wait_settled(self, session_id: str) -> PaymentSession:
         """Polls until the session leaves ``processing`` (or the deadline passes) and returns it (a pending session
@@ -502,6 +527,16 @@ class PaymentProcessor:
             s = self.sessions.get(None, session_id)
             if s.status != "processing" or time.monotonic() >= deadline:
                 return s
+            self._poll_pause()
+
+    def _poll_pause(self) -> None:
+        """The 50 ms pause of a duplicate polling for the first submission's outcome, inside
+        :func:`kernel.blocking.blocking`: in the web tier the request gives back its admission slot
+        (``app/admission.py``) while it only waits. Otherwise duplicates waiting on the first submission can hold
+        every slot of a process, and the first submission, back from the gateway, cannot get one to record the
+        outcome they wait for (1,000 duplicates across two instances: the first waited until a reconciliation or
+        the duplicates' :data:`DUPLICATE_WAIT_SECONDS` ran out; tests/functional/test_scale_out.py)."""
+        with blocking():
             self.sleep(0.05)
 
     def _report(self, s: PaymentSession, *, duplicate: bool) -> SubmitResult:
@@ -520,6 +555,27 @@ def entry_mode_of(source: str | None) -> str:
     the phone), anything else (``checkout``) → ``page``. Merchant-initiated charges of a stored token are
     ``stored``."""
     return "dtmf" if source == "voice" else "page"
+
+
+def _card_from_attempt(db, s: PaymentSession, attempt: PaymentAttempt) -> None:
+    """Puts the card of ``attempt`` on ``s`` (brand, last four, fingerprint from the attempt; expiry from the vault
+    row of its token), as :meth:`PaymentProcessor._finish` does from the card in memory: a reconciliation settles an
+    attempt whose submission never came back (a process or the database went away after the gateway call), and its
+    payment must describe the card like any other (docs/api.md, "Payments")."""
+    s.card_brand = attempt.card_brand or s.card_brand
+    s.card_last4 = attempt.card_last4 or s.card_last4
+    s.card_fingerprint = attempt.card_fingerprint or s.card_fingerprint
+    vaulted = db.get(VaultCard, attempt.token) if attempt.token else None
+    if vaulted is not None:
+        s.card_exp_month, s.card_exp_year = vaulted.exp_month, vaulted.exp_year
+
+
+def _finish_rows(db, session_id: str, attempt_id: str) -> tuple[PaymentSession, PaymentAttempt, ApiClient]:
+    """The session, the attempt and the session's API client, read in one SELECT (the three rows a finishing
+    attempt writes or numbers its events under; all exist once the attempt has started)."""
+    return db.execute(select(PaymentSession, PaymentAttempt, ApiClient).where(
+        PaymentSession.id == session_id, PaymentAttempt.id == attempt_id, PaymentAttempt.session_id == PaymentSession.id,
+        ApiClient.id == PaymentSession.client_id)).one()
 
 
 def _customer_key(s: PaymentSession) -> str:

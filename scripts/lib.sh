@@ -3,9 +3,11 @@
 #
 #   ensure_system_packages     apt-get install what is missing of redis-server, postgresql, chromium,
 #                              fonts-liberation (needs root; skipped when everything is present)
-#   ensure_venv                .venv with the project installed editable with its dev extra
+#   ensure_venv                .venv with the project installed editable with its dev extra (pytest, pytest-xdist,
+#                              playwright...); re-installed whenever pyproject.toml's content changes
 #   free_port                  prints a free TCP port on 127.0.0.1
-#   start_redis PORT DIR       a private redis-server on 127.0.0.1:PORT with its files under DIR
+#   start_redis PORT DIR       a private redis-server on 127.0.0.1:PORT with its files under DIR and 64
+#                              databases (the tests give each pytest-xdist worker two of them)
 #   stop_redis
 #   start_postgres PORT DIR    a throwaway PostgreSQL 15 cluster (trust auth, user postgres) under DIR,
 #                              listening on 127.0.0.1:PORT; DIR must be traversable by the postgres user
@@ -58,7 +60,11 @@ ensure_venv() {
     python3 -m venv "$venv"
     rm -f "$stamp"
   fi
-  if [ ! -f "$stamp" ] || [ "$PAYGATE_ROOT/pyproject.toml" -nt "$stamp" ]; then
+  local want
+  want="$(sha256sum "$PAYGATE_ROOT/pyproject.toml" | cut -d' ' -f1)"
+  # the stamp holds the hash of the pyproject.toml last installed: any change to it (a new test dependency
+  # such as pytest-xdist, whatever the files' times) re-installs
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     log "installing the project into .venv (pip install -e '.[dev]')"
     local out rc=0
     out="$(mktemp)"
@@ -67,7 +73,7 @@ ensure_venv() {
     grep -v "^WARNING: Location 'file:" "$out" >&2 || true
     rm -f "$out"
     if [ "$rc" -ne 0 ]; then log "pip install failed (exit $rc)"; return "$rc"; fi
-    touch "$stamp"
+    printf '%s\n' "$want" >"$stamp"
   fi
 }
 
@@ -91,7 +97,7 @@ start_redis() {  # start_redis PORT DIR
     _REDIS_DIR="$dir"; return 0
   fi
   redis-server --port "$port" --bind 127.0.0.1 --daemonize yes --dir "$dir" --save '' \
-    --appendonly yes --appendfsync no --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" >/dev/null
+    --appendonly yes --appendfsync no --databases 64 --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" >/dev/null
   _REDIS_DIR="$dir"
   wait_until 10 redis-cli -h 127.0.0.1 -p "$port" ping \
     || { log "redis did not start (see $dir/redis.log)"; return 1; }

@@ -1,10 +1,12 @@
 """The PCI boundary check: finds test card numbers (PANs) or CVC values anywhere tests leave traces.
 
 Scanned: every file under the test state directory (server logs, worker logs, Redis's append-only
-file — which holds every write ever made to Redis, so keys deleted or flushed between tests are
-still checked — the Genesys emulator's record files: callback bodies and every body written to its
+file — which holds every write ever made to Redis, in every database, so keys deleted or flushed between
+tests and the databases of every xdist worker are still checked — the Genesys emulator's record files: callback bodies and every body written to its
 Platform API), every column of every table of every test database
-(SQLite files and PostgreSQL databases) except the vault's ciphertext, and every event body. Generated
+(SQLite files and PostgreSQL databases — the shared server's, and those of the private clusters tests start and
+stop themselves, which :func:`started_cluster` brings up again for the scan) except the vault's ciphertext, every
+event body, and every value left in every database of the shared test Redis (:func:`scan_redis`). Generated
 payment reports are files under the state directory too (tests/functional/test_reports.py keeps the CSVs
 it receives from the API and the CLI in ``reports/``).
 """
@@ -138,3 +140,105 @@ def scan_database(url: str) -> tuple[list[Finding], int]:
     finally:
         engine.dispose()
     return findings, cells
+
+
+def scan_redis(url: str) -> tuple[list[Finding], int, int]:
+    """Scans every key and value still held in every database of the Redis server at ``url`` (whatever database
+    the URL names: each xdist worker has its own). Returns findings, how many databases and how many keys were
+    read."""
+    from urllib.parse import urlsplit
+
+    import redis as redis_lib
+
+    client = redis_lib.Redis.from_url(url)
+    try:
+        databases = int(client.config_get("databases").get("databases", 16))
+    finally:
+        client.close()
+    findings, keys = [], 0
+    for number in range(databases):
+        db = redis_lib.Redis.from_url(urlsplit(url)._replace(path=f"/{number}").geturl())  # the URL's db wins
+        try:
+            for key in db.scan_iter(count=1000):
+                keys += 1
+                kind = db.type(key).decode()
+                if kind == "string":
+                    parts = [db.get(key)]
+                elif kind == "hash":
+                    parts = [b for pair in db.hgetall(key).items() for b in pair]
+                elif kind == "list":
+                    parts = db.lrange(key, 0, -1)
+                elif kind == "set":
+                    parts = list(db.smembers(key))
+                elif kind == "zset":
+                    parts = [m for m, _ in db.zrange(key, 0, -1, withscores=True)]
+                elif kind == "stream":
+                    parts = [b for _, fields in db.xrange(key) for pair in fields.items() for b in pair]
+                else:
+                    parts = []
+                blob = b"\n".join([key, *(p for p in parts if p is not None)])
+                findings += scan_bytes(f"redis db {number}: {key[:80]!r}", blob)
+        finally:
+            db.close()
+    return findings, databases, keys
+
+
+def _as_postgres(argv: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+
+
+def stopped_postgres_clusters(root: Path, pgbin: Path) -> list[Path]:
+    """PostgreSQL data directories below ``root`` whose server is not running (private clusters tests started and
+    stopped, e.g. tests/faultstack.py's); running ones are reached through their URL instead."""
+    import subprocess
+
+    found = []
+    for marker in sorted(root.rglob("PG_VERSION")):
+        data = marker.parent
+        if not (data / "global").is_dir() or not (data / "postgresql.conf").is_file():
+            continue  # a database's directory inside a cluster, not a cluster
+        status = subprocess.run(_as_postgres([str(pgbin / "pg_ctl"), "-D", str(data), "status"]),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if status.returncode != 0:
+            found.append(data)
+    return found
+
+
+def started_cluster(data: Path, pgbin: Path):
+    """A context manager: the stopped cluster at ``data`` started on a free loopback port (its socket in a
+    temporary directory; crash recovery runs if it was stopped with ``-m immediate``) → a list of URLs of its
+    databases that accept connections; stopped again on exit."""
+    import contextlib
+    import shutil
+    import subprocess
+    import tempfile
+
+    from sqlalchemy import create_engine, text
+
+    from paygate.processes import free_port
+
+    @contextlib.contextmanager
+    def manager():
+        port = free_port()
+        sock = Path(tempfile.mkdtemp(prefix="pci-scan-pg-"))
+        if os.geteuid() == 0:
+            shutil.chown(sock, "postgres", "postgres")
+        pg_ctl = str(pgbin / "pg_ctl")
+        subprocess.run(_as_postgres([pg_ctl, "-D", str(data), "-l", str(sock / "server.log"), "-w", "-t", "60", "-o",
+                                     f"-p {port} -k {sock} -c listen_addresses=127.0.0.1", "start"]),
+                       check=True, stdout=subprocess.DEVNULL)
+        try:
+            base = f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+            admin = create_engine(f"{base}/postgres")
+            try:
+                with admin.connect() as conn:
+                    names = conn.execute(text("SELECT datname FROM pg_database WHERE datallowconn")).scalars().all()
+            finally:
+                admin.dispose()
+            yield [f"{base}/{name}" for name in sorted(names)]
+        finally:
+            subprocess.run(_as_postgres([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"]),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            shutil.rmtree(sock, ignore_errors=True)
+
+    return manager()

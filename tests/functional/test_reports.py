@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import os
 
 from click.testing import CliRunner
 
@@ -35,7 +36,8 @@ def keep_for_the_pci_scan(stack, text: str) -> None:
     (tests/test_zz_pci_scan.py)."""
     folder = stack.services.settings.instance_path.parent / "reports"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"payments-{next(_reports)}.csv").write_text(text, encoding="utf-8")
+    # named by pid too: pytest-xdist workers share the folder, and a shared name would overwrite what the scan reads
+    (folder / f"payments-{os.getpid()}-{next(_reports)}.csv").write_text(text, encoding="utf-8")
 
 
 def cli_env(stack, monkeypatch):

@@ -181,7 +181,8 @@ def test_previous_keys_are_parsed_in_order_and_hidden(tmp_path):
     ("z" * 40, "PAYGATE_PREVIOUS_SECRET_KEYS[1] must not be one repeated character"),
     (_b64(FINGERPRINT), "PAYGATE_FINGERPRINT_KEY must not be the same key as PAYGATE_PREVIOUS_SECRET_KEYS[1]"),
     (f"{KEY_A},{_b64(VAULT)}", "PAYGATE_VAULT_KEYS[k1] must not be the same key as PAYGATE_PREVIOUS_SECRET_KEYS[2]"),
-])
+], ids=["same-as-secret-key", "listed-twice", "short", "repeated-character", "fingerprint-key", "vault-key"])
+# fixed ids: the keys are random per process, and pytest-xdist workers must collect the same test names
 def test_production_holds_previous_keys_to_the_secret_key_rules(tmp_path, previous, message):
     with pytest.raises(ConfigError) as err:
         Settings.from_env(production_env(PREVIOUS_SECRET_KEYS=previous), instance_path=tmp_path)

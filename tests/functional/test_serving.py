@@ -87,27 +87,32 @@ def slow_gateway_server(db_url, redis_url, redis_client, state_dir):
         server.stop()
 
 
+def open_sessions(server: Server, client, count: int, *, prefix: str, timeout: float = 30):
+    """Takes a token for ``client`` at ``server`` and opens ``count`` voice sessions of 25.00 USD (each its own
+    customer ``{prefix}-{n}``); returns ``(http, auth_headers, session_views)`` (the caller closes ``http``)."""
+    http = httpx.Client(base_url=server.base, timeout=timeout)
+    r = http.post("/oauth/token", data={"grant_type": "client_credentials"},
+                  auth=(client.client_id, client.client_secret))
+    assert r.status_code == 200, r.text
+    auth = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    views = []
+    for n in range(count):
+        r = http.post("/v1/payment-sessions", headers=auth, json={
+            "conversation_id": f"conv-{n}", "participant_id": f"part-{n}", "customer_account_id": f"{prefix}-{n}",
+            "amount": 2500, "currency": "USD", "channel": "voice", "reference": f"INV-{n}"})
+        assert r.status_code == 201, r.text
+        views.append(r.json())
+    return http, auth, views
+
+
 def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
 def test_polls_and_pages_answer_fast_while_card_submissions_wait_on_a_slow_gateway(slow_gateway_server):
     server, client = slow_gateway_server
-    http = httpx.Client(base_url=server.base, timeout=30)
-    r = http.post("/oauth/token", data={"grant_type": "client_credentials"},
-                  auth=(client.client_id, client.client_secret))
-    assert r.status_code == 200, r.text
-    auth = {"Authorization": f"Bearer {r.json()['access_token']}"}
-
-    def create(n: int) -> dict:
-        r = http.post("/v1/payment-sessions", headers=auth, json={
-            "conversation_id": f"conv-{n}", "participant_id": f"part-{n}", "customer_account_id": f"SERVE-{n}",
-            "amount": 2500, "currency": "USD", "channel": "voice", "reference": f"INV-{n}"})
-        assert r.status_code == 201, r.text
-        return r.json()
-
-    sessions = [create(n) for n in range(SUBMISSIONS)]
-    watched = create(SUBMISSIONS)  # a customer who only opens the page, and a flow polling it
+    http, auth, sessions = open_sessions(server, client, SUBMISSIONS + 1, prefix="SERVE")
+    watched = sessions.pop()  # a customer who only opens the page, and a flow polling it
     for _ in range(4):  # both workers have served a poll and the page before timing
         assert http.get(f"/v1/payment-sessions/{watched['session_id']}", headers=auth).status_code == 200
         assert httpx.get(watched["checkout_url"], timeout=30).status_code == 200
@@ -188,7 +193,7 @@ def _loaded_config(env: dict[str, str], *argv: str) -> dict:
 def test_gunicorn_picks_up_the_shipped_configuration_from_the_project_root():
     cfg = _loaded_config({}, "app:create_app()")  # no -c: gunicorn's default ./gunicorn.conf.py
     assert cfg["worker_class_str"] == "gthread"
-    assert (cfg["workers"], cfg["threads"]) == (2, 16)
+    assert (cfg["workers"], cfg["threads"]) == (2, 128)
     assert cfg["bind"] == ["127.0.0.1:8000"]
     assert (cfg["timeout"], cfg["graceful_timeout"], cfg["keepalive"]) == (30, 30, 5)
     assert cfg["accesslog"] is None
