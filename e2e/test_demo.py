@@ -87,6 +87,20 @@ def check_contact_center(page, banner: str, base: str, emulator: str) -> None:
     assert payment["payment_id"] in r.text
     assert re.search(r"paygate report payments --since \S+ --until \S+ --client cli_", banner)
 
+    # the printed HTML report command writes one offline file with charts of the demo's payments
+    command = re.search(r"^ +(PAYGATE_INSTANCE_PATH=\S+ .*report html .*)$", banner, re.M).group(1)
+    out_dir = services.state_dir() / "demo"
+    done = subprocess.run(["bash", "-c", command], cwd=out_dir, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    html = (out_dir / "paygate-report.html").read_text()
+    assert "<svg" in html and "<script" not in html
+
+    # operations and the API reference, as the banner prints them
+    assert httpx.get(f"{base}/readyz").json()["redis"] == "ok"
+    assert httpx.get(f"{base}/v1/gateway-status", headers=auth).json()["state"] == "closed"
+    assert f"API reference (browsable): {base}/docs" in banner
+    assert httpx.get(f"{base}/docs").status_code == 200
+
 
 def test_demo_prints_a_link_that_pays_and_writes_back(page):
     state = services.state_dir() / "demo"

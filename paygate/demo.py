@@ -519,7 +519,14 @@ class Demo:
                       f"      curl -s \"{b}/v1/reports/payments.csv?created_after={since}&created_before={until}\" "
                       f"{auth}",
                       f"      {self._paygate_command()} report payments --since {since} --until {until} "
-                      f"--client {info.client_id}"]
+                      f"--client {info.client_id}",
+                      "      # the operator's picture of the day as one offline HTML file with charts (approval rate,",
+                      "      # declines, fraud blocks, refunds, disputes, gateway latency)",
+                      f"      {self._paygate_command()} report html --since {since} --until {until} "
+                      f"-o paygate-report.html"]
+        lines += ["      # operations: readiness (database, Redis, the gateway breaker) and the breaker a flow checks",
+                  f"      curl -s {b}/readyz",
+                  f"      curl -s {b}/v1/gateway-status {auth}"]
         return lines
 
     def _paygate_command(self) -> str:
@@ -561,7 +568,8 @@ class Demo:
             "  Test cards (any future expiry such as 12/30, any CVC such as 123):\n"
             f"{cards}\n\n"
             f"  API client {info.client_id}  secret {info.client_secret}\n"
-            f"  (POST {self.base_url}/oauth/token with HTTP Basic, then POST /v1/payment-sessions for more links)\n\n"
+            f"  (POST {self.base_url}/oauth/token with HTTP Basic, then POST /v1/payment-sessions for more links)\n"
+            f"  API reference (browsable): {self.base_url}/docs\n\n"
             f"{self._command_lines(info)}"
             "  Press Ctrl-C to stop everything.\n"
             "==================================================================================\n\n"
