@@ -31,7 +31,7 @@ from tokenizer.cards import BRANDS, parse_expiry_text
 
 from . import services
 from .forms import FIELD_MESSAGES, CheckoutForm, amount_message, field_messages
-from .i18n import page_language, use_language
+from .i18n import ltr, page_language, use_language
 
 bp = Blueprint("checkout", __name__)
 _SUBMISSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -77,8 +77,8 @@ def _view(s: PaymentSession, *, busy: bool = False) -> dict:
         notice = notice + " " + ngettext("You can try %(num)d more time.", "You can try %(num)d more times.",
                                          remaining)
     amount_field = s.amount_min is not None and s.amount_max is not None
-    known = format_amount(s.amount, s.currency, s.locale) if s.amount is not None else None
-    view = {"session_id": s.id, "status": s.status, "amount_display": display_amount(s), "currency": s.currency,
+    known = ltr(format_amount(s.amount, s.currency, s.locale)) if s.amount is not None else None
+    view = {"session_id": s.id, "status": s.status, "amount_display": ltr(display_amount(s)), "currency": s.currency,
             "intent": s.intent, "intent_label": gettext(INTENT_LABELS[s.intent]), "reference": s.reference,
             "attempts": s.attempts, "max_attempts": s.max_attempts, "attempts_remaining": remaining,
             "notice": gettext(BUSY_MESSAGE) if busy else notice, "notice_kind": "busy" if busy else "decline",
@@ -94,8 +94,8 @@ def _view(s: PaymentSession, *, busy: bool = False) -> dict:
         except Exception:  # a locale CLDR does not know: the amount field reads English notation
             decimal_symbol = "."
         view.update(amount_min=s.amount_min, amount_max=s.amount_max, amount_exponent=exponent(s.currency),
-                    amount_min_display=format_amount(s.amount_min, s.currency, s.locale),
-                    amount_max_display=format_amount(s.amount_max, s.currency, s.locale),
+                    amount_min_display=ltr(format_amount(s.amount_min, s.currency, s.locale)),
+                    amount_max_display=ltr(format_amount(s.amount_max, s.currency, s.locale)),
                     amount_example=major_units_text(s.amount or s.amount_min, s.currency, s.locale),
                     amount_decimal_symbol=decimal_symbol)
     return view
@@ -109,7 +109,7 @@ def _subscription_note(s: PaymentSession, known: str | None, amount_field: bool)
     every = _every(s.subscription_interval, count)
     kept = gettext("Your card will be kept on file for this subscription.")
     if s.subscription_amount is not None and s.subscription_amount != s.amount:
-        renewal = format_amount(s.subscription_amount, s.currency, s.locale)
+        renewal = ltr(format_amount(s.subscription_amount, s.currency, s.locale))
         if amount_field or known is None:
             first = gettext("You pay this amount today, then %(renewal)s %(every)s.",
                             renewal=renewal, every=every)
@@ -228,7 +228,8 @@ def _js_messages(allowed_brands) -> dict[str, str]:
         amountInvalid=gettext("Enter the amount as a number, for example %(example)s.", example="{example}"),
         amountLow=gettext("The amount must be at least %(low)s.", low="{low}"),
         amountHigh=gettext("The amount can be at most %(high)s.", high="{high}"),
-        processing=gettext("Processing your payment. Please wait and do not close this page."))
+        processing=gettext("Processing your payment. Please wait and do not close this page."),
+        cvcHintBack=gettext("3 digits on the back"), cvcHintFront=gettext("4 digits on the front"))
     names = [BRANDS[b].name for b in allowed_brands if b in BRANDS]
     if names:
         out["accepted"] = gettext("We accept %(brands)s.", brands=format_list(names, locale=catalog_name(key[0])))

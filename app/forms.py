@@ -39,6 +39,8 @@ from kernel.i18n import N_
 from kernel.money import format_amount
 from payments.amount_rules import major_units_text
 
+from .i18n import ltr
+
 
 class CheckoutForm(FlaskForm):
     """Fields: ``cardholder_name`` (cc-name), ``number`` (cc-number, up to 23 chars with spaces or dashes),
@@ -84,8 +86,8 @@ def amount_message(outcome: str, s) -> str:
     """Plain words for the amount field of session ``s`` (its ``amount_range`` in its currency and locale):
     ``outcome`` is ``required`` (nothing typed), ``invalid`` (not an amount), ``below_minimum`` or
     ``above_maximum`` (:meth:`payments.amount_rules.AmountRules.judge`)."""
-    low = format_amount(s.amount_min, s.currency, s.locale)
-    high = format_amount(s.amount_max, s.currency, s.locale)
+    low = ltr(format_amount(s.amount_min, s.currency, s.locale))
+    high = ltr(format_amount(s.amount_max, s.currency, s.locale))
     if outcome == "below_minimum":
         return gettext("The amount must be at least %(low)s.", low=low)
     if outcome == "above_maximum":

@@ -10,7 +10,15 @@ from __future__ import annotations
 from flask import Flask, g, has_request_context, request
 from flask_babel import Babel, refresh
 
-from kernel.i18n import DEFAULT, TRANSLATIONS_DIR, best_match, catalog_name, from_accept_language, text_direction
+from kernel.i18n import (
+    DEFAULT,
+    TRANSLATIONS_DIR,
+    best_match,
+    catalog_name,
+    from_accept_language,
+    isolate,
+    text_direction,
+)
 
 
 def page_language() -> str:
@@ -22,6 +30,11 @@ def page_language() -> str:
     if language is None:
         language = g.page_language = from_accept_language(request.headers.get("Accept-Language"))
     return language
+
+
+def ltr(text: str | None) -> str | None:
+    """An amount or other left-to-right text kept in one piece on a right-to-left page (:func:`kernel.i18n.isolate`)."""
+    return isolate(text, page_language()) if text else text
 
 
 def use_language(locale: str | None) -> str:

@@ -79,6 +79,13 @@ def text_direction(language: str) -> str:
     return "rtl" if language in RTL else "ltr"
 
 
+def isolate(text: str, language: str) -> str:
+    """``text`` (an amount such as ``25.00 US$``) as a left-to-right isolate (U+2066 ... U+2069, Unicode bidi
+    algorithm, https://www.unicode.org/reports/tr9/#Explicit_Directional_Isolates) inside a right-to-left
+    ``language``, so "US$" is not split around the number; unchanged in a left-to-right language."""
+    return f"\u2066{text}\u2069" if language in RTL else text
+
+
 def catalog_name(language: str) -> str:
     """The catalog directory of a shipped language: ``pt-BR`` → ``pt_BR`` (gettext's locale naming)."""
     return language.replace("-", "_")

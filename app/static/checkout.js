@@ -56,6 +56,8 @@
     expiryPast: "This card has expired. Please use another card.",
     cvcRequired: "Enter the security code from your card.",
     cvcInvalid: "The security code is not the right length. Please check it.",
+    cvcHintBack: "3 digits on the back",
+    cvcHintFront: "4 digits on the front",
     // amount messages: same words as app/forms.py amount_message, with the form's data-amount-* values
     amountRequired: (d) => `Enter the amount you want to pay, between ${d.amountMinDisplay} and ${d.amountMaxDisplay}.`,
     amountInvalid: (d) => `Enter the amount as a number, for example ${d.amountExample}.`,
@@ -399,7 +401,7 @@
           brandSlot.appendChild(badge);
         }
       }
-      if (cvcHint) cvcHint.textContent = brand === "amex" ? "4 digits on the front" : "3 digits on the back";
+      if (cvcHint) cvcHint.textContent = brand === "amex" ? MESSAGES.cvcHintFront : MESSAGES.cvcHintBack;
       if (touched.has("cvc") || isShowingError("cvc")) validate("cvc");
     }
 

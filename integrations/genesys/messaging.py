@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from kernel.i18n import translations
+from kernel.i18n import isolate, translations
 from kernel.phone import caller_number
 
 from .client import Credentials, GenesysApi, GenesysResponse
@@ -62,7 +62,7 @@ def link_message(checkout_url: str, amount_text: str, valid_seconds: int, messen
     tr = translations(language)
     text = tr.gettext("Here is your secure payment link for %(amount)s, %(validity)s: %(url)s "
                       "We will never ask for your card details by message.") % {
-        "amount": amount_text, "validity": validity_text(valid_seconds, language), "url": checkout_url}
+        "amount": isolate(amount_text, language), "validity": validity_text(valid_seconds, language), "url": checkout_url}
     if len(text) <= limit:
         return text
     bare = tr.gettext("Pay securely: %(url)s") % {"url": checkout_url}
