@@ -60,7 +60,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.extensions["paygate"] = services
 
     from . import agent, api, apidocs, checkout, security, webhooks
+    from .i18n import init_i18n
 
+    init_i18n(app)  # the page's language: Flask-Babel over kernel/translations (docs/api.md, "Languages")
     security.init_app(app, settings.frame_ancestors, hsts=settings.production)
     if settings.trusted_proxies:  # request.remote_addr (fraud IP rule, limits) = the client, not the balancer
         from werkzeug.middleware.proxy_fix import ProxyFix

@@ -27,6 +27,7 @@ from tokenizer.cards import BRANDS
 
 from . import services
 from .checkout import INTENT_LABELS, _unavailable
+from .i18n import use_language
 
 bp = Blueprint("agent", __name__)
 
@@ -89,6 +90,7 @@ def view(session_id: str):
     s = _signed_session(session_id)
     if s is None:
         return _unavailable()
+    use_language("en")  # the agent view's words are English for now: its lang says so
     notice = NOTICES.get(request.args.get("notice", ""))
     page = {**_status(s), "amount_display": display_amount(s), "intent_label": INTENT_LABELS[s.intent],
             "reference": s.reference, "locale": "en", "last_send": _last_send(s),

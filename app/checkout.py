@@ -15,10 +15,13 @@ import json
 import re
 import secrets
 
+from babel.lists import format_list
 from babel.numbers import get_decimal_symbol
 from flask import Blueprint, redirect, render_template, request, url_for
+from flask_babel import gettext, ngettext
 
 from kernel.errors import Conflict, NotFound
+from kernel.i18n import N_, ascii_digits, catalog_name
 from kernel.money import exponent, format_amount
 from payments.amount_rules import major_units_text, parse_major_units
 from payments.models import PaymentSession
@@ -27,26 +30,29 @@ from payments.submission import BUSY_MESSAGE, CardInput, brand_rules_json
 from tokenizer.cards import BRANDS, parse_expiry_text
 
 from . import services
-from .forms import CheckoutForm, amount_message, field_messages
+from .forms import FIELD_MESSAGES, CheckoutForm, amount_message, field_messages
+from .i18n import ltr, page_language, use_language
 
 bp = Blueprint("checkout", __name__)
 _SUBMISSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """The hidden ``submission_id`` nonce as :func:`_render` makes it (``secrets.token_urlsafe``), at most the column's
 64 characters."""
 
-INTENT_LABELS = {"payment": "Payment", "topup": "Prepaid top-up", "subscription": "Subscription",
-                 "hold": "Authorization hold"}
+INTENT_LABELS = {"payment": N_("Payment"), "topup": N_("Prepaid top-up"), "subscription": N_("Subscription"),
+                 "hold": N_("Authorization hold")}
+"""Intent → its name on the page, in English (``gettext`` gives the page's language)."""
 OUTCOME_TEXT = {
-    "approved": ("Payment approved", "Thank you. Your payment of {amount} was approved."),
-    "requires_agent": ("An agent will help you", "We could not complete this payment online. "
-                                                 "An agent will help you finish it."),
-    "failed": ("Payment not completed", "The payment could not be completed because of a technical problem. "
-                                        "You have not been charged."),
-    "expired": ("This payment link has expired", "Please ask the agent or the chat for a new link."),
-    "canceled": ("This payment was canceled", "No payment was taken. Please ask the agent if you need help."),
-    "processing": ("Confirming your payment", "We are still confirming your payment with your bank. "
-                                              "You will not be charged twice. Refresh this page in a moment."),
+    "approved": (N_("Payment approved"), N_("Thank you. Your payment of %(amount)s was approved.")),
+    "requires_agent": (N_("An agent will help you"), N_("We could not complete this payment online. "
+                                                        "An agent will help you finish it.")),
+    "failed": (N_("Payment not completed"), N_("The payment could not be completed because of a technical problem. "
+                                               "You have not been charged.")),
+    "expired": (N_("This payment link has expired"), N_("Please ask the agent or the chat for a new link.")),
+    "canceled": (N_("This payment was canceled"), N_("No payment was taken. Please ask the agent if you need help.")),
+    "processing": (N_("Confirming your payment"), N_("We are still confirming your payment with your bank. "
+                                                     "You will not be charged twice. Refresh this page in a moment.")),
 }
+"""Status → (title, message) of the outcome page, in English (``gettext`` gives the page's language)."""
 
 
 def _load(session_id: str) -> PaymentSession | None:
@@ -54,31 +60,32 @@ def _load(session_id: str) -> PaymentSession | None:
     if not svc.links.check(session_id, request.args.get("t")):
         return None
     try:
-        return svc.sessions.get(None, session_id)
+        s = svc.sessions.get(None, session_id)
     except NotFound:
         return None
+    use_language(s.locale)  # the session's language, else the browser's (docs/api.md, "Languages")
+    return s
 
 
-INTERVAL_WORDS = {"day": ("day", "days"), "week": ("week", "weeks"), "month": ("month", "months"),
-                  "year": ("year", "years")}
 
 
 def _view(s: PaymentSession, *, busy: bool = False) -> dict:
     svc = services()
     remaining = max(0, s.max_attempts - s.attempts)
-    notice = s.message if (s.status == "pending" and s.decline_code and s.attempts) else None
+    notice = gettext(s.message) if (s.status == "pending" and s.decline_code and s.attempts and s.message) else None
     if notice and remaining:
-        notice = f"{notice} You can try {remaining} more time{'s' if remaining != 1 else ''}."
+        notice = notice + " " + ngettext("You can try %(num)d more time.", "You can try %(num)d more times.",
+                                         remaining)
     amount_field = s.amount_min is not None and s.amount_max is not None
-    known = format_amount(s.amount, s.currency, s.locale) if s.amount is not None else None
-    view = {"session_id": s.id, "status": s.status, "amount_display": display_amount(s), "currency": s.currency,
-            "intent": s.intent, "intent_label": INTENT_LABELS[s.intent], "reference": s.reference,
+    known = ltr(format_amount(s.amount, s.currency, s.locale)) if s.amount is not None else None
+    view = {"session_id": s.id, "status": s.status, "amount_display": ltr(display_amount(s)), "currency": s.currency,
+            "intent": s.intent, "intent_label": gettext(INTENT_LABELS[s.intent]), "reference": s.reference,
             "attempts": s.attempts, "max_attempts": s.max_attempts, "attempts_remaining": remaining,
-            "notice": BUSY_MESSAGE if busy else notice, "notice_kind": "busy" if busy else "decline",
+            "notice": gettext(BUSY_MESSAGE) if busy else notice, "notice_kind": "busy" if busy else "decline",
             "locale": s.locale or "en", "refresh_url": svc.sessions.checkout_url(s.id),
             "amount_known": known, "amount_field": amount_field,
             # what the notes under the form call the amount: the customer may still change it on the page
-            "note_amount": "this amount" if amount_field or known is None else known,
+            "note_amount": None if amount_field or known is None else known,
             "subscription_note": _subscription_note(s, known, amount_field)}
     if amount_field:
         locale_id = (s.locale or "en_US").replace("-", "_")
@@ -87,8 +94,8 @@ def _view(s: PaymentSession, *, busy: bool = False) -> dict:
         except Exception:  # a locale CLDR does not know: the amount field reads English notation
             decimal_symbol = "."
         view.update(amount_min=s.amount_min, amount_max=s.amount_max, amount_exponent=exponent(s.currency),
-                    amount_min_display=format_amount(s.amount_min, s.currency, s.locale),
-                    amount_max_display=format_amount(s.amount_max, s.currency, s.locale),
+                    amount_min_display=ltr(format_amount(s.amount_min, s.currency, s.locale)),
+                    amount_max_display=ltr(format_amount(s.amount_max, s.currency, s.locale)),
                     amount_example=major_units_text(s.amount or s.amount_min, s.currency, s.locale),
                     amount_decimal_symbol=decimal_symbol)
     return view
@@ -99,44 +106,58 @@ def _subscription_note(s: PaymentSession, known: str | None, amount_field: bool)
     if s.intent != "subscription" or not s.subscription_interval:
         return None
     count = s.subscription_interval_count or 1
-    one, many = INTERVAL_WORDS.get(s.subscription_interval, (s.subscription_interval, s.subscription_interval))
-    every = f"every {one}" if count == 1 else f"every {count} {many}"
-    first = "this amount" if amount_field or known is None else known
+    every = _every(s.subscription_interval, count)
+    kept = gettext("Your card will be kept on file for this subscription.")
     if s.subscription_amount is not None and s.subscription_amount != s.amount:
-        renewal = format_amount(s.subscription_amount, s.currency, s.locale)
-        return (f"You pay {first} today, then {renewal} {every}. "
-                "Your card will be kept on file for this subscription.")
-    return f"You pay {first} today and then {every}. Your card will be kept on file for this subscription."
+        renewal = ltr(format_amount(s.subscription_amount, s.currency, s.locale))
+        if amount_field or known is None:
+            first = gettext("You pay this amount today, then %(renewal)s %(every)s.",
+                            renewal=renewal, every=every)
+        else:
+            first = gettext("You pay %(amount)s today, then %(renewal)s %(every)s.", amount=known,
+                            renewal=renewal, every=every)
+    elif amount_field or known is None:
+        first = gettext("You pay this amount today and then %(every)s.", every=every)
+    else:
+        first = gettext("You pay %(amount)s today and then %(every)s.", amount=known, every=every)
+    return f"{first} {kept}"
+
+
+def _every(interval: str, count: int) -> str:
+    """"every month", "every 3 weeks"... in the page's language."""
+    if interval == "day":
+        return ngettext("every day", "every %(num)d days", count)
+    if interval == "week":
+        return ngettext("every week", "every %(num)d weeks", count)
+    if interval == "year":
+        return ngettext("every year", "every %(num)d years", count)
+    return ngettext("every month", "every %(num)d months", count)
 
 
 def _unavailable():
-    return render_template("checkout/unavailable.html", title="This payment link is not valid",
-                           message="The link may be incomplete or no longer active. Please ask the agent "
-                                   "or the chat for a new link."), 404
+    return error_page(404)[:2]
 
 
 def dependency_down_page(retry_after: int):
     """The page (HTTP 503, ``Retry-After``) for a checkout request that met the database or Redis down: nothing
     was charged and the link still works once they are back (docs/api.md, "Readiness")."""
-    body = render_template("checkout/unavailable.html", title="Payment temporarily unavailable",
-                           message="We could not take your payment just now. Your card was not charged. "
-                                   "Please try again in a moment.")
-    return body, 503, {"Retry-After": str(retry_after)}
+    return error_page(503, {"Retry-After": str(retry_after)})
 
 
 ERROR_PAGES = {
-    400: ("This request could not be understood", "Please open the payment link again."),
-    404: ("This payment link is not valid", "The link may be incomplete or no longer active. Please ask the agent "
-                                            "or the chat for a new link."),
-    405: ("This page cannot be used this way", "Please open the payment link again."),
-    413: ("The form was too large", "Please check the details you entered and try again."),
-    429: ("Too many attempts", "Please wait a moment and try again."),
-    503: ("Payment temporarily unavailable", "We could not take your payment just now. Your card was not charged. "
-                                             "Please try again in a moment."),
-    500: ("Something went wrong", "We could not complete this request. You will not be charged twice: please "
-                                  "refresh this page in a moment."),
+    400: (N_("This request could not be understood"), N_("Please open the payment link again.")),
+    404: (N_("This payment link is not valid"), N_("The link may be incomplete or no longer active. Please ask the "
+                                                   "agent or the chat for a new link.")),
+    405: (N_("This page cannot be used this way"), N_("Please open the payment link again.")),
+    413: (N_("The form was too large"), N_("Please check the details you entered and try again.")),
+    429: (N_("Too many attempts"), N_("Please wait a moment and try again.")),
+    503: (N_("Payment temporarily unavailable"), N_("We could not take your payment just now. Your card was not "
+                                                    "charged. Please try again in a moment.")),
+    500: (N_("Something went wrong"), N_("We could not complete this request. You will not be charged twice: please "
+                                         "refresh this page in a moment.")),
 }
-"""HTTP status → (title, message) of :func:`error_page`; another 4xx reads as 400, a 5xx as 500."""
+"""HTTP status → (title, message) of :func:`error_page`, in English (shown in the page's language); another 4xx
+reads as 400, a 5xx as 500."""
 
 
 def is_page_path(path: str) -> bool:
@@ -151,7 +172,8 @@ def error_page(status: int, headers: dict | None = None):
     ``(body, status, headers)`` with fixed words per status (:data:`ERROR_PAGES`), never the error's own text."""
     key = status if status in ERROR_PAGES else (500 if status >= 500 else 400)
     title, message = ERROR_PAGES[key]
-    return render_template("checkout/unavailable.html", title=title, message=message), status, dict(headers or {})
+    return (render_template("checkout/unavailable.html", title=gettext(title), message=gettext(message)), status,
+            dict(headers or {}))
 
 
 def _render(s: PaymentSession, form: CheckoutForm | None = None, field_errors=None, status=200, *,
@@ -160,7 +182,7 @@ def _render(s: PaymentSession, form: CheckoutForm | None = None, field_errors=No
     if s.status != "pending":
         key = s.status if s.status in OUTCOME_TEXT else "processing"
         title, message = OUTCOME_TEXT[key]
-        view.update(status_title=title, status_message=message.format(amount=view["amount_display"]),
+        view.update(status_title=gettext(title), status_message=gettext(message, amount=view["amount_display"]),
                     card_brand_name=BRANDS[s.card_brand].name if s.card_brand in BRANDS else None,
                     card_last4=s.card_last4 if s.status == "approved" else None)
         return render_template("checkout/outcome.html", view=view), status
@@ -173,7 +195,46 @@ def _render(s: PaymentSession, form: CheckoutForm | None = None, field_errors=No
     allowed = services().settings.allowed_brands
     return render_template("checkout/form.html", view=view, form=form, field_errors=field_errors or {},
                            action_url=url_for("checkout.page", session_id=s.id, t=request.args.get("t")),
-                           brands_json=json.dumps(brand_rules_json(allowed))), status
+                           brands_json=json.dumps(brand_rules_json(allowed)),
+                           js_messages=json.dumps(_js_messages(allowed), ensure_ascii=False)), status
+
+
+_JS_FIELD_MESSAGES = {
+    "nameRequired": ("cardholder_name", "required"), "nameInvalid": ("cardholder_name", "invalid_name"),
+    "numberRequired": ("number", "required"), "numberLength": ("number", "invalid_number"),
+    "numberIncorrect": ("number", "incorrect_number"), "numberBrand": ("number", "unsupported_brand"),
+    "expiryRequired": ("expiry", "required"), "expiryMonth": ("expiry", "invalid_expiry_month"),
+    "expiryYear": ("expiry", "invalid_expiry_year"), "expiryPast": ("expiry", "expired_card"),
+    "cvcRequired": ("cvc", "required"), "cvcInvalid": ("cvc", "invalid_cvc"),
+}
+"""checkout.js message key → the :data:`app.forms.FIELD_MESSAGES` entry it shows, so both read alike."""
+
+
+_JS_MESSAGES_CACHE: dict[tuple[str, tuple[str, ...]], dict[str, str]] = {}
+
+
+def _js_messages(allowed_brands) -> dict[str, str]:
+    """checkout.js's messages in the page's language: the field messages, the amount ones as templates with
+    ``{low}``, ``{high}`` and ``{example}``, the accepted brands sentence and the processing status (made once
+    per language and brand list)."""
+    key = (page_language(), tuple(allowed_brands))
+    cached = _JS_MESSAGES_CACHE.get(key)
+    if cached is not None:
+        return cached
+    out = {key: gettext(FIELD_MESSAGES[entry]) for key, entry in _JS_FIELD_MESSAGES.items()}
+    out.update(
+        amountRequired=gettext("Enter the amount you want to pay, between %(low)s and %(high)s.",
+                               low="{low}", high="{high}"),
+        amountInvalid=gettext("Enter the amount as a number, for example %(example)s.", example="{example}"),
+        amountLow=gettext("The amount must be at least %(low)s.", low="{low}"),
+        amountHigh=gettext("The amount can be at most %(high)s.", high="{high}"),
+        processing=gettext("Processing your payment. Please wait and do not close this page."),
+        cvcHintBack=gettext("3 digits on the back"), cvcHintFront=gettext("4 digits on the front"))
+    names = [BRANDS[b].name for b in allowed_brands if b in BRANDS]
+    if names:
+        out["accepted"] = gettext("We accept %(brands)s.", brands=format_list(names, locale=catalog_name(key[0])))
+    _JS_MESSAGES_CACHE[key] = out
+    return out
 
 
 @bp.get("/checkout/<session_id>")
@@ -190,13 +251,16 @@ def submit(session_id: str):
     form = CheckoutForm()
     if not form.validate() or not _SUBMISSION_ID.fullmatch(form.submission_id.data or "-"):
         # only the CSRF token has validators; a nonce that is not one the page rendered is an altered form
-        return _render(s, form, {"form": "This page expired. Please enter your card details again."}, 400)
+        return _render(s, form, {"form": gettext("This page expired. Please enter your card details again.")}, 400)
     loaded = s  # the row this request read: the processor need not read it again (unless the amount changes)
     if s.status == "pending" and s.amount_min is not None:
         loaded = None
         problem = _set_amount(s, form.amount.data)
         if problem:
             return _render(services().sessions.get(None, session_id), form, {"amount": problem}, 422)
+    # digits typed in Arabic-Indic form are the same digits (the API's card fields take ASCII only)
+    form.number.data, form.expiry.data, form.cvc.data = (ascii_digits(form.number.data), ascii_digits(form.expiry.data),
+                                                         ascii_digits(form.cvc.data))
     month, year = parse_expiry_text(form.expiry.data or "") or (None, None)
     if form.expiry.data and month is None:
         month, year = "invalid", "invalid"
@@ -218,7 +282,7 @@ def _set_amount(s: PaymentSession, typed: str | None) -> str | None:
     the card submission then reports that)."""
     if not (typed or "").strip():
         return amount_message("required", s)
-    entered = parse_major_units(typed, s.currency, s.locale)
+    entered = parse_major_units(ascii_digits(typed), s.currency, s.locale)
     if entered is None:
         return amount_message("invalid", s)
     try:

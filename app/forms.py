@@ -4,6 +4,7 @@ without JavaScript."""
 
 from __future__ import annotations
 
+from flask_babel import gettext
 from flask_wtf import FlaskForm
 from markupsafe import Markup, escape
 from wtforms import HiddenField, StringField
@@ -34,8 +35,11 @@ class _TextInput(TextInput):
 class _HiddenInput(HiddenInput):
     html_params = staticmethod(html_params)
 
+from kernel.i18n import N_
 from kernel.money import format_amount
 from payments.amount_rules import major_units_text
+
+from .i18n import ltr
 
 
 class CheckoutForm(FlaskForm):
@@ -60,21 +64,21 @@ class CheckoutForm(FlaskForm):
     submission_id = HiddenField(widget=_HiddenInput())
 
 
-# Plain words for the field error codes of tokenizer.cards.validate_card
+# Plain words for the field error codes of tokenizer.cards.validate_card, in English (gettext: the page's language)
 FIELD_MESSAGES = {
-    ("number", "required"): "Enter your card number.",
-    ("number", "invalid_number"): "This card number is not the right length. Please check it.",
-    ("number", "incorrect_number"): "This card number is not valid. Please check it.",
-    ("number", "unsupported_brand"): "We can't accept this type of card. Please use another card.",
-    ("expiry", "required"): "Enter the expiry date as MM/YY.",
-    ("expiry", "invalid_expiry_month"): "The expiry month must be between 01 and 12.",
-    ("expiry", "invalid_expiry_year"): "The expiry year is not valid. Please check it.",
-    ("expiry", "expired_card"): "This card has expired. Please use another card.",
-    ("cvc", "required"): "Enter the security code from your card.",
-    ("cvc", "invalid_cvc"): "The security code is not the right length. Please check it.",
-    ("cardholder_name", "required"): "Enter the name shown on your card.",
-    ("cardholder_name", "invalid_name"): "The name is too long or has characters we can't accept.",
-    ("amount", "amount_required"): "Enter the amount you want to pay.",
+    ("number", "required"): N_("Enter your card number."),
+    ("number", "invalid_number"): N_("This card number is not the right length. Please check it."),
+    ("number", "incorrect_number"): N_("This card number is not valid. Please check it."),
+    ("number", "unsupported_brand"): N_("We can't accept this type of card. Please use another card."),
+    ("expiry", "required"): N_("Enter the expiry date as MM/YY."),
+    ("expiry", "invalid_expiry_month"): N_("The expiry month must be between 01 and 12."),
+    ("expiry", "invalid_expiry_year"): N_("The expiry year is not valid. Please check it."),
+    ("expiry", "expired_card"): N_("This card has expired. Please use another card."),
+    ("cvc", "required"): N_("Enter the security code from your card."),
+    ("cvc", "invalid_cvc"): N_("The security code is not the right length. Please check it."),
+    ("cardholder_name", "required"): N_("Enter the name shown on your card."),
+    ("cardholder_name", "invalid_name"): N_("The name is too long or has characters we can't accept."),
+    ("amount", "amount_required"): N_("Enter the amount you want to pay."),
 }
 
 
@@ -82,25 +86,26 @@ def amount_message(outcome: str, s) -> str:
     """Plain words for the amount field of session ``s`` (its ``amount_range`` in its currency and locale):
     ``outcome`` is ``required`` (nothing typed), ``invalid`` (not an amount), ``below_minimum`` or
     ``above_maximum`` (:meth:`payments.amount_rules.AmountRules.judge`)."""
-    low = format_amount(s.amount_min, s.currency, s.locale)
-    high = format_amount(s.amount_max, s.currency, s.locale)
+    low = ltr(format_amount(s.amount_min, s.currency, s.locale))
+    high = ltr(format_amount(s.amount_max, s.currency, s.locale))
     if outcome == "below_minimum":
-        return f"The amount must be at least {low}."
+        return gettext("The amount must be at least %(low)s.", low=low)
     if outcome == "above_maximum":
-        return f"The amount can be at most {high}."
+        return gettext("The amount can be at most %(high)s.", high=high)
     if outcome == "required":
-        return f"Enter the amount you want to pay, between {low} and {high}."
+        return gettext("Enter the amount you want to pay, between %(low)s and %(high)s.", low=low, high=high)
     example = major_units_text(s.amount or s.amount_min, s.currency, s.locale)
-    return f"Enter the amount as a number, for example {example}."
+    return gettext("Enter the amount as a number, for example %(example)s.", example=example)
 
 
 def field_messages(errors: dict[str, str]) -> dict[str, str]:
     """Maps ``validate_card`` codes (keyed number/exp_month/exp_year/cvc/cardholder_name) to form fields
-    and plain words; both expiry parts report on the single ``expiry`` field."""
+    and plain words in the page's language; both expiry parts report on the single ``expiry`` field."""
     out: dict[str, str] = {}
     for name, code in errors.items():
         form_field = "expiry" if name in ("exp_month", "exp_year") else name
         if form_field in out:
             continue
-        out[form_field] = FIELD_MESSAGES.get((form_field, code), "Please check this field.")
+        message = FIELD_MESSAGES.get((form_field, code))
+        out[form_field] = gettext(message) if message else gettext("Please check this field.")
     return out

@@ -557,6 +557,32 @@ def secrets_reseal() -> None:
         sys.exit(1)
 
 
+@main.group()
+def i18n() -> None:
+    """The translation catalogs of the checkout page and the SMS (docs/api.md, "Languages")."""
+
+
+@i18n.command("compile")
+@click.option("--check", is_flag=True, help="Only report catalogs whose .mo is missing or stale (exit 1 if any).")
+def i18n_compile(check: bool) -> None:
+    """Compile kernel/translations/*/LC_MESSAGES/messages.po into messages.mo."""
+    from .catalogs import compile_catalogs
+
+    stale = compile_catalogs(check=check)
+    click.echo(json.dumps({"stale" if check else "compiled": stale}))
+    if check and stale:
+        sys.exit(1)
+
+
+@i18n.command("extract")
+def i18n_extract() -> None:
+    """Extract the messages into messages.pot and merge new ones into each .po (they arrive untranslated)."""
+    from .catalogs import update_catalogs, write_template
+
+    path = write_template()
+    click.echo(json.dumps({"template": str(path), "untranslated": update_catalogs()}))
+
+
 @main.command()
 @click.option("--port", default=8000, show_default=True, help="Port of the paygate web app on 127.0.0.1.")
 @click.option("--emulator-port", default=8010, show_default=True,

@@ -16,6 +16,7 @@ from integrations.genesys.messaging import E164_RE, MESSENGER_TYPES, link_messag
 from integrations.genesys.settings import GenesysNotConfigured, GenesysSettings, SecretBox
 from kernel.clock import Clock, IdFactory, as_utc, rfc3339
 from kernel.errors import Conflict, PaygateError, ValidationFailed
+from kernel.i18n import best_match
 
 from .sessions import display_amount
 
@@ -112,9 +113,9 @@ class LinkSender:
             raise ValidationFailed("from_address is required (no default SMS sender is configured).",
                                    details={"fields": {"from_address": "required"}})
         creds = Credentials.of(settings, self.box)
-        expires = as_utc(s.expires_at)
-        text = link_message(self.sessions.checkout_url(s.id), display_amount(s),
-                            expires.strftime("%H:%M UTC on %d %b %Y"), kind)
+        valid_seconds = max(0, int((as_utc(s.expires_at) - as_utc(self.clock())).total_seconds()))
+        text = link_message(self.sessions.checkout_url(s.id), display_amount(s), valid_seconds, kind,
+                            best_match(s.locale))
         self._take_slot(s.id)
         response = send_link_message(self.api, creds, to=to, messenger_type=kind, from_address=sender, text=text)
         payload = response.payload if isinstance(response.payload, dict) else {}

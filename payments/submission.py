@@ -38,6 +38,7 @@ from callbacks import events as ev
 from callbacks import outbox
 from kernel.blocking import blocking
 from kernel.clock import Clock, IdFactory, naive_utc
+from kernel.i18n import N_
 from kernel.phone import caller_number
 from tokenizer.cards import BRANDS, Card, authorization_validity, validate_card
 from tokenizer.declines import FAILED_MESSAGE, UNAVAILABLE_MESSAGE, customer_message
@@ -58,10 +59,10 @@ log = logging.getLogger("paygate.payments")
 
 DUPLICATE_WAIT_SECONDS = 25.0
 
-AGENT_MESSAGE = "We could not complete this payment online. An agent will help you."
+AGENT_MESSAGE = N_("We could not complete this payment online. An agent will help you.")
 PROCESSING_MESSAGE = UNAVAILABLE_MESSAGE
-APPROVED_MESSAGE = "Payment approved."
-BUSY_MESSAGE = "A previous payment on your account is still being processed. Please wait a moment and try again."
+APPROVED_MESSAGE = N_("Payment approved.")
+BUSY_MESSAGE = N_("A previous payment on your account is still being processed. Please wait a moment and try again.")
 CUSTOMER_LEASE_MS = 15_000
 CUSTOMER_LEASE_WAIT_SECONDS = 1.0
 AUTOMATION_UNAVAILABLE = "automation_unavailable"

@@ -5,6 +5,7 @@
 #                              fonts-liberation (needs root; skipped when everything is present)
 #   ensure_venv                .venv with the project installed editable with its dev extra (pytest, pytest-xdist,
 #                              playwright...); re-installed whenever pyproject.toml's content changes
+#   ensure_catalogs            compiles the translation catalogs (.po → .mo) that changed; ensure_venv runs it
 #   free_port                  prints a free TCP port on 127.0.0.1
 #   start_redis PORT DIR       a private redis-server on 127.0.0.1:PORT with its files under DIR and 64
 #                              databases (the tests give each pytest-xdist worker two of them)
@@ -75,6 +76,13 @@ ensure_venv() {
     if [ "$rc" -ne 0 ]; then log "pip install failed (exit $rc)"; return "$rc"; fi
     printf '%s\n' "$want" >"$stamp"
   fi
+  ensure_catalogs
+}
+
+ensure_catalogs() {
+  # the translation catalogs (kernel/translations/*/LC_MESSAGES/messages.po) compiled into the messages.mo files
+  # the app reads; rewrites only the stale ones (docs/api.md, "Languages")
+  (cd "$PAYGATE_ROOT" && "$PAYGATE_ROOT/.venv/bin/python" -m paygate.cli i18n compile >/dev/null)
 }
 
 free_port() {

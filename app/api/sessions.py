@@ -10,6 +10,7 @@ from pydantic_core import PydanticCustomError
 from spectree import Tag
 
 from integrations.genesys.messaging import MESSENGER_TYPES, message_address
+from kernel.i18n import TAG_PATTERN
 from kernel.phone import MAX_INPUT_LENGTH
 from payments.models import CHANNELS, INTENTS
 from payments.models import PaymentSession as SessionRow
@@ -21,8 +22,9 @@ from . import get, post
 from .listing import ListParams, list_answer, page_of
 
 TAGS = [Tag(name="payment sessions", description="Checkout links: create, read, cancel, text to the customer.")]
-LOCALE_PATTERN = "^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
-"""A BCP 47 language tag's shape (RFC 5646): language, then subtags (``en``, ``pt-BR``, ``zh-Hant-TW``)."""
+LOCALE_PATTERN = TAG_PATTERN
+"""A BCP 47 language tag's shape (RFC 5646): language, then subtags (``en``, ``pt-BR``, ``zh-Hant-TW``); the page
+serves its best shipped match (docs/api.md, "Languages")."""
 
 RequiredText = Annotated[str, Field(min_length=1, max_length=200), ErrorCode(string_too_short="required")]
 OptionalText = Annotated[str, Field(max_length=200)] | None
@@ -85,8 +87,11 @@ class CreatePaymentSession(Body):
         description="Where this session's events are POSTed (empty or null: the API client's endpoint). https; "
                     "plain http only to loopback hosts in production (invalid_url otherwise).")
     locale: Annotated[str, Field(max_length=35, pattern=f"^$|{LOCALE_PATTERN}"),
-                      ErrorCode(string_pattern_mismatch="invalid_locale")] | None = Field(
-        None, description="BCP 47 language of the checkout page (en-US); empty or null: the browser's.")
+                      ErrorCode(string_pattern_mismatch="invalid_locale",
+                                string_too_long="invalid_locale")] | None = Field(
+        None, description="BCP 47 language of the checkout page and the SMS (en-US, es-MX, pt-BR, ar): served in its "
+                          "best match among en, es, fr, de, pt-BR and ar, else en; empty or null: the browser's "
+                          "Accept-Language. Malformed: invalid_locale.")
     ttl_seconds: Annotated[int, Field(ge=60, le=86400), ErrorCode("out_of_range")] | None = Field(
         None, description="Link lifetime in seconds; null: the configured default (900).")
     metadata: Metadata | None = Field(

@@ -40,7 +40,9 @@
     unionpay: { name: "UnionPay", pan_lengths: [16, 17, 18, 19], cvc_length: 3 },
   };
 
-  // Same plain words as app/forms.py FIELD_MESSAGES, so client and server read alike.
+  // Same plain words as app/forms.py FIELD_MESSAGES, so client and server read alike. English defaults: the
+  // form's data-messages (JSON, app/checkout.py js_messages) gives them in the page's language, the amount ones
+  // as templates with {low}, {high} and {example}.
   const MESSAGES = {
     nameRequired: "Enter the name shown on your card.",
     nameInvalid: "The name is too long or has characters we can't accept.",
@@ -54,6 +56,8 @@
     expiryPast: "This card has expired. Please use another card.",
     cvcRequired: "Enter the security code from your card.",
     cvcInvalid: "The security code is not the right length. Please check it.",
+    cvcHintBack: "3 digits on the back",
+    cvcHintFront: "4 digits on the front",
     // amount messages: same words as app/forms.py amount_message, with the form's data-amount-* values
     amountRequired: (d) => `Enter the amount you want to pay, between ${d.amountMinDisplay} and ${d.amountMaxDisplay}.`,
     amountInvalid: (d) => `Enter the amount as a number, for example ${d.amountExample}.`,
@@ -92,6 +96,31 @@
   }
 
   const MAX_PAN_DIGITS = 19;
+
+  /** The page's messages (data-messages) over the English defaults. */
+  function useMessages(json) {
+    let texts = {};
+    try {
+      texts = JSON.parse(json || "{}");
+    } catch (_err) {
+      texts = {};
+    }
+    for (const [key, text] of Object.entries(texts)) {
+      if (typeof text !== "string" || !text) continue;
+      if (typeof MESSAGES[key] === "function") {
+        MESSAGES[key] = (d) => text.replace(/\{(low|high|example)\}/g, (_m, name) => (
+          { low: d.amountMinDisplay, high: d.amountMaxDisplay, example: d.amountExample }[name] || ""));
+      } else {
+        MESSAGES[key] = text;
+      }
+    }
+  }
+
+  /** Digits typed in Arabic-Indic (U+0660-0669) or Eastern Arabic-Indic (U+06F0-06F9) form, made ASCII. */
+  function asciiDigits(text) {
+    return text.replace(/[\u0660-\u0669]/g, (c) => String(c.charCodeAt(0) - 0x660))
+      .replace(/[\u06F0-\u06F9]/g, (c) => String(c.charCodeAt(0) - 0x6F0));
+  }
 
   /** Brand id for the leading digits, or null while unknown or ambiguous. */
   function detectBrand(digits) {
@@ -175,6 +204,7 @@
   }
 
   function setup(form) {
+    useMessages(form.dataset.messages);
     let brands = [];
     try {
       brands = JSON.parse(form.dataset.brands || "[]");
@@ -216,7 +246,7 @@
     if (accepted && brands.length) {
       const names = brands.map((b) => b.name);
       const list = names.length > 1 ? `${names.slice(0, -1).join(", ")} and ${names[names.length - 1]}` : names[0];
-      accepted.textContent = `We accept ${list}.`;
+      accepted.textContent = MESSAGES.accepted || `We accept ${list}.`;
       accepted.hidden = false;
     }
 
@@ -340,7 +370,8 @@
         orderAmount.classList.toggle("order-amount--range", !shown);
       }
       if (button && buttonLabel && !locked) {
-        const label = shown ? `${data.payVerb || "Pay"} ${shown}` : data.payVerb || "Pay";
+        const verb = data.payVerb || "Pay";
+        const label = shown ? (data.payTemplate || `${verb} {amount}`).replace("{amount}", shown) : verb;
         buttonLabel.textContent = label;
         button.dataset.idleLabel = label;
       }
@@ -370,7 +401,7 @@
           brandSlot.appendChild(badge);
         }
       }
-      if (cvcHint) cvcHint.textContent = brand === "amex" ? "4 digits on the front" : "3 digits on the back";
+      if (cvcHint) cvcHint.textContent = brand === "amex" ? MESSAGES.cvcHintFront : MESSAGES.cvcHintBack;
       if (touched.has("cvc") || isShowingError("cvc")) validate("cvc");
     }
 
@@ -430,6 +461,19 @@
       if (isShowingError("cvc")) validate("cvc");
     }
 
+    // first of the input listeners: the formatting below sees ASCII digits (same length: the caret stays put)
+    for (const input of [fields.number, fields.expiry, fields.cvc, amountInput]) {
+      if (!input) continue;
+      input.addEventListener("input", () => {
+        const ascii = asciiDigits(input.value);
+        if (ascii !== input.value) {
+          const start = input.selectionStart;
+          const end = input.selectionEnd;
+          input.value = ascii;
+          if (document.activeElement === input && start != null) input.setSelectionRange(start, end);
+        }
+      });
+    }
     fields.number.addEventListener("input", onNumberInput);
     fields.expiry.addEventListener("input", onExpiryInput);
     fields.cvc.addEventListener("input", onCvcInput);
@@ -489,7 +533,7 @@
       }
       // Read-only inputs are still posted (disabled ones would not be).
       for (const input of Object.values(fields)) input.readOnly = true;
-      if (status) status.textContent = "Processing your payment. Please wait and do not close this page.";
+      if (status) status.textContent = MESSAGES.processing || "Processing your payment. Please wait and do not close this page.";
     }
 
     function unlock() {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from kernel.i18n import isolate, translations
 from kernel.phone import caller_number
 
 from .client import Credentials, GenesysApi, GenesysResponse
@@ -39,16 +40,32 @@ def mask_address(address: str) -> str:
     return f"{address[:5]}***{address[-4:]}"
 
 
-def link_message(checkout_url: str, amount_text: str, expires_text: str, messenger_type: str) -> str:
-    """The agentless message text: a short friendly sentence with the link, or the bare link when the
-    sentence would not fit. Limits (https://developer.genesys.cloud/commdigital/digital/agentless-messaging): 765 characters for ``sms``, 2000 otherwise.
-    Raises ``ValueError`` when even the bare link is too long."""
+def validity_text(seconds: int, language: str = "en") -> str:
+    """How long a link stays valid, as a duration in ``language`` (the customer's time zone is unknown, so no
+    clock time): whole minutes below two hours (at least 1, rounded up: "valid for 15 minutes"), whole hours
+    from there (rounded down: "valid for 3 hours")."""
+    tr = translations(language)
+    minutes = max(1, -(-int(seconds) // 60))
+    if minutes < 120:
+        return tr.ngettext("valid for %(count)d minute", "valid for %(count)d minutes", minutes) % {"count": minutes}
+    hours = minutes // 60
+    return tr.ngettext("valid for %(count)d hour", "valid for %(count)d hours", hours) % {"count": hours}
+
+
+def link_message(checkout_url: str, amount_text: str, valid_seconds: int, messenger_type: str,
+                 language: str = "en") -> str:
+    """The agentless message text in ``language`` (a :data:`kernel.i18n.SUPPORTED` tag): a short friendly
+    sentence with the link and how long it stays valid (:func:`validity_text`), or the bare link when the
+    sentence would not fit. Limits (https://developer.genesys.cloud/commdigital/digital/agentless-messaging):
+    765 characters for ``sms``, 2000 otherwise. Raises ``ValueError`` when even the bare link is too long."""
     limit = SMS_MAX_CHARS if messenger_type == "sms" else OTHER_MAX_CHARS
-    text = (f"Here is your secure payment link for {amount_text}: {checkout_url} "
-            f"It works until {expires_text}. We will never ask for your card details by message.")
+    tr = translations(language)
+    text = tr.gettext("Here is your secure payment link for %(amount)s, %(validity)s: %(url)s "
+                      "We will never ask for your card details by message.") % {
+        "amount": isolate(amount_text, language), "validity": validity_text(valid_seconds, language), "url": checkout_url}
     if len(text) <= limit:
         return text
-    bare = f"Pay securely: {checkout_url}"
+    bare = tr.gettext("Pay securely: %(url)s") % {"url": checkout_url}
     if len(bare) <= limit:
         return bare
     raise ValueError("the checkout link does not fit in one message")

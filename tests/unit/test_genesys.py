@@ -296,13 +296,14 @@ def test_parse_retry_after(header, body, expected):
 
 def test_link_message_limits():
     url = "https://pay.example.com/checkout/ps_abc?t=xyz"
-    text = link_message(url, "$25.00", "12:15 UTC", "sms")
-    assert url in text and "$25.00" in text and len(text) <= 765
+    text = link_message(url, "$25.00", 900, "sms")
+    assert url in text and "$25.00" in text and "valid for 15 minutes" in text and len(text) <= 765
+    assert "UTC" not in text
     long_url = "https://pay.example.com/" + "a" * 700
-    assert link_message(long_url, "$25.00", "x", "sms") == f"Pay securely: {long_url}"
-    assert long_url in link_message(long_url, "$25.00", "x", "whatsapp") != f"Pay securely: {long_url}"
+    assert link_message(long_url, "$25.00", 900, "sms") == f"Pay securely: {long_url}"
+    assert long_url in link_message(long_url, "$25.00", 900, "whatsapp") != f"Pay securely: {long_url}"
     with pytest.raises(ValueError):
-        link_message("https://pay.example.com/" + "a" * 800, "$1", "x", "sms")
+        link_message("https://pay.example.com/" + "a" * 800, "$1", 900, "sms")
 
 
 def test_mask_address():
