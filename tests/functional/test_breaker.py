@@ -78,20 +78,21 @@ def test_slow_calls_open_the_breaker_for_every_instance_and_a_probe_closes_it(st
     half = status(slow)
     assert (half["state"], half["since"]) == ("half_open", "2026-11-23T12:01:00Z")
 
-    # one probe for all instances: while the fast instance's probe is with the gateway, the slow one refuses
+    # one probe for all instances: while the fast instance's probe is admitted (held after its admission, when its
+    # card is sealed, just before the gateway call: the hold is not gateway latency), the slow one refuses
     entered, release = threading.Event(), threading.Event()
-    inner = fast.services.payments.gateway
+    inner = fast.services.payments.vault
 
     class Held:
         def __getattr__(self, name):
             return getattr(inner, name)
 
-        def authorize(self, request):
+        def seal(self, card):
             entered.set()
             assert release.wait(30)
-            return inner.authorize(request)
+            return inner.seal(card)
 
-    fast.services.payments.gateway = Held()
+    fast.services.payments.vault = Held()
     answers = {}
     probe = threading.Thread(target=lambda: answers.update(probe=submit(fast, http=fast.app.test_client())))
     probe.start()
@@ -101,7 +102,7 @@ def test_slow_calls_open_the_breaker_for_every_instance_and_a_probe_closes_it(st
     assert gateway_calls(slow, other_sid) is None
     release.set()
     probe.join(30)
-    fast.services.payments.gateway = inner
+    fast.services.payments.vault = inner
     probe_sid, probe_body = answers["probe"]
     assert probe_body["outcome"] == "approved" and gateway_calls(fast, probe_sid) is not None
     closed = status(slow)
