@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import redis as redis_lib
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import sessionmaker
 
 from callbacks import events as ev
@@ -281,12 +281,8 @@ class PaymentProcessor:
         idem_key = f"{s.id}:{number}:authorize"
         with self.Session.begin() as db:
             # the compare-and-set returns the row as it left it (UPDATE ... RETURNING: no second read)
-            row = db.execute(
-                update(PaymentSession)
-                .where(PaymentSession.id == s.id, PaymentSession.status == "pending",
-                       PaymentSession.attempts == s.attempts, PaymentSession.expires_at > now)
-                .values(status="processing", attempts=number, updated_at=now)
-                .returning(PaymentSession)).scalar_one_or_none()
+            row = db.execute(_START_ATTEMPT, {"session_id": s.id, "read_attempts": s.attempts, "now": now,
+                                              "number": number}).scalar_one_or_none()
             if row is None:
                 return None
             attempt = PaymentAttempt(
@@ -570,12 +566,25 @@ def _card_from_attempt(db, s: PaymentSession, attempt: PaymentAttempt) -> None:
         s.card_exp_month, s.card_exp_year = vaulted.exp_month, vaulted.exp_year
 
 
+# The card POST's statements, built once (building them per request cost more than running them); the values are
+# bound at execution.
+_START_ATTEMPT = (
+    update(PaymentSession)
+    .where(PaymentSession.id == bindparam("session_id"), PaymentSession.status == "pending",
+           PaymentSession.attempts == bindparam("read_attempts"), PaymentSession.expires_at > bindparam("now"))
+    .values(status="processing", attempts=bindparam("number"), updated_at=bindparam("now"))
+    .returning(PaymentSession)
+    .execution_options(synchronize_session=False))  # run in a fresh session: no object in it to synchronize
+"""``pending → processing`` compare-and-set on (status, attempts), the session not past ``expires_at``."""
+_FINISH_ROWS = select(PaymentSession, PaymentAttempt, ApiClient).where(
+    PaymentSession.id == bindparam("session_id"), PaymentAttempt.id == bindparam("attempt_id"),
+    PaymentAttempt.session_id == PaymentSession.id, ApiClient.id == PaymentSession.client_id)
+
+
 def _finish_rows(db, session_id: str, attempt_id: str) -> tuple[PaymentSession, PaymentAttempt, ApiClient]:
     """The session, the attempt and the session's API client, read in one SELECT (the three rows a finishing
     attempt writes or numbers its events under; all exist once the attempt has started)."""
-    return db.execute(select(PaymentSession, PaymentAttempt, ApiClient).where(
-        PaymentSession.id == session_id, PaymentAttempt.id == attempt_id, PaymentAttempt.session_id == PaymentSession.id,
-        ApiClient.id == PaymentSession.client_id)).one()
+    return db.execute(_FINISH_ROWS, {"session_id": session_id, "attempt_id": attempt_id}).one()
 
 
 def _customer_key(s: PaymentSession) -> str:
