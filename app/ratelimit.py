@@ -66,18 +66,18 @@ def init_rate_limits(app: Flask, settings: Settings) -> Limiter | None:
     if not settings.rate_limits_enabled:
         return None
     limits = [
-        Limit(settings.rate_limit_api, key_function=_api_client, scope="api", shared=True,
-              exempt_when=lambda: request.blueprint != "api"),
-        Limit(settings.rate_limit_token, key_function=_token_client_or_ip, scope="token", shared=True,
-              exempt_when=_not_token_request),
-        Limit(settings.rate_limit_token_failures_client, key_function=_token_client_id,
-              scope="token-failures-client", shared=True, exempt_when=_not_token_request, deduct_when=_failed),
-        Limit(settings.rate_limit_token_failures_ip, key_function=_ip, scope="token-failures-ip", shared=True,
-              exempt_when=_not_token_request, deduct_when=_failed),
-        Limit(settings.rate_limit_checkout_session, key_function=_checkout_session, scope="checkout-session",
-              shared=True, exempt_when=_not_checkout_post),
-        Limit(settings.rate_limit_checkout_ip, key_function=_ip, scope="checkout-ip", shared=True,
-              exempt_when=_not_checkout_post),
+        _ParsedOnce(settings.rate_limit_api, key_function=_api_client, scope="api", shared=True,
+                     exempt_when=lambda: request.blueprint != "api"),
+        _ParsedOnce(settings.rate_limit_token, key_function=_token_client_or_ip, scope="token", shared=True,
+                     exempt_when=_not_token_request),
+        _ParsedOnce(settings.rate_limit_token_failures_client, key_function=_token_client_id,
+                     scope="token-failures-client", shared=True, exempt_when=_not_token_request, deduct_when=_failed),
+        _ParsedOnce(settings.rate_limit_token_failures_ip, key_function=_ip, scope="token-failures-ip", shared=True,
+                     exempt_when=_not_token_request, deduct_when=_failed),
+        _ParsedOnce(settings.rate_limit_checkout_session, key_function=_checkout_session, scope="checkout-session",
+                     shared=True, exempt_when=_not_checkout_post),
+        _ParsedOnce(settings.rate_limit_checkout_ip, key_function=_ip, scope="checkout-ip", shared=True,
+                     exempt_when=_not_checkout_post),
     ]
     limiter = Limiter(
         _ip, default_limits=limits, strategy="moving-window", key_prefix=KEY_PREFIX,
@@ -92,6 +92,21 @@ def init_rate_limits(app: Flask, settings: Settings) -> Limiter | None:
     app.register_error_handler(RateLimitExceeded, _rate_limited)
     _install_fail_open_log()
     return limiter
+
+
+class _ParsedOnce(Limit):
+    """A :class:`~flask_limiter.Limit` whose rates (a fixed string from the settings) are parsed into Flask-Limiter's
+    runtime limits once: Flask-Limiter parses the string and builds them again on every request otherwise."""
+
+    def __iter__(self):
+        parsed = self.__dict__.get("_parsed")
+        if parsed is None:
+            parsed = self.__dict__["_parsed"] = tuple(super().__iter__())
+        return iter(parsed)
+
+    def bind(self, limiter):
+        self.__dict__.pop("_parsed", None)
+        return super().bind(limiter)
 
 
 LIMITED_ENDPOINTS = frozenset({"oauth.token", "checkout.submit"})

@@ -20,8 +20,9 @@ from datetime import datetime
 from typing import Iterable, Sequence
 
 import redis as redis_lib
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session as DbSession
+from sqlalchemy.orm import make_transient_to_detached
 
 from kernel.clock import IdFactory, naive_utc, rfc3339
 from kernel.errors import NotFound
@@ -61,13 +62,21 @@ def record_event(db: DbSession, *, client_id: str, event_type: str, data: dict, 
     """
     event_id = new_id("evt")
     body = build_body(event_id, event_type, rfc3339(now), sequence, data, object_type)
-    event = Event(id=event_id, client_id=client_id, session_id=session_id, root_id=root_id or session_id,
+    values = dict(id=event_id, client_id=client_id, session_id=session_id, root_id=root_id or session_id,
                   object=object_type, type=event_type, sequence=sequence, body=body, created_at=naive_utc(now))
-    db.add(event)
-    db.flush()  # the models declare no relationships, so the event row must exist before its deliveries
-    for destination in destinations:
-        add_delivery(db, event, kind=destination.kind, target=destination.target, now=now)
+    # Core INSERTs (the event, then its deliveries in one executemany) in the caller's transaction, cheaper than
+    # the ORM's unit of work; the returned Event is then attached to ``db`` as the persistent row it now is. Pending
+    # ORM changes are flushed first (a Core statement does not autoflush): the rows the event refers to exist.
     db.flush()
+    db.execute(insert(Event.__table__), values)
+    if destinations:
+        due = naive_utc(now)
+        db.execute(insert(Delivery.__table__), [
+            dict(event_id=event_id, kind=d.kind, target=d.target, status="pending", attempts=0, next_attempt_at=due,
+                 created_at=due) for d in destinations])
+    event = Event(**values)
+    make_transient_to_detached(event)
+    db.add(event)
     return event
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import datetime
 from urllib.parse import urlparse, urlsplit
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -118,13 +118,20 @@ def destinations_for(client: ApiClient, *, event_type: str, callback_url: str | 
     return out
 
 
+_NEXT_SEQUENCE: dict = {}
+""":func:`next_sequence`'s ``UPDATE ... RETURNING`` per table."""
+
+
 def next_sequence(db: DbSession, root: PaymentSession | Payment | Subscription) -> int:
     """Increments ``root.event_sequence`` in the database (one ``UPDATE ... RETURNING``) and returns the new
     value; the ORM object is updated to match. Pending ORM changes are flushed first."""
     table = type(root).__table__
-    value = db.execute(update(table).where(table.c.id == root.id)
-                       .values(event_sequence=table.c.event_sequence + 1)
-                       .returning(table.c.event_sequence)).scalar_one()
+    statement = _NEXT_SEQUENCE.get(table)
+    if statement is None:  # built once per table
+        statement = _NEXT_SEQUENCE[table] = (update(table).where(table.c.id == bindparam("root_id"))
+                                             .values(event_sequence=table.c.event_sequence + 1)
+                                             .returning(table.c.event_sequence))
+    value = db.execute(statement, {"root_id": root.id}).scalar_one()
     set_committed_value(root, "event_sequence", value)
     return value
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
@@ -164,6 +164,13 @@ def emit(db: DbSession, client: ApiClient, session: PaymentSession, event_type: 
     """Writes ``event_type`` with the session view as data into the outbox (caller commits)."""
     return events.record(db, client=client, session=session, event_type=event_type,
                          data=session_view(session, status=status), now=now, new_id=new_id)
+
+
+_OTHER_PROCESSING = select(PaymentSession.id).where(
+    PaymentSession.client_id == bindparam("client_id"),
+    PaymentSession.customer_account_id == bindparam("customer_account_id"),
+    PaymentSession.status == "processing", PaymentSession.id != bindparam("excluding")).limit(1)
+""":meth:`SessionService.other_processing`'s lookup, built once (every card submission runs it)."""
 
 
 class SessionService:
@@ -307,9 +314,8 @@ class SessionService:
         that is ``processing``, or None: one indexed lookup (``ix_payment_sessions_customer_status``), the
         "one payment in flight per customer" check (docs/api.md, "Contact-center rules")."""
         with self.Session() as db:
-            return db.scalar(select(PaymentSession.id).where(
-                PaymentSession.client_id == client_id, PaymentSession.customer_account_id == customer_account_id,
-                PaymentSession.status == "processing", PaymentSession.id != excluding).limit(1))
+            return db.scalar(_OTHER_PROCESSING, {"client_id": client_id, "customer_account_id": customer_account_id,
+                                                 "excluding": excluding})
 
     # -- a customer-entered amount -------------------------------------------------------------
     def set_amount(self, client_id: str | None, session_id: str, value) -> dict:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import redis as redis_lib
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import sessionmaker
 
 from callbacks import events as ev
@@ -282,27 +282,25 @@ class PaymentProcessor:
         idem_key = f"{s.id}:{number}:authorize"
         with self.Session.begin() as db:
             # the compare-and-set returns the row as it left it (UPDATE ... RETURNING: no second read)
-            row = db.execute(
-                update(PaymentSession)
-                .where(PaymentSession.id == s.id, PaymentSession.status == "pending",
-                       PaymentSession.attempts == s.attempts, PaymentSession.expires_at > now)
-                .values(status="processing", attempts=number, updated_at=now)
-                .returning(PaymentSession)).scalar_one_or_none()
+            row = db.execute(_START_ATTEMPT, {"session_id": s.id, "read_attempts": s.attempts, "now": now,
+                                              "number": number}).scalar_one_or_none()
             if row is None:
                 return None
-            attempt = PaymentAttempt(
-                id=self.new_id("att"), session_id=s.id, number=number, submission_id=submission_id, source=source,
+            # the attempt and vault rows as Core INSERTs (nothing reads them back as objects in this transaction)
+            attempt_id = self.new_id("att")
+            db.execute(insert(PaymentAttempt.__table__), dict(
+                id=attempt_id, session_id=s.id, number=number, submission_id=submission_id, source=source,
                 client_ip=client_ip, card_brand=card.brand, card_last4=card.last4,
                 card_fingerprint=fingerprint, idempotency_key=idem_key, fraud_score=0.0,
                 fraud_reasons=[], created_at=now, ani=ani, call_id=call_id,
-                token=sealed.token if sealed is not None else None)  # for a reconciliation that settles it
-            db.add(attempt)
+                token=sealed.token if sealed is not None else None))  # for a reconciliation that settles it
             if sealed is not None:  # the card is vaulted before any gateway call
-                db.add(VaultCard(token=sealed.token, key_id=sealed.key_id, wrapped_key=sealed.wrapped_key,
-                                 nonce=sealed.nonce, ciphertext=sealed.ciphertext, fingerprint=sealed.fingerprint,
-                                 brand=sealed.brand, last4=sealed.last4, exp_month=sealed.exp_month,
-                                 exp_year=sealed.exp_year, client_id=s.client_id, created_at=now))
-        return StartedAttempt(session_id=s.id, attempt_id=attempt.id, number=number, idempotency_key=idem_key,
+                db.execute(insert(VaultCard.__table__), dict(
+                    token=sealed.token, key_id=sealed.key_id, wrapped_key=sealed.wrapped_key, nonce=sealed.nonce,
+                    ciphertext=sealed.ciphertext, fingerprint=sealed.fingerprint, brand=sealed.brand,
+                    last4=sealed.last4, exp_month=sealed.exp_month, exp_year=sealed.exp_year,
+                    client_id=s.client_id, created_at=now))
+        return StartedAttempt(session_id=s.id, attempt_id=attempt_id, number=number, idempotency_key=idem_key,
                               card=card, client_ip=client_ip, fingerprint=fingerprint, source=source, ani=ani,
                               client_id=s.client_id, session=row, token=sealed.token if sealed else None)
 
@@ -403,8 +401,8 @@ class PaymentProcessor:
             s.payment_id, s.status, s.decline_code, s.message = payment.id, "approved", None, APPROVED_MESSAGE
             attempt.outcome = "approved"
             if s.token and (result.gateway_token or result.gateway_customer):
-                db.execute(update(VaultCard).where(VaultCard.token == s.token).values(
-                    gateway_token=result.gateway_token, gateway_customer=result.gateway_customer))
+                db.execute(_VAULT_GATEWAY_IDS, {"vault_token": s.token, "gateway_token": result.gateway_token,
+                                                "gateway_customer": result.gateway_customer})
             if held:  # a hold: nothing was taken, so no payment.approved (docs/api.md, "Holds")
                 db.flush()
                 payment_event(db, client=client, payment=payment, event_type=ev.HOLD_AUTHORIZED,
@@ -571,12 +569,29 @@ def _card_from_attempt(db, s: PaymentSession, attempt: PaymentAttempt) -> None:
         s.card_exp_month, s.card_exp_year = vaulted.exp_month, vaulted.exp_year
 
 
+# The card POST's statements, built once (building them per request cost more than running them); the values are
+# bound at execution.
+_START_ATTEMPT = (
+    update(PaymentSession)
+    .where(PaymentSession.id == bindparam("session_id"), PaymentSession.status == "pending",
+           PaymentSession.attempts == bindparam("read_attempts"), PaymentSession.expires_at > bindparam("now"))
+    .values(status="processing", attempts=bindparam("number"), updated_at=bindparam("now"))
+    .returning(PaymentSession)
+    .execution_options(synchronize_session=False))  # run in a fresh session: no object in it to synchronize
+"""``pending → processing`` compare-and-set on (status, attempts), the session not past ``expires_at``."""
+_VAULT_GATEWAY_IDS = (update(VaultCard).where(VaultCard.token == bindparam("vault_token"))
+                      .values(gateway_token=bindparam("gateway_token"), gateway_customer=bindparam("gateway_customer"))
+                      .execution_options(synchronize_session=False))
+"""The gateway's saved payment method and customer, kept on the approved card's vault row."""
+_FINISH_ROWS = select(PaymentSession, PaymentAttempt, ApiClient).where(
+    PaymentSession.id == bindparam("session_id"), PaymentAttempt.id == bindparam("attempt_id"),
+    PaymentAttempt.session_id == PaymentSession.id, ApiClient.id == PaymentSession.client_id)
+
+
 def _finish_rows(db, session_id: str, attempt_id: str) -> tuple[PaymentSession, PaymentAttempt, ApiClient]:
     """The session, the attempt and the session's API client, read in one SELECT (the three rows a finishing
     attempt writes or numbers its events under; all exist once the attempt has started)."""
-    return db.execute(select(PaymentSession, PaymentAttempt, ApiClient).where(
-        PaymentSession.id == session_id, PaymentAttempt.id == attempt_id, PaymentAttempt.session_id == PaymentSession.id,
-        ApiClient.id == PaymentSession.client_id)).one()
+    return db.execute(_FINISH_ROWS, {"session_id": session_id, "attempt_id": attempt_id}).one()
 
 
 def _customer_key(s: PaymentSession) -> str:

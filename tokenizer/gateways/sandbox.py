@@ -122,6 +122,12 @@ class SandboxLedger(Protocol):
         """Stores ``entry`` under ``key`` unless one exists; returns the entry actually stored."""
         ...
 
+    def record_first(self, key: str, entry: dict, objects: list[tuple[str, dict, bool]]) -> tuple[dict, bool]:
+        """:meth:`record` and, only when this call stored ``entry``, the ``objects`` with it: each
+        ``(id, obj, only_if_absent)`` is stored like :meth:`put_object`, or kept as it is when ``only_if_absent``
+        and the id exists. Returns ``(the entry actually stored, whether this call stored it)``."""
+        ...
+
     def get(self, key: str) -> dict | None:
         """The authorization entry stored under ``key``, or None."""
         ...
@@ -180,6 +186,16 @@ class MemorySandboxLedger:
         with self._lock:
             return _copy(self._entries.setdefault(key, _copy(entry)))
 
+    def record_first(self, key: str, entry: dict, objects: list[tuple[str, dict, bool]]) -> tuple[dict, bool]:
+        with self._lock:
+            if key in self._entries:
+                return _copy(self._entries[key]), False
+            self._entries[key] = _copy(entry)
+            for object_id, obj, only_if_absent in objects:
+                if not (only_if_absent and object_id in self._objects):
+                    self._objects[object_id] = _copy(obj)
+            return _copy(entry), True
+
     def get(self, key: str) -> dict | None:
         with self._lock:
             stored = self._entries.get(key)
@@ -235,17 +251,37 @@ class RedisSandboxLedger:
     clients built with or without ``decode_responses``.
     """
 
+    _RECORD_FIRST = """
+    if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then
+      return {0, redis.call('HGET', KEYS[1], ARGV[1])}
+    end
+    for i = 3, #ARGV, 3 do
+      if ARGV[i] == '1' then redis.call('HSETNX', KEYS[2], ARGV[i + 1], ARGV[i + 2])
+      else redis.call('HSET', KEYS[2], ARGV[i + 1], ARGV[i + 2]) end
+    end
+    return {1, ARGV[2]}
+    """
+
     def __init__(self, redis_client: Any, prefix: str = "paygate:sandbox:"):
         self.redis = redis_client
         self.prefix = prefix
         self.hash_key = f"{prefix}ledger"
         self.objects_key = f"{prefix}objects"
         self.ops_key = f"{prefix}ops"
+        self._record_first = redis_client.register_script(self._RECORD_FIRST)
 
     def record(self, key: str, entry: dict) -> dict:
         self.redis.hsetnx(self.hash_key, key, json.dumps(entry, sort_keys=True))
         stored = self.get(key)
         return stored if stored is not None else entry
+
+    def record_first(self, key: str, entry: dict, objects: list[tuple[str, dict, bool]]) -> tuple[dict, bool]:
+        """One round trip (a Lua script: the entry's HSETNX and, when it stored the entry, the objects')."""
+        args: list[str] = [key, json.dumps(entry, sort_keys=True)]
+        for object_id, obj, only_if_absent in objects:
+            args += ["1" if only_if_absent else "0", object_id, json.dumps(obj, sort_keys=True)]
+        stored, raw = self._record_first(keys=[self.hash_key, self.objects_key], args=args)
+        return (json.loads(raw) if raw is not None else entry), bool(stored)
 
     def get(self, key: str) -> dict | None:
         raw = self.redis.hget(self.hash_key, key)
@@ -411,13 +447,14 @@ class SandboxGateway:
         """Simulates the authorization; the first result per ``idempotency_key`` is returned forever after.
         ``request.moto`` (a card keyed by phone) is recorded as ``moto`` on the ledger entry and the charge."""
         self._pause()
-        existing = self.ledger.get(request.idempotency_key)
-        if existing is not None:
-            return _result_from_entry(existing)
         outcome = self._simulate(request)
         if outcome is None:  # the timeout card: the "gateway" never acted, so nothing is recorded
+            existing = self.ledger.get(request.idempotency_key)
+            if existing is not None:
+                return _result_from_entry(existing)
             return GatewayResult(GatewayStatus.UNAVAILABLE, decline_code="gateway_timeout",
                                  message=UNAVAILABLE_MESSAGE)
+        # otherwise an entry already recorded under the key wins over this simulation (_record_authorization)
         status, decline_code, risk_level = outcome
         number = request.card.number
         brand = detect_brand(number) if number.isdigit() else None
@@ -518,21 +555,20 @@ class SandboxGateway:
                  "gateway_customer": gateway_customer if approved else None, "capture_before": capture_before,
                  "request_id": self._request_id(key), "description": description, "metadata": dict(metadata),
                  "moto": bool(moto)}  # a card keyed by phone (mail/telephone order), as Stripe's moto option
-        stored = self.ledger.record(key, entry)
-        if stored is entry or stored.get("request_id") == entry["request_id"]:  # we recorded it: create the objects
-            if approved:
-                if self.ledger.get_object(gateway_token) is None:
-                    self.ledger.put_object(gateway_token, {"id": gateway_token, "customer": gateway_customer,
-                                                           "brand": brand, "last4": last4, "behaviour": behaviour})
-                self.ledger.put_object(reference, {
-                    "id": reference, "amount": amount, "currency": currency, "brand": brand,
-                    "behaviour": behaviour, "charge": f"ch_sbx_{digest}", "payment_method": gateway_token,
-                    "status": "succeeded" if capture else "requires_capture",
-                    "amount_capturable": 0 if capture else amount, "amount_received": amount if capture else 0,
-                    "amount_refunded": 0, "capture_before": capture_before, "created": _unix(now),
-                    "moto": bool(moto)})
-                if capture and behaviour == "dispute":
-                    self._schedule_dispute(reference)
+        objects: list[tuple[str, dict, bool]] = []
+        if approved:  # created only by the call that records the entry (first wins), in the same round trip
+            objects.append((gateway_token, {"id": gateway_token, "customer": gateway_customer, "brand": brand,
+                                            "last4": last4, "behaviour": behaviour}, True))  # an existing one stays
+            objects.append((reference, {
+                "id": reference, "amount": amount, "currency": currency, "brand": brand,
+                "behaviour": behaviour, "charge": f"ch_sbx_{digest}", "payment_method": gateway_token,
+                "status": "succeeded" if capture else "requires_capture",
+                "amount_capturable": 0 if capture else amount, "amount_received": amount if capture else 0,
+                "amount_refunded": 0, "capture_before": capture_before, "created": _unix(now),
+                "moto": bool(moto)}, False))
+        stored, recorded = self.ledger.record_first(key, entry, objects)
+        if recorded and approved and capture and behaviour == "dispute":
+            self._schedule_dispute(reference)
         return stored
 
     def lookup(self, idempotency_key: str) -> GatewayResult | None:
