@@ -4,21 +4,16 @@ slot in time is answered 503 before anything is done."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
-import httpx
 import pytest
 
 from app.admission import Slots, is_heavy
 from kernel import blocking
-from kernel.clock import random_id, system_clock
-from kernel.db import make_engine, make_sessionmaker
 from paygate import processes
-from payments.clients import create_client
 
-from .test_serving import Server, open_sessions
+from .test_serving import Submissions, gunicorn_env, new_api_client, open_sessions, running_servers
 
 LATENCY_MS = 1000
 SUBMISSIONS = 12
@@ -128,59 +123,23 @@ def test_the_blocking_hook_is_only_set_inside_a_request(stack_factory):
 def one_slot_server(db_url, redis_url, redis_client, state_dir):
     """gunicorn (shipped gunicorn.conf.py) with ONE worker and ONE admission slot; the sandbox gateway takes
     :data:`LATENCY_MS` per call. Yields ``(server, api_client)``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PAYGATE_", "GUNICORN_"))}
-    env.update({
-        "PAYGATE_ENV": "test", "PAYGATE_DATABASE_URL": db_url, "PAYGATE_REDIS_URL": redis_url,
-        "PAYGATE_INSTANCE_PATH": str(state_dir / "instance"), "PAYGATE_GATEWAY": "sandbox",
-        "PAYGATE_SANDBOX_LATENCY_MS": str(LATENCY_MS), "PAYGATE_WEB_WORKERS": "1", "PAYGATE_WEB_THREADS": "32",
-        "PAYGATE_ADMISSION_SLOTS": "1", "PAYGATE_ADMISSION_WAIT_SECONDS": "60",
-        "PAYGATE_FRAUD_IP_ATTEMPTS_PER_HOUR": "100000", "PAYGATE_FRAUD_CARD_SESSIONS_PER_HOUR": "100000",
-        **{f"PAYGATE_RATE_LIMIT_{scope}": "1000000 per minute" for scope in (
-            "API", "TOKEN", "TOKEN_FAILURES_CLIENT", "TOKEN_FAILURES_IP", "CHECKOUT_SESSION", "CHECKOUT_IP")},
-    })
-    engine = make_engine(db_url)
-    try:
-        with make_sessionmaker(engine).begin() as db:
-            client = create_client(db, name="admission", callback_url="http://127.0.0.1:9/unused",
-                                   now=system_clock(), new_id=random_id)
-    finally:
-        engine.dispose()
-    log = state_dir / "logs" / f"gunicorn-admission-{random_id('x')}.log"
-    log.parent.mkdir(exist_ok=True)
-    server = Server(env, log)
-    try:
-        server.wait_ready()
+    env = gunicorn_env(db_url, redis_url, state_dir, PAYGATE_SANDBOX_LATENCY_MS=str(LATENCY_MS),
+                       PAYGATE_WEB_WORKERS="1", PAYGATE_WEB_THREADS="32", PAYGATE_ADMISSION_SLOTS="1",
+                       PAYGATE_ADMISSION_WAIT_SECONDS="60", PAYGATE_FRAUD_IP_ATTEMPTS_PER_HOUR="100000",
+                       PAYGATE_FRAUD_CARD_SESSIONS_PER_HOUR="100000")
+    client = new_api_client(db_url, "admission")
+    with running_servers(env, state_dir, "admission") as (server,):
         yield server, client
-    finally:
-        server.stop()
 
 
 def test_submissions_give_their_slot_back_while_the_gateway_answers_and_polls_never_wait(one_slot_server):
     server, client = one_slot_server
     http, auth, views = open_sessions(server, client, SUBMISSIONS + 1, prefix="ADM", timeout=60)
     *sessions, watched = [v["session_id"] for v in views]
-    answers: dict[str, httpx.Response | Exception] = {}
-
-    def submit(sid: str) -> None:
-        try:
-            with httpx.Client(base_url=server.base, timeout=120) as c:
-                answers[sid] = c.post(f"/v1/payment-sessions/{sid}/card", headers=auth,
-                                      json={"number": VISA, "exp_month": "12", "exp_year": "30", "cvc": "123"})
-        except Exception as exc:  # reported by the assertions below
-            answers[sid] = exc
-
-    threads = [threading.Thread(target=submit, args=(sid,), daemon=True) for sid in sessions]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-
+    submissions = Submissions(server, auth, sessions, timeout=120)
+    answers = submissions.answers
     # with one slot, more than one submission waits on the gateway at once only if each gives its slot back
-    def in_gateway() -> bool:
-        r = http.get("/v1/payment-sessions", params={"status": "processing", "limit": 100}, headers=auth)
-        return len(r.json()["data"]) >= SUBMISSIONS // 2
-
-    processes.wait_until(in_gateway, timeout=30, interval=0.02, what=f"{SUBMISSIONS // 2} submissions processing",
-                         abort=server.dead, error=AssertionError)
+    submissions.wait_processing(http, SUBMISSIONS // 2)
     polls = []
     while len(polls) < 5 and not answers:  # a poll needs no slot: answered while every submission is in flight
         p0 = time.perf_counter()
@@ -189,11 +148,9 @@ def test_submissions_give_their_slot_back_while_the_gateway_answers_and_polls_ne
     assert polls and all(status == 200 for _, status, _ in polls), polls
     assert max(ms for ms, _, _ in polls) < LATENCY_MS / 2, polls
 
-    for t in threads:
-        t.join(120)
-    elapsed = time.perf_counter() - t0
-    bad = {sid: a for sid, a in answers.items()
-           if isinstance(a, Exception) or a.status_code != 200 or a.json().get("outcome") != "approved"}
+    submissions.join(120)
+    elapsed = time.perf_counter() - submissions.started
+    bad = submissions.not_approved()
     assert len(answers) == SUBMISSIONS and not bad, bad
     # one slot held across the gateway call would put the 12 calls of 1 s one after another (12 s)
     assert elapsed < SUBMISSIONS * LATENCY_MS / 1000 / 2, elapsed

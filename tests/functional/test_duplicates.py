@@ -6,7 +6,6 @@ duplicate to be processed as its own submission."""
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
@@ -14,10 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from kernel.clock import random_id, system_clock
-from kernel.db import make_engine, make_sessionmaker
 from payments import submission
-from payments.clients import create_client
 from payments.models import PaymentAttempt
 from tokenizer.gateways.sandbox import TIMEOUT_CARD, RedisSandboxLedger
 
@@ -210,35 +206,12 @@ def two_servers(db_url, redis_url, redis_client, state_dir):
     one Redis, the sandbox answering after 200 ms; yields ``(servers, api_client)``."""
     if not db_url.startswith("postgresql"):
         pytest.skip("two instances share one PostgreSQL database")
-    from .test_serving import Server
+    from .test_serving import gunicorn_env, new_api_client, running_servers
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PAYGATE_", "GUNICORN_"))}
-    env.update({
-        "PAYGATE_ENV": "test", "PAYGATE_DATABASE_URL": db_url, "PAYGATE_REDIS_URL": redis_url,
-        "PAYGATE_INSTANCE_PATH": str(state_dir / "instance"), "PAYGATE_GATEWAY": "sandbox",
-        "PAYGATE_SANDBOX_LATENCY_MS": "200", "PAYGATE_WEB_WORKERS": "2",
-        **{f"PAYGATE_RATE_LIMIT_{scope}": "1000000 per minute" for scope in (
-            "API", "TOKEN", "TOKEN_FAILURES_CLIENT", "TOKEN_FAILURES_IP", "CHECKOUT_SESSION", "CHECKOUT_IP")},
-    })
-    engine = make_engine(db_url)
-    try:
-        with make_sessionmaker(engine).begin() as db:
-            client = create_client(db, name="duplicates", callback_url="http://127.0.0.1:9/unused",
-                                   now=system_clock(), new_id=random_id)
-    finally:
-        engine.dispose()
-    servers = []
-    try:
-        for i in range(2):
-            log = state_dir / "logs" / f"gunicorn-duplicates-{i}-{random_id('x')}.log"
-            log.parent.mkdir(exist_ok=True)
-            servers.append(Server(env, log))
-        for server in servers:
-            server.wait_ready()
+    env = gunicorn_env(db_url, redis_url, state_dir, PAYGATE_SANDBOX_LATENCY_MS="200", PAYGATE_WEB_WORKERS="2")
+    client = new_api_client(db_url, "duplicates")
+    with running_servers(env, state_dir, "duplicates", count=2) as servers:
         yield servers, client
-    finally:
-        for server in servers:
-            server.stop()
 
 
 def test_two_gunicorn_instances_on_postgresql_answer_every_duplicate_with_the_one_outcome(two_servers, redis_client):

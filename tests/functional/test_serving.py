@@ -10,7 +10,9 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import httpx
 import pytest
@@ -52,39 +54,61 @@ class Server:
         self.log.close()
 
 
+NO_RATE_LIMITS = {f"PAYGATE_RATE_LIMIT_{scope}": "1000000 per minute" for scope in (
+    "API", "TOKEN", "TOKEN_FAILURES_CLIENT", "TOKEN_FAILURES_IP", "CHECKOUT_SESSION", "CHECKOUT_IP")}
+"""Rate limits out of reach, for tests that load a server on purpose."""
+
+
+def gunicorn_env(db_url: str, redis_url: str, state_dir, **paygate: str) -> dict[str, str]:
+    """The environment of a test gunicorn: this process's without any ``PAYGATE_``/``GUNICORN_`` variable, then the
+    test's database and Redis, the sandbox gateway, :data:`NO_RATE_LIMITS`, and ``paygate`` (``PAYGATE_*`` names)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PAYGATE_", "GUNICORN_"))}
+    env.update({"PAYGATE_ENV": "test", "PAYGATE_DATABASE_URL": db_url, "PAYGATE_REDIS_URL": redis_url,
+                "PAYGATE_INSTANCE_PATH": str(state_dir / "instance"), "PAYGATE_GATEWAY": "sandbox",
+                **NO_RATE_LIMITS, **paygate})
+    return env
+
+
+def new_api_client(db_url: str, name: str):
+    """A new API client in the database at ``db_url`` (its callback URL goes nowhere); the created client, with its
+    secret."""
+    engine = make_engine(db_url)
+    try:
+        with make_sessionmaker(engine).begin() as db:
+            return create_client(db, name=name, callback_url="http://127.0.0.1:9/unused", now=system_clock(),
+                                 new_id=random_id)
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def running_servers(env: dict[str, str], state_dir, name: str, count: int = 1) -> Iterator[list[Server]]:
+    """``count`` gunicorn instances with ``env``, each logging to ``logs/gunicorn-{name}-…`` in the state dir, ready
+    when yielded and stopped after."""
+    servers = []
+    try:
+        for i in range(count):
+            log = state_dir / "logs" / f"gunicorn-{name}-{i}-{random_id('x')}.log"
+            log.parent.mkdir(exist_ok=True)
+            servers.append(Server(env, log))
+        for server in servers:
+            server.wait_ready()
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
 @pytest.fixture
 def slow_gateway_server(db_url, redis_url, redis_client, state_dir):
     """gunicorn (the shipped gunicorn.conf.py, 2 workers) on this test's database, the sandbox gateway taking
     :data:`LATENCY_MS` per call; yields ``(server, api_client)``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PAYGATE_", "GUNICORN_"))}
-    env.update({
-        "PAYGATE_ENV": "test",
-        "PAYGATE_DATABASE_URL": db_url,
-        "PAYGATE_REDIS_URL": redis_url,
-        "PAYGATE_INSTANCE_PATH": str(state_dir / "instance"),
-        "PAYGATE_GATEWAY": "sandbox",
-        "PAYGATE_SANDBOX_LATENCY_MS": str(LATENCY_MS),
-        "PAYGATE_WEB_WORKERS": "2",
-        "PAYGATE_FRAUD_IP_ATTEMPTS_PER_HOUR": "100000",
-        "PAYGATE_FRAUD_CARD_SESSIONS_PER_HOUR": "100000",
-        **{f"PAYGATE_RATE_LIMIT_{scope}": "1000000 per minute" for scope in (
-            "API", "TOKEN", "TOKEN_FAILURES_CLIENT", "TOKEN_FAILURES_IP", "CHECKOUT_SESSION", "CHECKOUT_IP")},
-    })
-    engine = make_engine(db_url)
-    try:
-        with make_sessionmaker(engine).begin() as db:
-            client = create_client(db, name="serving", callback_url="http://127.0.0.1:9/unused", now=system_clock(),
-                                   new_id=random_id)
-    finally:
-        engine.dispose()
-    log = state_dir / "logs" / f"gunicorn-serving-{random_id('x')}.log"
-    log.parent.mkdir(exist_ok=True)
-    server = Server(env, log)
-    try:
-        server.wait_ready()
+    env = gunicorn_env(db_url, redis_url, state_dir, PAYGATE_SANDBOX_LATENCY_MS=str(LATENCY_MS),
+                       PAYGATE_WEB_WORKERS="2", PAYGATE_FRAUD_IP_ATTEMPTS_PER_HOUR="100000",
+                       PAYGATE_FRAUD_CARD_SESSIONS_PER_HOUR="100000")
+    client = new_api_client(db_url, "serving")
+    with running_servers(env, state_dir, "serving") as (server,):
         yield server, client
-    finally:
-        server.stop()
 
 
 def open_sessions(server: Server, client, count: int, *, prefix: str, timeout: float = 30):
@@ -105,6 +129,50 @@ def open_sessions(server: Server, client, count: int, *, prefix: str, timeout: f
     return http, auth, views
 
 
+class Submissions:
+    """Voice card submissions (Visa, approved) of ``session_ids`` at ``server``, one thread and connection each,
+    all started at once. ``answers`` maps a session id to its response (or the exception); ``done`` is set once
+    every one has answered; ``started`` is their start (``time.perf_counter``)."""
+
+    def __init__(self, server: Server, auth: dict, session_ids: list[str], *, timeout: float):
+        self.server, self.auth, self.count = server, auth, len(session_ids)
+        self.answers: dict[str, httpx.Response | Exception] = {}
+        self.done = threading.Event()
+        self.threads = [threading.Thread(target=self._submit, args=(sid, timeout), daemon=True)
+                        for sid in session_ids]
+        self.started = time.perf_counter()
+        for t in self.threads:
+            t.start()
+
+    def _submit(self, sid: str, timeout: float) -> None:
+        try:
+            with httpx.Client(base_url=self.server.base, timeout=timeout) as c:
+                self.answers[sid] = c.post(f"/v1/payment-sessions/{sid}/card", headers=self.auth,
+                                           json={"number": VISA, "exp_month": "12", "exp_year": "30", "cvc": "123"})
+        except Exception as exc:  # reported by the callers' assertions
+            self.answers[sid] = exc
+        if len(self.answers) == self.count:
+            self.done.set()
+
+    def wait_processing(self, http: httpx.Client, count: int) -> None:
+        """Waits (30 s at most, AssertionError) until ``count`` sessions are processing: in the gateway's hands."""
+        def in_gateway() -> bool:
+            r = http.get("/v1/payment-sessions", params={"status": "processing", "limit": 100}, headers=self.auth)
+            return len(r.json()["data"]) >= count
+
+        processes.wait_until(in_gateway, timeout=30, interval=0.02, what=f"{count} submissions processing",
+                             abort=self.server.dead, error=AssertionError)
+
+    def join(self, timeout: float | None = None) -> None:
+        for t in self.threads:
+            t.join(timeout)
+
+    def not_approved(self) -> dict:
+        """The answers that are not a 200 ``approved``."""
+        return {sid: a for sid, a in self.answers.items()
+                if isinstance(a, Exception) or a.status_code != 200 or a.json().get("outcome") != "approved"}
+
+
 def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000
 
@@ -117,32 +185,11 @@ def test_polls_and_pages_answer_fast_while_card_submissions_wait_on_a_slow_gatew
         assert http.get(f"/v1/payment-sessions/{watched['session_id']}", headers=auth).status_code == 200
         assert httpx.get(watched["checkout_url"], timeout=30).status_code == 200
 
-    answers: dict[str, httpx.Response | Exception] = {}
-    done = threading.Event()
-
-    def submit(sid: str) -> None:
-        try:
-            with httpx.Client(base_url=server.base, timeout=60) as c:
-                answers[sid] = c.post(f"/v1/payment-sessions/{sid}/card", headers=auth,
-                                      json={"number": VISA, "exp_month": "12", "exp_year": "30", "cvc": "123"})
-        except Exception as exc:  # reported by the assertions below
-            answers[sid] = exc
-        if len(answers) == SUBMISSIONS:
-            done.set()
-
-    threads = [threading.Thread(target=submit, args=(s["session_id"],), daemon=True) for s in sessions]
-    t_submit = time.perf_counter()
-    for t in threads:
-        t.start()
-
+    submissions = Submissions(server, auth, [s["session_id"] for s in sessions], timeout=60)
+    answers = submissions.answers
     # the submissions are in the gateway's hands: at least half of them processing at once (two sync workers
     # could never have more than two), none answered yet
-    def in_gateway() -> int:
-        r = http.get("/v1/payment-sessions", params={"status": "processing", "limit": 100}, headers=auth)
-        return len(r.json()["data"]) >= SUBMISSIONS // 2
-
-    processes.wait_until(in_gateway, timeout=30, interval=0.02, what=f"{SUBMISSIONS // 2} submissions processing",
-                         abort=server.dead, error=AssertionError)
+    submissions.wait_processing(http, SUBMISSIONS // 2)
     timings = []
     for _ in range(3):
         t0 = time.perf_counter()
@@ -157,12 +204,10 @@ def test_polls_and_pages_answer_fast_while_card_submissions_wait_on_a_slow_gatew
     assert max(ms for _, ms, _, _ in timings) < FAST_MS, timings
 
     # and the submissions all complete: approved, in about one gateway call each, not one after another
-    assert done.wait(timeout=60), f"{len(answers)} of {SUBMISSIONS} submissions answered"
-    elapsed = time.perf_counter() - t_submit
-    for t in threads:
-        t.join()
-    bad = {sid: a for sid, a in answers.items()
-           if isinstance(a, Exception) or a.status_code != 200 or a.json().get("outcome") != "approved"}
+    assert submissions.done.wait(timeout=60), f"{len(answers)} of {SUBMISSIONS} submissions answered"
+    elapsed = time.perf_counter() - submissions.started
+    submissions.join()
+    bad = submissions.not_approved()
     assert not bad, bad
     assert elapsed < SUBMISSIONS * LATENCY_MS / 1000 / 4, elapsed  # sync workers: 10 gateway calls in a row
     for s in sessions:
