@@ -74,6 +74,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.register_blueprint(agent.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(apidocs.bp)  # GET /docs: the browsable API reference
+    from .merchant import init_merchant
+
+    init_merchant(app)  # the merchant's name, support phone and accent stylesheet on the page
 
     @app.before_request
     def _request_id():

@@ -32,6 +32,7 @@ from tokenizer.cards import BRANDS, parse_expiry_text
 from . import services
 from .forms import FIELD_MESSAGES, CheckoutForm, amount_message, field_messages
 from .i18n import ltr, page_language, use_language
+from .merchant import intent_label, page_title, use_merchant
 
 bp = Blueprint("checkout", __name__)
 _SUBMISSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -64,6 +65,7 @@ def _load(session_id: str) -> PaymentSession | None:
     except NotFound:
         return None
     use_language(s.locale)  # the session's language, else the browser's (docs/api.md, "Languages")
+    use_merchant(s.client_id)  # whom the customer pays (docs/api.md, "Merchant identity")
     return s
 
 
@@ -79,11 +81,11 @@ def _view(s: PaymentSession, *, busy: bool = False) -> dict:
     amount_field = s.amount_min is not None and s.amount_max is not None
     known = ltr(format_amount(s.amount, s.currency, s.locale)) if s.amount is not None else None
     view = {"session_id": s.id, "status": s.status, "amount_display": ltr(display_amount(s)), "currency": s.currency,
-            "intent": s.intent, "intent_label": gettext(INTENT_LABELS[s.intent]), "reference": s.reference,
+            "intent": s.intent, "intent_label": intent_label(s.intent, INTENT_LABELS), "reference": s.reference,
             "attempts": s.attempts, "max_attempts": s.max_attempts, "attempts_remaining": remaining,
             "notice": gettext(BUSY_MESSAGE) if busy else notice, "notice_kind": "busy" if busy else "decline",
             "locale": s.locale or "en", "refresh_url": svc.sessions.checkout_url(s.id),
-            "amount_known": known, "amount_field": amount_field,
+            "amount_known": known, "amount_field": amount_field, "page_title": page_title(s.intent, known),
             # what the notes under the form call the amount: the customer may still change it on the page
             "note_amount": None if amount_field or known is None else known,
             "subscription_note": _subscription_note(s, known, amount_field)}

@@ -98,17 +98,75 @@ def clients() -> None:
 @click.option("--callback-url", default=None, callback=_url, metavar="URL",
               help="Default endpoint for this client's events: https (http outside production), a public address in "
                    "production.")
-def clients_create(name: str, callback_url: str | None) -> None:
+@click.option("--display-name", default=None, metavar="TEXT",
+              help="The name customers see on the payment page and in the SMS, e.g. \"Acme Mobile\" "
+                   "(1-100 characters; default: NAME).")
+@click.option("--support-phone", default=None, metavar="E164",
+              help="A phone number customers can call, shown on the payment page: + and the country code, "
+                   "e.g. +14155550132.")
+@click.option("--accent-color", default=None, metavar="#RRGGBB",
+              help="Colour of the pay button and links; white text on it needs a WCAG contrast of at least 4.5:1.")
+def clients_create(name: str, callback_url: str | None, display_name: str | None, support_phone: str | None,
+                   accent_color: str | None) -> None:
     """Create an API client; prints its id and secrets once, as JSON.
 
     The callback URL follows the rules of a session's callback_url (docs/api.md, "Callback URLs in production"),
-    checked before anything is stored."""
+    checked before anything is stored; so are the display name, support phone and accent colour (docs/api.md,
+    "Merchant identity")."""
     from payments.clients import create_client
 
+    identity = _identity_options(display_name=display_name, support_phone=support_phone, accent_color=accent_color)
     with _services() as svc:
         with svc.Session.begin() as db:
-            created = create_client(db, name=name, callback_url=callback_url, now=svc.clock(), new_id=svc.new_id)
+            created = create_client(db, name=name, callback_url=callback_url, now=svc.clock(), new_id=svc.new_id,
+                                    **identity)
     click.echo(json.dumps(created.as_dict()))
+
+
+def _identity_options(**given) -> dict:
+    """The merchant identity options that were given (not None), checked (payments.clients.merchant_identity_fields):
+    a bad value is a usage error (exit 2) naming the option and the rule, with the contrast ratio for a colour."""
+    from kernel.errors import ValidationFailed
+    from payments.clients import merchant_identity_fields
+
+    values = {k: v for k, v in given.items() if v is not None}
+    try:
+        merchant_identity_fields(**{k: (v or None) for k, v in values.items()})
+    except ValidationFailed as err:
+        field_name = next(iter(err.details.get("fields", {})), "display_name")
+        raise click.BadParameter(f"{err.code}: {err.message}",
+                                 param_hint="--" + field_name.replace("_", "-")) from None
+    return values
+
+
+@clients.command("update")
+@click.argument("client_id")
+@click.option("--display-name", default=None, metavar="TEXT",
+              help="The name customers see on the payment page and in the SMS (1-100 characters).")
+@click.option("--support-phone", default=None, metavar="E164",
+              help="A phone number customers can call, shown on the page (+ and the country code); \"\" removes it.")
+@click.option("--accent-color", default=None, metavar="#RRGGBB",
+              help="Colour of the pay button and links (white text on it: contrast 4.5:1 or more); \"\" removes it.")
+def clients_update(client_id: str, display_name: str | None, support_phone: str | None,
+                   accent_color: str | None) -> None:
+    """Change how CLIENT_ID appears to customers (docs/api.md, "Merchant identity"); prints the client's
+    identity as JSON. Options not given stay as they are; an empty --display-name goes back to the client's
+    name. Pages show the change within 30 seconds."""
+    from payments.clients import update_merchant_identity
+
+    values = _identity_options(display_name=display_name, support_phone=support_phone, accent_color=accent_color)
+    if not values:
+        raise click.UsageError("nothing to change: give --display-name, --support-phone or --accent-color")
+    with _services() as svc:
+        with svc.Session.begin() as db:
+            from payments.models import ApiClient
+
+            if db.get(ApiClient, client_id) is None:
+                raise click.ClickException(f"no client {client_id}")
+            client = update_merchant_identity(db, client_id, **{k: (v or None) for k, v in values.items()})
+            out = {"client_id": client.id, "name": client.name, "display_name": client.display_name or client.name,
+                   "support_phone": client.support_phone, "accent_color": client.accent_color}
+    click.echo(json.dumps(out))
 
 
 @clients.command("rotate-signing-secret")
@@ -131,7 +189,8 @@ def clients_rotate(client_id: str, keep: int) -> None:
 @clients.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a table.")
 def clients_list(as_json: bool) -> None:
-    """List API clients: id, status (active/disabled), name, default callback URL, creation time. No secrets."""
+    """List API clients: id, status (active/disabled), name, default callback URL, creation time, display name (the
+    name customers see). No secrets."""
     from sqlalchemy import select
 
     from payments.models import ApiClient
@@ -139,15 +198,18 @@ def clients_list(as_json: bool) -> None:
     with _services() as svc:
         with svc.Session() as db:
             rows = db.execute(select(ApiClient.id, ApiClient.name, ApiClient.active, ApiClient.callback_url,
-                                     ApiClient.created_at).order_by(ApiClient.created_at, ApiClient.id)).all()
+                                     ApiClient.created_at, ApiClient.display_name)
+                              .order_by(ApiClient.created_at, ApiClient.id)).all()
     for row in rows:
         status = "active" if row.active else "disabled"
         created = row.created_at.isoformat(timespec="seconds") + "Z"
         if as_json:
             click.echo(json.dumps({"client_id": row.id, "name": row.name, "status": status,
-                                   "callback_url": row.callback_url, "created_at": created}))
+                                   "callback_url": row.callback_url, "created_at": created,
+                                   "display_name": row.display_name or row.name}))
         else:
-            click.echo("\t".join([row.id, status, row.name, row.callback_url or "-", created]))
+            click.echo("\t".join([row.id, status, row.name, row.callback_url or "-", created,
+                                   row.display_name or row.name]))
 
 
 def _client_changed(client_id: str, change) -> dict:

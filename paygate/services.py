@@ -24,7 +24,7 @@ from kernel.db import make_engine, make_sessionmaker
 from kernel.settings import Settings
 from payments.amount_rules import AmountRules
 from payments.breaker import BreakerPolicy, CircuitBreaker, MeasuredGateway
-from payments.clients import ClientStates, TokenIssuer
+from payments.clients import ClientStates, MerchantDirectory, TokenIssuer
 from payments.context import Context, RedisLock
 from payments.fraud import FraudPolicy, FraudScreen
 from payments.gateway_events import DisputeService, GatewayWebhooks
@@ -71,6 +71,8 @@ class Services:
     """``PAYGATE_ALLOWED_CURRENCIES`` and ``PAYGATE_MIN_AMOUNTS`` (docs/api.md, "Contact-center rules")."""
     breaker: CircuitBreaker | None = None
     """The gateway circuit breaker shared through Redis (docs/api.md, "Gateway circuit breaker")."""
+    merchants: MerchantDirectory | None = None
+    """Whom a session's customer pays: display name, support phone, accent colour (docs/api.md, "Merchant identity")."""
     _link_sender: object = field(default=None, repr=False)
     _guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -93,7 +95,7 @@ class Services:
                                                box=SecretBox(self.settings.secret_key,
                                                              self.settings.previous_secret_keys),
                                                load_settings=genesys_settings_loader(self.Session), clock=self.clock,
-                                               new_id=self.new_id)
+                                               new_id=self.new_id, merchants=self.merchants)
             return self._link_sender
 
     def close(self) -> None:
@@ -186,6 +188,7 @@ def build_services(settings: Settings, *, clock: Clock = system_clock, new_id: I
                     links=links, vault=vault, gateway=gateway, fraud=fraud, sessions=sessions, payments=payments,
                     ctx=ctx, holds=HoldService(ctx, notice_seconds=settings.hold_expiring_notice_seconds,
                                                reconcile_after_seconds=reconcile),
+                    merchants=MerchantDirectory(Session),
                     refunds=refunds, merchant=MerchantCharges(ctx, reconcile_after_seconds=reconcile,
                                                                amount_rules=amount_rules),
                     webhooks=webhooks, disputes=DisputeService(ctx, webhooks),

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -25,7 +27,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from integrations.genesys.settings import GenesysSettings, SecretBox, settings_of
 from kernel.clock import IdFactory
-from kernel.errors import NotFound, Unauthorized
+from kernel.errors import NotFound, Unauthorized, ValidationFailed
 
 from .models import ApiClient
 
@@ -66,15 +68,189 @@ def check_secret(secret: str, stored: str) -> bool:
 
 
 def create_client(db: DbSession, *, name: str, callback_url: str | None, now: datetime,
-                  new_id: IdFactory) -> CreatedClient:
-    """Creates an API client (not committed). Returns its id, client secret and event signing secret."""
+                  new_id: IdFactory, display_name: str | None = None, support_phone: str | None = None,
+                  accent_color: str | None = None) -> CreatedClient:
+    """Creates an API client (not committed). Returns its id, client secret and event signing secret.
+
+    ``display_name``, ``support_phone`` and ``accent_color``: the merchant as customers see it, checked by
+    :func:`merchant_identity_fields` first (raises :class:`~kernel.errors.ValidationFailed` before anything is
+    added); None or empty leaves one unset."""
+    identity = merchant_identity_fields(display_name=display_name or None, support_phone=support_phone or None,
+                                        accent_color=accent_color or None)
     client_secret = "pgcs_" + secrets.token_urlsafe(32)
     signing_secret = "whsec_" + secrets.token_urlsafe(32)
     client = ApiClient(id=new_id("cli"), name=name, secret_hash=hash_secret(client_secret),
                        signing_secrets=[signing_secret], callback_url=callback_url, genesys=None, active=True,
-                       created_at=now.replace(tzinfo=None))
+                       created_at=now.replace(tzinfo=None), **identity)
     db.add(client)
     return CreatedClient(client.id, client_secret, signing_secret)
+
+
+# -- merchant identity (docs/api.md, "Merchant identity") -----------------------------------------------------
+
+DISPLAY_NAME_MAX_CHARS = 100
+MIN_ACCENT_CONTRAST = 4.5
+"""WCAG 2.1 success criterion 1.4.3 "Contrast (Minimum)", level AA, for normal text
+(https://www.w3.org/TR/WCAG21/#contrast-minimum): the pay button's white label on the accent colour."""
+_ACCENT_RE = re.compile(r"^#[0-9A-Fa-f]{6}$")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+_UNSET = object()
+
+
+def relative_luminance(color: str) -> float:
+    """The relative luminance (0 black .. 1 white) of ``#rrggbb``, as WCAG 2.1 defines it
+    (https://www.w3.org/TR/WCAG21/#dfn-relative-luminance; sRGB, threshold 0.04045 as in the sRGB standard)."""
+    def channel(hex2: str) -> float:
+        c = int(hex2, 16) / 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(color[i:i + 2]) for i in (1, 3, 5))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast_ratio(first: str, second: str) -> float:
+    """The WCAG 2.1 contrast ratio of two ``#rrggbb`` colours, 1 to 21 (https://www.w3.org/TR/WCAG21/#dfn-contrast-ratio)."""
+    lighter, darker = sorted((relative_luminance(first), relative_luminance(second)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+def _identity_error(field_name: str, code: str, message: str) -> ValidationFailed:
+    return ValidationFailed(message, code=code, details={"fields": {field_name: code}})
+
+
+def clean_display_name(value: str) -> str:
+    """The name a customer sees: surrounding and repeated whitespace removed, 1 to 100 characters, no control or
+    bidirectional-override characters. Raises :class:`ValidationFailed` ``invalid_display_name``."""
+    text = " ".join(str(value).split())
+    if not text or len(text) > DISPLAY_NAME_MAX_CHARS or _CONTROL_RE.search(text):
+        raise _identity_error("display_name", "invalid_display_name",
+                              f"The display name must be 1 to {DISPLAY_NAME_MAX_CHARS} printable characters.")
+    return text
+
+
+def clean_support_phone(value: str) -> str:
+    """A support phone number in E.164 (``+`` and the country code; spaces, dots, dashes and brackets allowed on
+    input), as Google's libphonenumber metadata finds it valid (``phonenumbers``,
+    https://github.com/daviddrysdale/python-phonenumbers). Raises :class:`ValidationFailed` ``invalid_support_phone``."""
+    import phonenumbers
+
+    text = str(value).strip()
+    problem = "The support phone must be an international number starting with + and the country code, " \
+              "for example +1 415 555 0132."
+    if not text.startswith("+") or len(text) > 32:
+        raise _identity_error("support_phone", "invalid_support_phone", problem)
+    try:
+        number = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        raise _identity_error("support_phone", "invalid_support_phone", problem) from None
+    if not phonenumbers.is_valid_number(number):
+        raise _identity_error("support_phone", "invalid_support_phone",
+                              f"{text!r} is not a valid phone number for its country.")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def clean_accent_color(value: str) -> str:
+    """The accent colour as ``#rrggbb`` (lower case). Refused with :class:`ValidationFailed` ``invalid_accent_color``
+    when it is not ``#RRGGBB``, and ``accent_color_low_contrast`` when white text on it has a contrast ratio below
+    4.5:1 (:data:`MIN_ACCENT_CONTRAST`; the message gives the ratio computed)."""
+    text = str(value).strip()
+    if not _ACCENT_RE.match(text):
+        raise _identity_error("accent_color", "invalid_accent_color",
+                              "The accent colour must be #RRGGBB, six hexadecimal digits, for example #0b5cd5.")
+    text = text.lower()
+    ratio = math.floor(contrast_ratio("#ffffff", text) * 100) / 100  # rounded down: 4.499 is not "4.50"
+    if ratio < MIN_ACCENT_CONTRAST:
+        raise ValidationFailed(
+            f"White text on {text} has a contrast ratio of {ratio:.2f}:1; at least {MIN_ACCENT_CONTRAST}:1 is "
+            "needed (WCAG 2.1, https://www.w3.org/TR/WCAG21/#contrast-minimum). Choose a darker colour.",
+            code="accent_color_low_contrast",
+            details={"fields": {"accent_color": "accent_color_low_contrast"}, "contrast_ratio": ratio})
+    return text
+
+
+def merchant_identity_fields(*, display_name=_UNSET, support_phone=_UNSET, accent_color=_UNSET) -> dict:
+    """The ``api_clients`` columns for the given identity fields, each checked (:func:`clean_display_name`,
+    :func:`clean_support_phone`, :func:`clean_accent_color`); None clears a field, an omitted one is left out."""
+    out: dict = {}
+    for key, value, clean in (("display_name", display_name, clean_display_name),
+                              ("support_phone", support_phone, clean_support_phone),
+                              ("accent_color", accent_color, clean_accent_color)):
+        if value is not _UNSET:
+            out[key] = None if value is None else clean(value)
+    return out
+
+
+def update_merchant_identity(db: DbSession, client_id: str, **fields) -> ApiClient:
+    """Sets (a value) or clears (None) ``display_name``, ``support_phone`` and ``accent_color`` of an API client
+    (not committed; fields not given stay). Raises :class:`NotFound` ``client_not_found`` or
+    :class:`ValidationFailed` (nothing changed)."""
+    values = merchant_identity_fields(**fields)
+    client = db.get(ApiClient, client_id) if "\x00" not in client_id else None
+    if client is None:
+        raise NotFound("No such API client.", code="client_not_found")
+    for key, value in values.items():
+        setattr(client, key, value)
+    db.flush()
+    return client
+
+
+@dataclass(frozen=True)
+class MerchantIdentity:
+    """Whom the customer pays, as the page, the SMS and the agent view show it: ``name`` (the client's display
+    name, else its name), ``support_phone`` (E.164 or None), ``accent_color`` (``#rrggbb`` or None)."""
+
+    name: str
+    support_phone: str | None = None
+    accent_color: str | None = None
+
+    @property
+    def support_phone_display(self) -> str | None:
+        """The support phone in international format (``+1 415-555-0132``), for reading; None when unset."""
+        if not self.support_phone:
+            return None
+        import phonenumbers
+
+        try:
+            number = phonenumbers.parse(self.support_phone, None)
+        except phonenumbers.NumberParseException:
+            return self.support_phone
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
+def identity_of(client: ApiClient) -> MerchantIdentity:
+    """The :class:`MerchantIdentity` of a client row: its display name, else its name."""
+    return MerchantIdentity(client.display_name or client.name, client.support_phone, client.accent_color)
+
+
+class MerchantDirectory:
+    """``client_id -> MerchantIdentity | None`` for the page and the agent view, kept per process for
+    ``ttl_seconds`` (30) so a page view adds no query in the common case; a change made with
+    ``paygate clients update`` shows within that time. ``Session``: sessionmaker."""
+
+    _QUERY = select(ApiClient.name, ApiClient.display_name, ApiClient.support_phone, ApiClient.accent_color)
+
+    def __init__(self, Session, *, ttl_seconds: float = 30.0):
+        self.Session = Session
+        self.ttl_seconds = ttl_seconds
+        self._cache: dict[str, tuple[float, MerchantIdentity | None]] = {}
+
+    def get(self, client_id: str) -> MerchantIdentity | None:
+        """The identity of ``client_id`` (None for an unknown client)."""
+        now = time.monotonic()
+        hit = self._cache.get(client_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        with self.Session() as db:
+            row = db.execute(self._QUERY.where(ApiClient.id == client_id)).first()
+        identity = MerchantIdentity(row.display_name or row.name, row.support_phone, row.accent_color) if row else None
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[client_id] = (now + self.ttl_seconds, identity)
+        return identity
+
+    def forget(self, client_id: str) -> None:
+        """Drops the cached identity of ``client_id`` (this process only)."""
+        self._cache.pop(client_id, None)
 
 
 def rotate_signing_secret(db: DbSession, client: ApiClient, *, keep_previous: int = 1) -> str:

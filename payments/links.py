@@ -58,7 +58,8 @@ class LinkSender:
 
     Dependencies: ``sessions`` (a :class:`payments.sessions.SessionService`: ``get``, ``checkout_url``),
     ``redis`` (rate limit and the last send), ``api`` (:class:`GenesysApi`), ``box`` (opens the stored
-    OAuth secret), ``load_settings`` (``client_id -> GenesysSettings | None``), ``clock``, ``new_id``.
+    OAuth secret), ``load_settings`` (``client_id -> GenesysSettings | None``), ``clock``, ``new_id``,
+    ``merchants`` (a :class:`payments.clients.MerchantDirectory`: the message names the client's display name).
 
     Per session at most ``limit`` sends (3) per ``window`` seconds (600), counted in a Redis sorted set
     (attempts count, whether or not Genesys accepted them). Each accepted send is recorded on the
@@ -69,7 +70,7 @@ class LinkSender:
 
     def __init__(self, *, sessions, redis, api: GenesysApi, box: SecretBox, load_settings: SettingsLoader,
                  clock: Clock, new_id: IdFactory, limit: int = SEND_LINK_LIMIT,
-                 window: int = SEND_LINK_WINDOW_SECONDS):
+                 window: int = SEND_LINK_WINDOW_SECONDS, merchants=None):
         self.sessions = sessions
         self.redis = redis
         self.api = api
@@ -79,6 +80,7 @@ class LinkSender:
         self.new_id = new_id
         self.limit = limit
         self.window = window
+        self.merchants = merchants
 
     def send(self, client_id: str | None, session_id: str, *, to: str, messenger_type: str,
              from_address: str | None = None) -> LinkSent:
@@ -114,8 +116,9 @@ class LinkSender:
                                    details={"fields": {"from_address": "required"}})
         creds = Credentials.of(settings, self.box)
         valid_seconds = max(0, int((as_utc(s.expires_at) - as_utc(self.clock())).total_seconds()))
+        merchant = self.merchants.get(s.client_id) if self.merchants is not None else None
         text = link_message(self.sessions.checkout_url(s.id), display_amount(s), valid_seconds, kind,
-                            best_match(s.locale))
+                            best_match(s.locale), merchant=merchant.name if merchant else None)
         self._take_slot(s.id)
         response = send_link_message(self.api, creds, to=to, messenger_type=kind, from_address=sender, text=text)
         payload = response.payload if isinstance(response.payload, dict) else {}

@@ -46,6 +46,10 @@ class ApiClient(Base):
     genesys: Mapped[dict | None] = mapped_column(JSON, nullable=True)        # optional write-back settings
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    # the merchant as customers see it (docs/api.md, "Merchant identity"); None: ``name`` is shown
+    display_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    support_phone: Mapped[str | None] = mapped_column(String(16), nullable=True)   # E.164
+    accent_color: Mapped[str | None] = mapped_column(String(7), nullable=True)     # #rrggbb, lower case
 
 
 class PaymentSession(Base):

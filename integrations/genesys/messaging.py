@@ -53,21 +53,31 @@ def validity_text(seconds: int, language: str = "en") -> str:
 
 
 def link_message(checkout_url: str, amount_text: str, valid_seconds: int, messenger_type: str,
-                 language: str = "en") -> str:
+                 language: str = "en", *, merchant: str | None = None) -> str:
     """The agentless message text in ``language`` (a :data:`kernel.i18n.SUPPORTED` tag): a short friendly
     sentence with the link and how long it stays valid (:func:`validity_text`), or the bare link when the
-    sentence would not fit. Limits (https://developer.genesys.cloud/commdigital/digital/agentless-messaging):
-    765 characters for ``sms``, 2000 otherwise. Raises ``ValueError`` when even the bare link is too long."""
+    sentence would not fit. With ``merchant`` (the API client's display name, docs/api.md "Merchant identity")
+    the text starts with it, so the customer knows whom they pay ("Acme Mobile: here is your secure payment
+    link for $25.00, valid for 15 minutes: <url> ..."). Limits
+    (https://developer.genesys.cloud/commdigital/digital/agentless-messaging): 765 characters for ``sms``, 2000
+    otherwise. Raises ``ValueError`` when even the bare link is too long."""
     limit = SMS_MAX_CHARS if messenger_type == "sms" else OTHER_MAX_CHARS
     tr = translations(language)
-    text = tr.gettext("Here is your secure payment link for %(amount)s, %(validity)s: %(url)s "
-                      "We will never ask for your card details by message.") % {
-        "amount": isolate(amount_text, language), "validity": validity_text(valid_seconds, language), "url": checkout_url}
-    if len(text) <= limit:
-        return text
-    bare = tr.gettext("Pay securely: %(url)s") % {"url": checkout_url}
-    if len(bare) <= limit:
-        return bare
+    values = {"amount": isolate(amount_text, language), "validity": validity_text(valid_seconds, language),
+              "url": checkout_url}
+    if merchant:
+        values["merchant"] = isolate(merchant, language)
+        text = tr.gettext("%(merchant)s: here is your secure payment link for %(amount)s, %(validity)s: %(url)s "
+                          "We will never ask for your card details by message.") % values
+        bare = tr.gettext("%(merchant)s: pay securely: %(url)s") % values
+        candidates = (text, bare, tr.gettext("Pay securely: %(url)s") % values)
+    else:
+        candidates = (tr.gettext("Here is your secure payment link for %(amount)s, %(validity)s: %(url)s "
+                                 "We will never ask for your card details by message.") % values,
+                      tr.gettext("Pay securely: %(url)s") % values)
+    for text in candidates:
+        if len(text) <= limit:
+            return text
     raise ValueError("the checkout link does not fit in one message")
 
 
