@@ -25,7 +25,7 @@ from flask_wtf import FlaskForm
 from integrations.genesys.messaging import mask_address
 from kernel.clock import as_utc, rfc3339
 from kernel.errors import NotFound, PaygateError
-from kernel.i18n import N_, catalog_name
+from kernel.i18n import N_, catalog_name, text_direction
 from kernel.money import format_amount
 from payments.agent_facts import attempts_of, payment_of
 from payments.links import last_send_of
@@ -151,11 +151,12 @@ def when(moment: datetime | None) -> str | None:
     would go stale on a page that is only re-rendered when something changes."""
     if moment is None:
         return None
-    locale = catalog_name(page_language())
-    moment = as_utc(moment)
-    text = (f"{format_skeleton('MMMd', moment, tzinfo=timezone.utc, locale=locale)}, "
-            f"{format_skeleton('Hm', moment, tzinfo=timezone.utc, locale=locale)}")
-    return ltr(gettext("%(time)s UTC", time=text))
+    language = page_language()
+    locale, moment = catalog_name(language), as_utc(moment)
+    separator = "، " if text_direction(language) == "rtl" else ", "  # the Arabic comma in Arabic
+    text = (format_skeleton("MMMd", moment, tzinfo=timezone.utc, locale=locale) + separator
+            + format_skeleton("Hm", moment, tzinfo=timezone.utc, locale=locale))
+    return gettext("%(time)s UTC", time=text)
 
 
 def _decline_words(code: str | None) -> str | None:

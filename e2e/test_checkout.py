@@ -154,13 +154,13 @@ def test_agent_view_follows_a_payment_live_and_can_cancel(e2e_stack, browser):
         agent, customer = context.new_page(), context.new_page()
         s = e2e_stack.create_session()
         agent.goto(s["agent_url"])
-        assert agent.locator("#agent-status").inner_text() == "pending"
+        assert agent.locator("#agent-status").get_attribute("data-status") == "pending"
         customer.goto(s["checkout_url"])
         fill(customer, "5555555555554444")
         customer.locator('button[type="submit"]').click()
         customer.get_by_text("approved", exact=False).first.wait_for()
         # no reload by the test: agent.js notices the new status
-        agent.locator("#agent-status", has_text="approved").wait_for()
+        agent.locator('#agent-status[data-status="approved"]').wait_for()
         assert "ending 4444" in agent.locator("#agent-card").inner_text()
         assert "555555" not in agent.content() and agent.locator("#agent-cancel").count() == 0
 
@@ -168,7 +168,7 @@ def test_agent_view_follows_a_payment_live_and_can_cancel(e2e_stack, browser):
         agent.goto(other["agent_url"])
         agent.locator("#agent-cancel").click()
         agent.locator("#agent-notice", has_text="canceled").wait_for()
-        assert agent.locator("#agent-status").inner_text() == "canceled"
+        assert agent.locator("#agent-status").get_attribute("data-status") == "canceled"
         assert e2e_stack.session(other["session_id"])["status"] == "canceled"
     finally:
         context.close()

@@ -163,7 +163,8 @@ def test_demo_prints_a_link_that_pays_and_writes_back(page):
                         what="the billing workflow start")
             assert runs[0]["inputData"]["Flow.eventId"] == received[0]["event_id"]
             page.goto(agent)
-            assert page.locator("#agent-status").inner_text() == "approved"
+            assert page.locator("#agent-status").get_attribute("data-status") == "approved"
+            assert page.locator("#agent-merchant").inner_text() == "Acme Mobile"  # the demo client's display name
             check_contact_center(page, banner, f"http://127.0.0.1:{port}", emulator)
         finally:
             os.killpg(proc.pid, signal.SIGINT)

@@ -110,7 +110,7 @@ def test_voice_caller_keys_an_amex_into_the_secure_flow(e2e_stack, page):
 
     # the agent view: approved, the last four, nothing more of the number
     page.goto(s["agent_url"])
-    assert page.locator("#agent-status").inner_text().strip() == "approved"
+    assert page.locator("#agent-status").get_attribute("data-status") == "approved"
     assert "0005" in page.locator("#agent-card").inner_text()
     html = page.content()
     (stack.logs / f"agent-view-{sid}.html").write_text(html, encoding="utf-8")

@@ -55,6 +55,8 @@ DEMO_WORKFLOW_ID = "demo-billing-workflow"
 DEMO_WORKTYPE_ID = "5d1e6a0c-7b2f-4c3d-8e9a-0f1b2c3d4e5f"
 """The Task Management worktype failed refunds become workitems of (registered at the emulator)."""
 DEMO_SMS_FROM = "+15550100100"
+DEMO_DISPLAY_NAME = "Acme Mobile"
+"""The name the demo client shows customers: the page title and heading, the SMS and the agent view."""
 DEMO_CUSTOMER_PHONE = "+15550100199"
 DEMO_CALLER_ANI = "tel:+15550100199"
 """``Call.Ani`` of the demo's voice payments, the way Genesys gives it (docs/api.md, "Voice signals and MOTO")."""
@@ -277,7 +279,7 @@ class Demo:
         try:
             with make_sessionmaker(engine).begin() as db:
                 created = create_client(db, name="demo", callback_url=f"{self.emulator_url}/webhooks/paygate",
-                                        now=system_clock(), new_id=random_id)
+                                        now=system_clock(), new_id=random_id, display_name=DEMO_DISPLAY_NAME)
                 configure_genesys(db, created.client_id, GenesysSettings(
                     region="us_east_1", client_id=GENESYS_CLIENT_ID, client_secret=self.genesys_secret,
                     api_base=self.emulator_url, login_base=self.emulator_url, workflow_id=DEMO_WORKFLOW_ID,

@@ -256,7 +256,7 @@ def test_agent_view_shows_the_last_send_and_sends_again(ready, genesys):
     assert 'id="agent-resend"' not in ready.http.get(agent).get_data(as_text=True)
     send(ready, created["session_id"], {"to": TO, "messenger_type": "sms"})
     html = ready.http.get(agent).get_data(as_text=True)
-    assert "by SMS to +1555***4567 at 12:00 UTC" in html and TO not in html
+    assert "By SMS to +1555***4567, Nov 23, 12:00 UTC" in html and TO not in html
     csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html).group(1)
     resend_url = agent.replace(f"/agent/{created['session_id']}", f"/agent/{created['session_id']}/resend")
     r = ready.http.post(resend_url, data={"csrf_token": csrf})
