@@ -19,6 +19,15 @@ from .test_checkout import fill
 SHOTS = Path(os.environ.get("PAYGATE_SCREENSHOT_DIR", "/tmp/paygate-merchant"))
 
 
+def _axe_violations(page) -> list[str]:
+    """axe-core's WCAG 2.1 A/AA violations on ``page`` (the packaged axe-core of axe-playwright-python)."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page, options={"runOnly": {"type": "tag",
+                                                   "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}})
+    return [f"{v['id']}: {[n['target'] for n in v['nodes']]}" for v in results.response["violations"]]
+
+
 def _merchant_client(e2e_stack) -> dict:
     out = subprocess.run([sys.executable, "-m", "paygate.cli", "clients", "create", "acme-e2e",
                           "--display-name", "Acme Mobile", "--support-phone", "+1 415 555 0132",
@@ -59,6 +68,7 @@ def test_the_page_and_the_agent_view_name_the_merchant(e2e_stack, browser):
         color = customer.locator("#pay-button").evaluate("b => getComputedStyle(b).backgroundColor")
         assert color == "rgb(26, 95, 180)"  # #1a5fb4, from the same-origin accent stylesheet
         customer.screenshot(path=str(SHOTS / "merchant-form-375.png"), full_page=True)
+        assert _axe_violations(customer) == []
 
         fill(customer, "4000000000009995")  # insufficient funds
         customer.locator("#pay-button").click()
@@ -81,11 +91,13 @@ def test_the_page_and_the_agent_view_name_the_merchant(e2e_stack, browser):
         assert agent.locator(".agent-view").evaluate("e => getComputedStyle(e).textAlign") in ("start", "left")
         assert "424242424242" not in agent.content().replace(" ", "")
         agent.screenshot(path=str(SHOTS / "agent-view-1280.png"), full_page=True)
+        assert _axe_violations(agent) == []
         agent.goto(s["agent_url"] + "&locale=es")
         assert agent.locator("#agent-status").inner_text() == "Aprobado"
         agent.screenshot(path=str(SHOTS / "agent-view-es-1280.png"), full_page=True)
         agent.goto(s["agent_url"] + "&locale=ar")
         agent.screenshot(path=str(SHOTS / "agent-view-ar-1280.png"), full_page=True)
+        assert _axe_violations(agent) == []
 
         # a pending session's agent view follows the customer live, in words
         live = _session(e2e_stack, client, intent="hold")
@@ -100,6 +112,7 @@ def test_the_page_and_the_agent_view_name_the_merchant(e2e_stack, browser):
         agent.locator("#agent-status", has_text="Approved").wait_for()
         assert "UTC" in agent.locator("#agent-capture-before").inner_text()
         agent.screenshot(path=str(SHOTS / "agent-view-hold-420.png"), full_page=True)
+        assert _axe_violations(agent) == []
         assert csp_errors == []
     finally:
         phone.close()
