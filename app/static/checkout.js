@@ -662,7 +662,7 @@
     let lastHeight = -1;
     const sendHeight = () => {
       const height = pageHeight();
-      if (height === lastHeight) return;
+      if (height === lastHeight || height <= 0) return; // 0: the host hid the frame (nothing to lay out)
       lastHeight = height;
       tellParent({ type: "paygate:resize", height });
     };
