@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from functools import lru_cache
+from urllib.parse import urlsplit
 
 from babel.lists import format_list
 from babel.numbers import get_decimal_symbol
@@ -24,7 +26,7 @@ from kernel.errors import Conflict, NotFound
 from kernel.i18n import N_, ascii_digits, catalog_name
 from kernel.money import exponent, format_amount
 from payments.amount_rules import major_units_text, parse_major_units
-from payments.models import PaymentSession
+from payments.models import TERMINAL_STATUSES, PaymentSession
 from payments.sessions import display_amount
 from payments.submission import BUSY_MESSAGE, CardInput, brand_rules_json
 from tokenizer.cards import BRANDS, parse_expiry_text
@@ -54,6 +56,53 @@ OUTCOME_TEXT = {
                                                      "You will not be charged twice. Refresh this page in a moment.")),
 }
 """Status → (title, message) of the outcome page, in English (``gettext`` gives the page's language)."""
+
+DECLINE_FIELDS = {"incorrect_cvc": "cvc", "invalid_cvc": "cvc", "expired_card": "expiry",
+                  "invalid_expiry_month": "expiry", "invalid_expiry_year": "expiry", "incorrect_number": "number",
+                  "invalid_number": "number"}
+"""Decline code → the form field it is about (marked ``aria-invalid`` and described by the decline message); any
+other decline is about the card as a whole and describes the card number field without marking it invalid."""
+
+
+@lru_cache(maxsize=16)
+def frame_origins(frame_ancestors: tuple[str, ...]) -> tuple[str, ...]:
+    """The parents the page posts its iframe messages to (docs/embedding.md): each ``PAYGATE_FRAME_ANCESTORS``
+    entry that names one exact origin, as ``scheme://host[:port]`` (lower case, default port dropped), and
+    ``'self'`` kept as is (checkout.js reads it as the page's own origin, which a proxy in front cannot change).
+    Entries that are not one origin cannot be a ``postMessage`` target and are skipped: wildcards
+    (``https://*.example.com``, ``*``), bare schemes (``https:``), hosts without a scheme, ``'none'``.
+    See https://html.spec.whatwg.org/multipage/web-messaging.html#dom-window-postmessage (targetOrigin)."""
+    out: list[str] = []
+    for entry in frame_ancestors:
+        if entry.lower() == "'self'":
+            origin = "'self'"
+        else:
+            try:
+                parts = urlsplit(entry)
+                port = parts.port
+            except ValueError:
+                continue
+            host = (parts.hostname or "").lower()
+            if parts.scheme.lower() not in ("http", "https") or not host or "*" in entry or parts.username \
+                    or parts.password or parts.query or parts.fragment or parts.path not in ("", "/"):
+                continue
+            scheme = parts.scheme.lower()
+            default = {"http": 80, "https": 443}[scheme]
+            host = f"[{host}]" if ":" in host else host
+            origin = f"{scheme}://{host}" + (f":{port}" if port not in (None, default) else "")
+        if origin not in out:
+            out.append(origin)
+    return tuple(out)
+
+
+@bp.app_context_processor
+def _frame_context() -> dict:
+    """``frame_origins_json`` for checkout/base.html (every checkout page, error pages included)."""
+    try:
+        ancestors = tuple(services().settings.frame_ancestors)
+    except (KeyError, AttributeError):  # an app without paygate's services (never framed)
+        ancestors = ()
+    return {"frame_origins_json": json.dumps(list(frame_origins(ancestors)))}
 
 
 def _load(session_id: str) -> PaymentSession | None:
@@ -179,8 +228,12 @@ def error_page(status: int, headers: dict | None = None):
 
 
 def _render(s: PaymentSession, form: CheckoutForm | None = None, field_errors=None, status=200, *,
-            busy: bool = False):
+            busy: bool = False, declined: bool = False):
+    """The form (pending) or the outcome page. ``declined``: the answer to the POST that was just declined — the
+    form keeps the name and expiry the customer typed (never the number or the CVC) and the decline message takes
+    the focus."""
     view = _view(s, busy=busy)
+    view["terminal"] = s.status in TERMINAL_STATUSES
     if s.status != "pending":
         key = s.status if s.status in OUTCOME_TEXT else "processing"
         title, message = OUTCOME_TEXT[key]
@@ -189,6 +242,9 @@ def _render(s: PaymentSession, form: CheckoutForm | None = None, field_errors=No
                     card_last4=s.card_last4 if s.status == "approved" else None)
         return render_template("checkout/outcome.html", view=view), status
     form = form or CheckoutForm()
+    if view["notice"] and view["notice_kind"] == "decline":
+        field = DECLINE_FIELDS.get(s.decline_code or "")
+        view.update(notice_field=field or "number", notice_invalid=field is not None, focus_notice=declined)
     form.submission_id.data = secrets.token_urlsafe(16)
     form.number.data = None  # never echo card data back into the page
     form.cvc.data = None
@@ -196,6 +252,8 @@ def _render(s: PaymentSession, form: CheckoutForm | None = None, field_errors=No
         form.amount.data = major_units_text(s.amount, s.currency, s.locale)
     allowed = services().settings.allowed_brands
     return render_template("checkout/form.html", view=view, form=form, field_errors=field_errors or {},
+                           brands=[(b, BRANDS[b].name) for b in allowed if b in BRANDS],
+                           accepted_text=_js_messages(allowed).get("accepted"),
                            action_url=url_for("checkout.page", session_id=s.id, t=request.args.get("t")),
                            brands_json=json.dumps(brand_rules_json(allowed)),
                            js_messages=json.dumps(_js_messages(allowed), ensure_ascii=False)), status
@@ -275,6 +333,10 @@ def submit(session_id: str):
         return _render(result.session, form, field_messages(result.field_errors), 422)
     if result.outcome == "busy":  # nothing was tried and no attempt used: the customer may try again shortly
         return _render(result.session, form, status=409, busy=True)
+    if result.outcome == "declined" and result.session.status == "pending":
+        # answered here rather than by a redirect, so the name and expiry the customer typed stay in the form
+        # without being kept anywhere (a re-POST of this form is a duplicate: it reports this decline again)
+        return _render(result.session, form, declined=True)
     return redirect(url_for("checkout.page", session_id=session_id, t=request.args.get("t")), code=303)
 
 

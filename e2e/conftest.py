@@ -83,6 +83,8 @@ class Stack:
             "PAYGATE_DELIVERY_BACKOFF_BASE": "0.2",
             "PAYGATE_FRAUD_CARD_SESSIONS_PER_HOUR": "100",
             "PAYGATE_FRAUD_IP_ATTEMPTS_PER_HOUR": "1000",
+            # the suite declines the same sandbox cards many times (every language, both widths, with and without scripts)
+            "PAYGATE_FRAUD_CARD_DECLINES_PER_DAY": "1000",
             # one server driven from one address by every e2e test: generous rate limits (still enforced)
             **{f"PAYGATE_RATE_LIMIT_{scope}": "1000000 per minute" for scope in (
                 "API", "TOKEN", "TOKEN_FAILURES_CLIENT", "TOKEN_FAILURES_IP", "CHECKOUT_SESSION", "CHECKOUT_IP")},

@@ -13,6 +13,7 @@ def fill(target, number, *, name="Ada Lovelace", expiry="12/30", cvc="123"):
     """Types the card the way a person does (``target`` is a Page or a FrameLocator)."""
     target.locator('input[name="cardholder_name"]').fill(name)
     target.locator('input[name="number"]').press_sequentially(number)
+    target.locator('input[name="expiry"]').fill("")  # after a decline the form kept the expiry
     target.locator('input[name="expiry"]').press_sequentially(expiry)
     target.locator('input[name="cvc"]').press_sequentially(cvc)
 
@@ -91,7 +92,9 @@ def test_page_works_inside_an_iframe_on_an_allowed_origin(e2e_stack, page):
     frame = page.frame_locator("iframe")
     fill(frame, "5555555555554444")
     frame.locator('button[type="submit"]').click()
-    frame.get_by_text("approved", exact=False).first.wait_for()
+    # the page's paygate:outcome closes the host's modal, which then tells the outcome itself
+    page.locator("#payment-outcome", has_text="Payment approved").wait_for()
+    assert page.locator("#pay-modal").is_hidden()
     assert e2e_stack.session(s["session_id"])["status"] == "approved"
 
 
@@ -121,6 +124,113 @@ def test_payment_completes_without_javascript(e2e_stack, browser):
         assert e2e_stack.session(s["session_id"])["status"] == "approved"
     finally:
         context.close()
+
+
+SHOTS = "/tmp/paygate-checkout-shots"
+
+
+def _decline_state(page) -> dict:
+    """What a keyboard and screen-reader user meets after a decline: the focused element and the form's state."""
+    return page.evaluate("""() => {
+        const active = document.activeElement;
+        const field = (id) => { const el = document.getElementById(id);
+            return {value: el.value, attr: el.getAttribute("value") || "", described: el.getAttribute("aria-describedby") || "",
+                    invalid: el.getAttribute("aria-invalid")}; };
+        return {active: active && active.id, role: active && active.getAttribute("role"),
+                tabindex: active && active.getAttribute("tabindex"), text: active && active.innerText,
+                name: field("cardholder_name"), expiry: field("expiry"), number: field("number"), cvc: field("cvc")};
+    }""")
+
+
+def _assert_declined_form(state: dict, *, name: str, expiry: str, english: bool = True):
+    assert state["active"] == "decline-notice" and state["role"] == "alert" and state["tabindex"] == "-1"
+    assert "declined" in state["text"].lower() if english else state["text"].strip()
+    assert state["name"]["value"] == name and state["expiry"]["value"] == expiry
+    assert state["number"]["value"] == state["number"]["attr"] == "" and state["cvc"]["value"] == state["cvc"]["attr"] == ""
+    assert "decline-notice" in state["number"]["described"].split() and state["number"]["invalid"] is None
+
+
+@pytest.mark.parametrize("locale,width", [("en", 375), ("en", 1280), ("ar", 375), ("ar", 1280)])
+def test_a_decline_keeps_name_and_expiry_and_focuses_the_message(e2e_stack, browser, locale, width):
+    import os
+
+    os.makedirs(SHOTS, exist_ok=True)
+    context = browser.new_context(viewport={"width": width, "height": 812})
+    page = context.new_page()
+    try:
+        s = e2e_stack.create_session(locale=locale)
+        page.goto(s["checkout_url"])
+        fill(page, "4000000000000002", name="Katherine Johnson", expiry="08/31", cvc="456")
+        with page.expect_navigation():
+            page.locator('button[type="submit"]').click()
+        page.locator("#decline-notice").wait_for()
+        page.wait_for_function("document.activeElement && document.activeElement.id === 'decline-notice'")
+        _assert_declined_form(_decline_state(page), name="Katherine Johnson", expiry="08/31", english=locale == "en")
+        assert "4000" not in page.content() and 'value="456"' not in page.content()
+        page.screenshot(path=f"{SHOTS}/decline-{locale}-{width}.png", full_page=True)
+        # Tab from the message goes on into the form, and a retry with the kept name and expiry pays
+        page.locator('input[name="number"]').press_sequentially("4242424242424242")
+        page.locator('input[name="cvc"]').press_sequentially("123")
+        with page.expect_navigation():
+            page.locator('button[type="submit"]').click()
+        page.locator('[data-outcome="approved"]').wait_for()
+        assert e2e_stack.session(s["session_id"])["attempts"] == 2
+    finally:
+        context.close()
+
+
+def test_a_decline_without_javascript_keeps_name_and_expiry_and_focuses_the_message(e2e_stack, browser):
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 375, "height": 812})
+    page = context.new_page()
+    try:
+        s = e2e_stack.create_session()
+        page.goto(s["checkout_url"])
+        page.locator('input[name="cardholder_name"]').fill("Dorothy Vaughan")
+        page.locator('input[name="number"]').fill("4000 0000 0000 0002")
+        page.locator('input[name="expiry"]').fill("07/32")
+        page.locator('input[name="cvc"]').fill("321")
+        with page.expect_navigation():
+            page.locator('button[type="submit"]').click()
+        page.locator("#decline-notice").wait_for()
+        # the message is the form's first element and takes the focus through autofocus (no script runs)
+        assert page.locator("#checkout-form > :not(input[type=hidden])").first.get_attribute("id") == "decline-notice"
+        state = _decline_state(page)
+        _assert_declined_form(state, name="Dorothy Vaughan", expiry="07/32")
+        page.locator('input[name="number"]').fill("4242 4242 4242 4242")
+        page.locator('input[name="cvc"]').fill("123")
+        with page.expect_navigation():
+            page.locator('button[type="submit"]').click()
+        page.get_by_text("approved", exact=False).first.wait_for()
+        assert e2e_stack.session(s["session_id"])["status"] == "approved"
+    finally:
+        context.close()
+
+
+def test_brand_icons_highlight_the_detected_brand_and_the_hint_is_not_the_placeholder(e2e_stack, page):
+    s = e2e_stack.create_session()
+    page.goto(s["checkout_url"])
+    items = page.locator("#accepted-brands .brand-item")
+    assert items.count() >= 2 and page.locator("#accepted-brands .brand-list").get_attribute("aria-hidden") == "true"
+    assert page.locator("#accepted-brands .visually-hidden").inner_text().startswith("We accept Visa")
+    for img in page.locator("#accepted-brands img").all():  # every icon is drawn (a broken file has no size)
+        assert img.evaluate("el => el.complete && el.naturalWidth > 0")
+    page.locator('input[name="number"]').press_sequentially("5555")
+    page.locator('.brand-item.is-detected[data-brand="mastercard"]').wait_for()
+    assert page.locator(".brand-item.is-detected").count() == 1
+    assert page.locator("#card-brand").inner_text().strip() == "Mastercard"  # the icon's text equivalent
+    assert page.locator("#card-brand img").get_attribute("alt") == ""
+    import os
+
+    os.makedirs(SHOTS, exist_ok=True)
+    page.locator("#checkout-form").screenshot(path=f"{SHOTS}/brand-detected-375.png")
+    page.locator('input[name="number"]').fill("")
+    page.locator('input[name="number"]').press_sequentially("4")
+    page.locator('.brand-item.is-detected[data-brand="visa"]').wait_for()
+    for name in ("number", "expiry", "cvc"):
+        field = page.locator(f'input[name="{name}"]')
+        hint = page.locator(f"#{name}-hint")
+        if hint.count():
+            assert hint.inner_text().strip() != (field.get_attribute("placeholder") or "").strip()
 
 
 def test_phone_layout_has_no_horizontal_scroll_and_labels(e2e_stack, page):

@@ -3,13 +3,19 @@
  *
  * What it does, all as progressive enhancement (the form posts and the server validates without it):
  *  - formats the card number while typing (4-4-4-4…, Amex 4-6-5) without losing the caret,
- *  - shows the detected card brand, using the same BIN prefixes as tokenizer/cards.py,
+ *  - shows the detected card brand (its icon next to the label, highlighted in the accepted brands row), using the
+ *    same BIN prefixes as tokenizer/cards.py,
  *  - checks each field on blur (and again while the customer fixes a reported error) with the same
  *    ARIA wiring the server uses: message in #<field>-error, aria-describedby, aria-invalid="true",
  *  - on submit: blocks an invalid form and focuses the first bad field; otherwise locks the pay button on
  *    the first submit so a double click or a second Enter cannot send a second POST,
  *  - for a customer-entered amount (a session with an amount_range): checks the amount field against the range
- *    and shows the amount being paid in the header and on the pay button as it is typed.
+ *    and shows the amount being paid in the header and on the pay button as it is typed,
+ *  - after a decline (the form the server rendered in answer to the declined POST, name and expiry kept), moves
+ *    the focus to the decline message,
+ *  - inside an iframe, tells the parent window its height (paygate:resize) and, on the outcome page of a final
+ *    status, the outcome (paygate:outcome), posted to each allowed parent origin exactly, never "*"
+ *    (docs/embedding.md).
  *
  * Card data stays in the form: it is never logged, stored (no localStorage/sessionStorage/cookies), put in
  * the URL or sent anywhere except by the form's own POST.
@@ -242,13 +248,8 @@
     // The script takes over validation, so the browser's own bubbles stay out of the way.
     form.noValidate = true;
 
-    const accepted = form.querySelector("#accepted-brands");
-    if (accepted && brands.length) {
-      const names = brands.map((b) => b.name);
-      const list = names.length > 1 ? `${names.slice(0, -1).join(", ")} and ${names[names.length - 1]}` : names[0];
-      accepted.textContent = MESSAGES.accepted || `We accept ${list}.`;
-      accepted.hidden = false;
-    }
+    // the accepted brands row (server-rendered icons): the detected brand is highlighted, the others dimmed
+    const brandList = form.querySelector(".brand-list");
 
     // ---- errors, wired the same way as the server-rendered ones ----
 
@@ -387,6 +388,12 @@
 
     // ---- brand display ----
 
+    /** The icon of an accepted brand: the one the server drew in the accepted brands row. */
+    function brandIcon(brand) {
+      const img = brandList && brandList.querySelector(`.brand-item[data-brand="${brand}"] img`);
+      return img ? img.getAttribute("src") : "";
+    }
+
     function renderBrand(brand) {
       if (brand === currentBrand) return;
       currentBrand = brand;
@@ -396,9 +403,29 @@
         if (brand) {
           const badge = document.createElement("span");
           badge.className = `brand-badge brand-badge--${brand}`;
-          if (!allowed.has(brand)) badge.classList.add("brand-badge--refused");
-          badge.textContent = rulesFor(brand).name;
+          const name = document.createElement("span");
+          name.textContent = rulesFor(brand).name;
+          if (allowed.has(brand)) {
+            // the icon is decoration: the brand's name is the text (read out through aria-describedby)
+            const icon = document.createElement("img");
+            icon.src = brandIcon(brand);
+            icon.alt = "";
+            icon.width = 32;
+            icon.height = 21;
+            icon.className = "brand-badge-icon";
+            name.className = "visually-hidden";
+            badge.append(icon, name);
+          } else {
+            badge.classList.add("brand-badge--refused");
+            badge.appendChild(name);
+          }
           brandSlot.appendChild(badge);
+        }
+      }
+      if (brandList) {
+        brandList.classList.toggle("has-detected", Boolean(brand && allowed.has(brand)));
+        for (const item of brandList.querySelectorAll(".brand-item")) {
+          item.classList.toggle("is-detected", item.dataset.brand === brand);
         }
       }
       if (cvcHint) cvcHint.textContent = brand === "amex" ? MESSAGES.cvcHintFront : MESSAGES.cvcHintBack;
@@ -589,12 +616,76 @@
       });
       summary.focus();
     }
+
+    // After a decline: the message first (autofocus does it without scripts, but not in a cross-origin frame).
+    const declined = form.querySelector(".notice[data-focus]");
+    if (declined && !summary) declined.focus();
+  }
+
+  // ---- inside an iframe: messages to the allowed parent origins (docs/embedding.md) ----
+
+  /** The exact origins the page may post to (body data-frame-origins, from PAYGATE_FRAME_ANCESTORS: "'self'" is
+   * this page's origin; the server already left out entries that are not one origin). Never "*". */
+  function frameOrigins() {
+    let listed = [];
+    try {
+      listed = JSON.parse(document.body.dataset.frameOrigins || "[]");
+    } catch (_err) {
+      listed = [];
+    }
+    const out = [];
+    for (const entry of Array.isArray(listed) ? listed : []) {
+      const origin = entry === "'self'" ? window.location.origin : entry;
+      if (typeof origin !== "string" || !/^https?:\/\/[^/*\s]+$/.test(origin) || out.includes(origin)) continue;
+      out.push(origin);
+    }
+    return out;
+  }
+
+  function tellParent(message) {
+    // each copy reaches the parent only if its origin is that one: the browser drops the others
+    for (const origin of frameOrigins()) {
+      try {
+        window.parent.postMessage(message, origin);
+      } catch (_err) {
+        // a malformed origin: nothing to send there
+      }
+    }
+  }
+
+  /** The page's height in CSS px (the content, not the frame: the frame may be taller than the page). */
+  function pageHeight() {
+    return Math.ceil(document.documentElement.getBoundingClientRect().height);
+  }
+
+  function talkToParent() {
+    let lastHeight = -1;
+    const sendHeight = () => {
+      const height = pageHeight();
+      if (height === lastHeight || height <= 0) return; // 0: the host hid the frame (nothing to lay out)
+      lastHeight = height;
+      tellParent({ type: "paygate:resize", height });
+    };
+    sendHeight();
+    if (window.ResizeObserver) {
+      const observer = new ResizeObserver(() => sendHeight());
+      observer.observe(document.documentElement);
+      observer.observe(document.body);
+    } else {
+      window.addEventListener("resize", sendHeight);
+    }
+    window.addEventListener("load", sendHeight);
+    const outcome = document.querySelector("[data-outcome][data-session-id]");
+    if (outcome) {
+      tellParent({ type: "paygate:outcome", session_id: outcome.dataset.sessionId, status: outcome.dataset.outcome });
+    }
   }
 
   function start() {
     if (window.self !== window.top) document.documentElement.classList.add("in-frame");
     const form = document.getElementById("checkout-form");
     if (form) setup(form);
+    if (window.parent !== window) talkToParent();
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);

@@ -90,7 +90,8 @@ def test_hold_intent_authorizes_without_capture(stack):
 def test_decline_then_retry_then_approve(stack):
     created = stack.create_session()
     sid = created["session_id"]
-    assert pay(stack, created["checkout_url"], number=DECLINE).status_code == 303
+    r = pay(stack, created["checkout_url"], number=DECLINE)
+    assert r.status_code == 200 and "declined" in r.get_data(as_text=True).lower()  # the form again, told why
     v = view(stack, sid)
     assert v["status"] == "pending" and v["attempts"] == 1 and v["decline_code"] == "generic_decline"
     assert v["outcome"] == "declined" and "declined" in v["message"].lower()
@@ -263,3 +264,96 @@ def test_decline_codes_are_explained(stack, number, code):
     pay(stack, created["checkout_url"], number=number)
     v = view(stack, created["session_id"])
     assert v["decline_code"] == code and v["status"] == "pending"
+
+
+# ---- after a decline: the form keeps name and expiry (never the number or the CVC), the message takes the focus ----
+
+def _tag(html: str, pattern: str) -> str:
+    found = re.search(pattern, html)
+    assert found, pattern
+    return found.group(0)
+
+
+def _input(html: str, name: str) -> str:
+    return _tag(html, rf'<input[^>]*\bid="{name}"[^>]*>')
+
+
+def _value(tag: str) -> str:
+    found = re.search(r'\bvalue="([^"]*)"', tag)
+    return found.group(1) if found else ""
+
+
+def test_a_decline_keeps_name_and_expiry_but_never_the_number_or_cvc(stack):
+    created = stack.create_session()
+    r = pay(stack, created["checkout_url"], number=DECLINE, name="Ada Lovelace", expiry="11/31", cvc="739")
+    html = r.get_data(as_text=True)
+    assert r.status_code == 200 and view(stack, created["session_id"])["attempts"] == 1
+    assert _value(_input(html, "cardholder_name")) == "Ada Lovelace" and _value(_input(html, "expiry")) == "11/31"
+    assert _value(_input(html, "number")) == "" and _value(_input(html, "cvc")) == ""
+    assert "0000 0002" not in html and "4000000000000002" not in html and 'value="739"' not in html
+    # the message is the form's first element (after its hidden inputs) and takes the focus without scripts
+    form = html[html.index('<form class="card-form"'):]
+    first = re.sub(r'^<form[^>]*>\s*(<input[^>]*type="hidden"[^>]*>\s*)*', "", form)
+    notice = _tag(first, r"^<div[^>]*>")
+    assert 'id="decline-notice"' in notice and 'role="alert"' in notice and 'tabindex="-1"' in notice
+    assert "autofocus" in notice
+    # a decline of the card as a whole describes the number field without calling it invalid
+    number = _input(html, "number")
+    assert "decline-notice" in _tag(number, r'aria-describedby="[^"]*"') and "aria-invalid" not in number
+    assert "aria-invalid" not in _input(html, "expiry") and "aria-invalid" not in _input(html, "cardholder_name")
+
+
+def test_a_decline_about_one_field_marks_that_field(stack):
+    created = stack.create_session()
+    html = pay(stack, created["checkout_url"], number="4000 0000 0000 0069").get_data(as_text=True)  # expired_card
+    expiry = _input(html, "expiry")
+    assert 'aria-invalid="true"' in expiry and "decline-notice" in _tag(expiry, r'aria-describedby="[^"]*"')
+    assert "aria-invalid" not in _input(html, "number")
+
+
+def test_the_declined_form_posted_again_is_a_duplicate_and_a_reload_keeps_nothing(stack):
+    created = stack.create_session()
+    hidden = open_form(stack, created["checkout_url"])
+    first = pay(stack, created["checkout_url"], number=DECLINE, hidden=hidden)
+    again = pay(stack, created["checkout_url"], number=DECLINE, hidden=hidden)  # the browser's "resubmit"
+    assert first.status_code == again.status_code == 200
+    assert view(stack, created["session_id"])["attempts"] == 1 and charges(stack) == []
+    html = stack.http.get(_path(created["checkout_url"])).get_data(as_text=True)
+    assert 'id="decline-notice"' in html and "autofocus" not in html  # told again, but not a fresh answer
+    assert _value(_input(html, "cardholder_name")) == "" and _value(_input(html, "expiry")) == ""
+
+
+def test_the_last_decline_still_redirects_to_the_outcome(stack):
+    created = stack.create_session()
+    results = [pay(stack, created["checkout_url"], number="4000 0000 0000 9995").status_code for _ in range(3)]
+    assert results == [200, 200, 303]
+
+
+# ---- iframe messages: the allowed parent origins, rendered exactly ----
+
+def _frame_origins(html: str) -> list:
+    raw = _tag(html, r'data-frame-origins="[^"]*"').split("=", 1)[1].strip('"')
+    return json.loads(raw.replace("&#34;", '"').replace("&quot;", '"').replace("&#39;", "'"))
+
+
+def test_frame_origins_are_exact_origins_only(stack_factory):
+    stack = stack_factory(FRAME_ANCESTORS="'self' https://Desk.Example.com:443/ https://*.example.org https: "
+                                          "http://localhost:8080 example.net 'none' * https://desk.example.com")
+    created = stack.create_session()
+    html = stack.http.get(_path(created["checkout_url"])).get_data(as_text=True)
+    assert _frame_origins(html) == ["'self'", "https://desk.example.com", "http://localhost:8080"]
+    assert "*" not in _tag(html, r'data-frame-origins="[^"]*"')
+    # the error pages carry them too (a broken link inside the frame still sizes it)
+    broken = stack.http.get("/checkout/ps_nope?t=x").get_data(as_text=True)
+    assert _frame_origins(broken) == ["'self'", "https://desk.example.com", "http://localhost:8080"]
+
+
+def test_outcome_page_names_session_and_final_status_for_the_frame(stack):
+    created = stack.create_session()
+    pay(stack, created["checkout_url"])
+    html = stack.http.get(_path(created["checkout_url"])).get_data(as_text=True)
+    assert _frame_origins(html) == ["'self'", "http://127.0.0.1:8010"]
+    section = _tag(html, r'<section class="outcome[^>]*>')
+    assert f'data-session-id="{created["session_id"]}"' in section and 'data-outcome="approved"' in section
+    form = stack.http.get(_path(stack.create_session()["checkout_url"])).get_data(as_text=True)
+    assert "data-outcome" not in form

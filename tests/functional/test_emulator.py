@@ -201,6 +201,8 @@ def test_embed_frames_the_checkout_url(http):
         assert r.status_code == 200
         html = r.get_data(as_text=True)
         assert f'<iframe src="{url}"' in html and 'allow="payment"' in html and 'width="420"' in html
+        # the modal trusts the page's iframe messages only from the checkout page's own origin
+        assert 'const PAYGATE_ORIGIN = "http://127.0.0.1:8000";' in html and "event.source !== frame.contentWindow" in html
 
 
 def test_embed_refuses_non_http_urls(http):

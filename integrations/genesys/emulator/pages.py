@@ -62,9 +62,13 @@ def _embed_target() -> str:
 
 @bp.get("/embed")
 def embed():
-    """A mock agent desktop with a chat and a payment modal whose iframe shows ``url`` (http/https only)."""
+    """A mock agent desktop with a chat and a payment modal whose iframe shows ``url`` (http/https only).
+
+    The modal follows the page's iframe messages (docs/embedding.md), accepted only from the frame's window and
+    from ``url``'s origin: ``paygate:resize`` sets the iframe's height (within the window), ``paygate:outcome``
+    closes the modal and says the outcome in the conversation."""
     url = _embed_target()
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         abort(400, description="pass ?url=<an absolute http(s) checkout URL>")
-    return render_template("embed.html", url=url)
+    return render_template("embed.html", url=url, origin=f"{parsed.scheme}://{parsed.netloc}".lower())
