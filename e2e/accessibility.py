@@ -78,10 +78,11 @@ class Review:
         self.language = language
         self.violations: list[dict] = []
         self.visited: list[str] = []
+        self.overflows: list[str] = []
 
     def check(self, page, state: str) -> None:
-        """Runs axe on ``page`` as it is now at each width of :data:`WIDTHS` (screenshots for en and ar), then
-        puts the viewport back to the phone's size."""
+        """Runs axe on ``page`` as it is now at each width of :data:`WIDTHS` and notes any horizontal scrolling
+        (screenshots for en and ar), then puts the viewport back to the phone's size."""
         assert state in STATES, f"{state} is not in e2e/accessibility.py STATES"
         self.visited.append(state)
         for width, height in WIDTHS.items():
@@ -90,13 +91,18 @@ class Review:
                                               "resultTypes": ["violations"]})
             for v in results.response["violations"]:
                 self.violations.append({**v, "state": state, "width": width})
+            scroll_width = page.evaluate("document.documentElement.scrollWidth")
+            if scroll_width > width:  # WCAG 2.1 1.4.10 Reflow: no horizontal scrolling
+                self.overflows.append(f"{state} @{width}px: the page is {scroll_width}px wide")
             if self.language in SCREENSHOT_LANGUAGES:
                 page.screenshot(path=str(screenshot_dir() / f"{self.language}-{state}-{width}.png"), full_page=True)
         page.set_viewport_size({"width": 375, "height": WIDTHS[375]})
 
     def assert_clean(self, expected_states=()) -> None:
-        """Fails on any violation seen (all of them listed) or any state of ``expected_states`` not checked."""
+        """Fails on any violation or horizontal scrolling seen (all of them listed) or any state of
+        ``expected_states`` not checked."""
         assert not self.violations, (f"axe-core: {len(self.violations)} WCAG 2.1 AA violation(s) in "
                                      f"{self.language}:\n{describe(self.violations)}")
+        assert not self.overflows, f"horizontal scrolling in {self.language}: {self.overflows}"
         missing = [s for s in expected_states if s not in self.visited]
         assert not missing, f"states not checked in {self.language}: {missing}"
