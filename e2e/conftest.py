@@ -228,6 +228,13 @@ class Stack:
         stop_processes(self.procs, timeout=10)
 
 
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Names the folder of the run's review screenshots (e2e/accessibility.py), once, in the main process."""
+    state = os.environ.get("PAYGATE_TEST_STATE_DIR")
+    if state and (Path(state) / "screenshots").is_dir() and not hasattr(config, "workerinput"):
+        terminalreporter.write_line(f"screenshots of every page state for review: {Path(state) / 'screenshots'}")
+
+
 @pytest.fixture(scope="session")
 def e2e_stack():
     # one stack per xdist worker that runs e2e tests, each in its own directory (e2e, or e2e-gw1...)

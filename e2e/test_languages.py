@@ -7,22 +7,12 @@ from __future__ import annotations
 
 import pytest
 
+from e2e.accessibility import CARD_STATES, Review
 from kernel.i18n import translations
 
 pytestmark = pytest.mark.e2e
 
 LANGUAGES = [("en", "ltr"), ("es", "ltr"), ("fr", "ltr"), ("de", "ltr"), ("pt-BR", "ltr"), ("ar", "rtl")]
-SCREENSHOT_LANGUAGES = ("en", "ar")
-
-
-def shoot(e2e_stack, page, language: str, state: str) -> None:
-    """Screenshots of the current state at a phone's and a desktop's width (only for en and ar)."""
-    if language not in SCREENSHOT_LANGUAGES:
-        return
-    for width in (375, 1280):
-        page.set_viewport_size({"width": width, "height": 812 if width == 375 else 900})
-        page.screenshot(path=str(e2e_stack.logs / f"checkout-{language}-{state}-{width}.png"), full_page=True)
-    page.set_viewport_size({"width": 375, "height": 812})
 
 
 def fill(page, number, *, name="Ada Lovelace", expiry="12/30", cvc="123"):
@@ -38,12 +28,13 @@ def fill(page, number, *, name="Ada Lovelace", expiry="12/30", cvc="123"):
 @pytest.mark.parametrize("language, direction", LANGUAGES)
 def test_each_language_form_error_decline_outcome(e2e_stack, page, language, direction):
     _ = translations(language).gettext
+    review = Review(language)
     s = e2e_stack.create_session(locale=language)
     page.goto(s["checkout_url"])
     html = page.locator("html")
     assert (html.get_attribute("lang"), html.get_attribute("dir")) == (language, direction)
     assert page.locator('label[for="number"]').inner_text() == _("Card number")
-    shoot(e2e_stack, page, language, "form")
+    review.check(page, "form")
 
     # a field error from the page's script: a number too short, then the next field; then the number taken back
     page.locator('input[name="number"]').press_sequentially("4242")
@@ -55,7 +46,7 @@ def test_each_language_form_error_decline_outcome(e2e_stack, page, language, dir
     page.locator('input[name="number"]').dispatch_event("input")
     page.wait_for_function("document.getElementById('number-error').textContent === %r"
                            % _("Enter your card number."))
-    shoot(e2e_stack, page, language, "field-error")
+    review.check(page, "field-error")
 
     fill(page, "4000000000000002")
     with page.expect_navigation():
@@ -64,7 +55,7 @@ def test_each_language_form_error_decline_outcome(e2e_stack, page, language, dir
     alert.wait_for()
     assert _("Your card was declined. Please use another card or contact your card issuer.") in alert.inner_text()
     assert page.locator("html").get_attribute("lang") == language
-    shoot(e2e_stack, page, language, "decline")
+    review.check(page, "decline")
 
     fill(page, "4242424242424242")
     with page.expect_navigation():
@@ -72,7 +63,8 @@ def test_each_language_form_error_decline_outcome(e2e_stack, page, language, dir
     title = page.locator("#outcome-title")
     title.wait_for()
     assert title.inner_text() == _("Payment approved")
-    shoot(e2e_stack, page, language, "approved")
+    review.check(page, "approved")
+    review.assert_clean(CARD_STATES)
 
 
 def test_arabic_is_right_to_left_with_left_to_right_card_fields(e2e_stack, page):

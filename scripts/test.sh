@@ -39,6 +39,10 @@ cleanup() {
   local rc=$?
   stop_redis || true
   stop_postgres || true
+  if [ -d "$STATE/screenshots" ]; then  # the e2e run's screenshots for review (e2e/accessibility.py)
+    rm -rf build/screenshots && mkdir -p build && cp -r "$STATE/screenshots" build/screenshots
+    log "screenshots of every page state (en, ar; 375 and 1280 px) in $PAYGATE_ROOT/build/screenshots"
+  fi
   if [ "$rc" -eq 0 ] && [ -z "${PAYGATE_KEEP_STATE:-}" ]; then
     rm -rf "$STATE"
   else

@@ -365,7 +365,9 @@
       if (!amountInput || !money) return;
       const minor = parseAmount(amountInput.value.trim(), amountExponent, data.amountDecimal);
       const ok = minor !== null && minor >= amountMin && minor <= amountMax;
-      const shown = ok ? money.format(minor / 10 ** amountExponent) : "";
+      // on a right-to-left page the amount is one left-to-right isolate, as the server writes it (kernel/i18n.py)
+      const formatted = ok ? money.format(minor / 10 ** amountExponent) : "";
+      const shown = formatted && document.documentElement.dir === "rtl" ? `\u2066${formatted}\u2069` : formatted;
       if (orderAmount) {
         orderAmount.textContent = shown || `${data.amountMinDisplay}–${data.amountMaxDisplay}`;
         orderAmount.classList.toggle("order-amount--range", !shown);
