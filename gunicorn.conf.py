@@ -11,7 +11,7 @@ the gateway (Stripe: a few hundred ms), and the other threads keep answering pol
 the work is I/O-bound, so threads (not more processes) are what a slow gateway needs. gthread hands ready
 requests to its threads in arrival order, so the threads are many (a waiting thread costs memory, not CPU): a
 poll must not queue behind hundreds of customers. What bounds the CPU work instead is the app's admission
-control (``app/admission.py``, ``PAYGATE_ADMISSION_SLOTS``, default 3 per process): page renders, card
+control (``app/admission.py``, ``PAYGATE_ADMISSION_SLOTS``, default 1 per process): page renders, card
 submissions and other writes run a few at a time, and polls never wait for a slot. Each worker also sets the
 interpreter's switch interval to ``PAYGATE_WEB_SWITCH_INTERVAL_MS`` (default 1 ms; Python's is 5 ms): a poll
 whose Redis or database answer has arrived waits at most that long for a CPU-bound thread to hand over the
