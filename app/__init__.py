@@ -55,6 +55,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         SESSION_COOKIE_PARTITIONED=settings.production,
         JSON_SORT_KEYS=False,
         MAX_CONTENT_LENGTH=64 * 1024,
+        # WTForms' own messages are never shown (the checkout page words its errors itself, in its language);
+        # with this on, Flask-WTF reads WTForms' catalog from disk on every request that builds a form
+        WTF_I18N_ENABLED=False,
     )
     app.json.sort_keys = False
     app.extensions["paygate"] = services

@@ -83,7 +83,7 @@ class Settings:
     redis_max_connections: int = 40
     """``PAYGATE_REDIS_MAX_CONNECTIONS``: Redis connections per process; a thread waits up to 5 s for a free
     one (default 2 × ``PAYGATE_WEB_THREADS`` + 8)."""
-    admission_slots: int = 3
+    admission_slots: int = 1
     """``PAYGATE_ADMISSION_SLOTS``: requests per web process that may run their CPU parts at once (page renders,
     card submissions, every request but an API read; ``app/admission.py``); 0 turns admission control off."""
     admission_wait_seconds: float = 20.0
@@ -242,7 +242,7 @@ class Settings:
             db_pool_size=(db_pool := _int(get, "DB_POOL_SIZE", min(web_threads, 16), 1, 1000)),
             db_max_overflow=_int(get, "DB_MAX_OVERFLOW", max(4, db_pool // 2), 0, 1000),
             redis_max_connections=_int(get, "REDIS_MAX_CONNECTIONS", 2 * web_threads + 8, 1, 10_000),
-            admission_slots=_int(get, "ADMISSION_SLOTS", 3, 0, 1000),
+            admission_slots=_int(get, "ADMISSION_SLOTS", 1, 0, 1000),
             admission_wait_seconds=_float(get, "ADMISSION_WAIT_SECONDS", 20.0, 0.1, 3600),
             allowed_currencies=_currencies(get("ALLOWED_CURRENCIES")),
             min_amounts=_min_amounts(get("MIN_AMOUNTS")),

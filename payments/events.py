@@ -27,6 +27,7 @@ from callbacks.models import Event
 from callbacks.outbox import KIND_WEBHOOK, Destination, record_event
 from integrations.genesys import writeback
 from integrations.genesys.settings import settings_of
+from kernel.blocking import blocking
 from kernel.clock import IdFactory
 from kernel.errors import ValidationFailed
 from kernel.netguard import AddressNotAllowed, Resolver, check_host, system_resolver
@@ -73,7 +74,8 @@ def callback_url_problem(url: str, *, production: bool, resolver: Resolver = sys
     if not host:
         return "invalid_url"
     try:
-        check_host(host, port, resolver=resolver)
+        with blocking():  # a DNS lookup: the web request's admission slot is free meanwhile (kernel/blocking.py)
+            check_host(host, port, resolver=resolver)
     except AddressNotAllowed:
         return CALLBACK_URL_NOT_ALLOWED
     except UnicodeError:  # a name IDNA cannot encode can never be connected to

@@ -14,6 +14,7 @@ from typing import Callable
 from integrations.genesys.client import Credentials, GenesysApi
 from integrations.genesys.messaging import E164_RE, MESSENGER_TYPES, link_message, mask_address, send_link_message
 from integrations.genesys.settings import GenesysNotConfigured, GenesysSettings, SecretBox
+from kernel.blocking import blocking
 from kernel.clock import Clock, IdFactory, as_utc, rfc3339
 from kernel.errors import Conflict, PaygateError, ValidationFailed
 from kernel.i18n import best_match
@@ -120,7 +121,9 @@ class LinkSender:
         text = link_message(self.sessions.checkout_url(s.id), display_amount(s), valid_seconds, kind,
                             best_match(s.locale), merchant=merchant.name if merchant else None)
         self._take_slot(s.id)
-        response = send_link_message(self.api, creds, to=to, messenger_type=kind, from_address=sender, text=text)
+        with blocking():  # Genesys's API: the web request's admission slot is free meanwhile (kernel/blocking.py)
+            response = send_link_message(self.api, creds, to=to, messenger_type=kind, from_address=sender,
+                                         text=text)
         payload = response.payload if isinstance(response.payload, dict) else {}
         message_id = payload.get("id")
         if not response.ok or not isinstance(message_id, str) or not message_id:

@@ -21,8 +21,6 @@ import hmac
 import json
 from typing import Any
 
-import stripe
-
 from kernel.errors import PaygateError
 
 __all__ = ["DEFAULT_TOLERANCE", "SIGNATURE_HEADER", "WebhookSignatureError", "construct_event", "sign_payload"]
@@ -61,6 +59,8 @@ def construct_event(payload: bytes, signature_header: str | None, secret: str, *
         raise WebhookSignatureError("The Stripe-Signature header is missing.")
     if not secret:
         raise WebhookSignatureError("No webhook signing secret is configured.")
+    import stripe  # here, not at import time: the SDK (and requests under it) is ~25 MB a process without Stripe
+
     try:
         stripe.Webhook.construct_event(payload, signature_header, secret, tolerance)
     except stripe.SignatureVerificationError:
