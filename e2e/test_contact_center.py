@@ -26,7 +26,7 @@ def test_a_caller_entered_amount_typed_on_the_page_is_paid(e2e_stack, page):
     amount = page.locator('input[name="amount"]')
     assert amount.input_value() == ""
     assert page.locator("#order-amount").inner_text() == "$5.00–$200.00"
-    assert page.locator(".order-label").inner_text() == "Prepaid top-up"
+    assert page.locator(".order-label").inner_text() == "Prepaid top-up for e2e"
     assert page.locator("#pay-button").inner_text().strip() == "Pay"
 
     amount.fill("2")  # too little: said on leaving the field, before any POST
