@@ -11,6 +11,9 @@ that queue behind them, and once it has a thread it shares the interpreter lock 
   ``PATCH``/``DELETE`` and the pages (checkout, agent view) — must hold one of ``PAYGATE_ADMISSION_SLOTS`` slots of
   its process while it runs. The other heavy requests wait for a slot blocked (no CPU, no database connection), so
   at most that many of them compete with a poll for the CPU;
+- page renders (``GET`` of the checkout page or the agent view) have their own ``PAYGATE_ADMISSION_SLOTS`` slots,
+  apart from the writes': a customer opening the page never queues behind a burst of card submissions (each a few
+  times a page's CPU), only behind other page renders;
 - while a request waits on the payment gateway (:func:`kernel.blocking.blocking`, around every money-moving
   gateway call in :class:`payments.breaker.CircuitBreaker`), it gives its slot back, so hundreds of submissions can
   wait on a slow gateway at once while the CPU keeps working; afterwards it takes a slot again, ahead of requests
@@ -41,7 +44,7 @@ from kernel.settings import Settings
 
 log = logging.getLogger("paygate.admission")
 
-__all__ = ["Slots", "init_admission", "is_heavy"]
+__all__ = ["Slots", "init_admission", "is_heavy", "is_page_render"]
 
 LIGHT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -104,48 +107,62 @@ def is_heavy(method: str, path: str) -> bool:
     return method not in LIGHT_METHODS or is_page_path(path)
 
 
+def is_page_render(method: str, path: str) -> bool:
+    """Whether a heavy request is a page render (``GET``/``HEAD``/``OPTIONS`` on the page paths), which takes its
+    slot from the pages' own slots rather than the writes'."""
+    from .checkout import is_page_path
+
+    return method in LIGHT_METHODS and is_page_path(path)
+
+
 def init_admission(app: Flask, settings: Settings) -> Slots | None:
     """Installs admission control on ``app`` when ``settings.admission_slots`` > 0; returns the process's
-    :class:`Slots` (also ``app.extensions["paygate.admission"]``), or None when it is off. Register it before the
+    :class:`Slots` for writes (also ``app.extensions["paygate.admission"]``; the page renders' slots are
+    ``app.extensions["paygate.admission.pages"]``), or None when it is off. Register it before the
     ``before_request`` functions that do work (the rate limiter's Redis calls run inside the slot)."""
     if settings.admission_slots <= 0:
         return None
     slots = Slots(settings.admission_slots)
+    page_slots = Slots(settings.admission_slots)
     wait = settings.admission_wait_seconds
     app.extensions["paygate.admission"] = slots
+    app.extensions["paygate.admission.pages"] = page_slots
 
     @contextmanager
     def released() -> Iterator[None]:
         # only a request that holds its slot gives it back; nested or slot-less calls pass through
-        if not g.get("admission_held"):
+        lane = g.get("admission_held")
+        if not lane:
             yield
             return
-        g.admission_held = False
-        slots.release()
+        g.admission_held = None
+        lane.release()
         try:
             yield
         finally:
-            slots.acquire(resume=True)
-            g.admission_held = True
+            lane.acquire(resume=True)
+            g.admission_held = lane
 
     @app.before_request
     def _admit():
         g.admission_token = blocking.use_hook(released)
         if not is_heavy(request.method, request.path):
             return None
+        lane = page_slots if is_page_render(request.method, request.path) else slots
         started = time.perf_counter()
-        if not slots.acquire(wait):
+        if not lane.acquire(wait):
             log.warning("no admission slot", extra={"path": request.path, "waited_s": round(wait, 1)})
             raise ServiceUnavailable("The service is busy; nothing was done. Please try again shortly.",
                                      details={"retry_after": max(1, round(wait / 4))})
-        g.admission_held = True
+        g.admission_held = lane
         g.admission_wait_ms = round((time.perf_counter() - started) * 1000, 2)
         return None
 
     @app.teardown_request
     def _leave(_exc):
-        if g.pop("admission_held", False):
-            slots.release()
+        lane = g.pop("admission_held", None)
+        if lane:
+            lane.release()
         token = g.pop("admission_token", None)
         if token is not None:
             try:

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import threading
 import time
+from urllib.parse import urlsplit
 
 import pytest
 
-from app.admission import Slots, is_heavy
+from app.admission import Slots, is_heavy, is_page_render
 from kernel import blocking
 from paygate import processes
 
@@ -79,15 +80,22 @@ def test_reads_are_light_and_writes_and_pages_are_heavy():
     assert is_heavy("GET", "/checkout/ps_1")
     assert is_heavy("POST", "/checkout/ps_1")
     assert is_heavy("GET", "/agent/ps_1")
+    # page renders take their slot from the pages' own slots, card submissions from the writes'
+    assert is_page_render("GET", "/checkout/ps_1") and is_page_render("GET", "/agent/ps_1")
+    assert not is_page_render("POST", "/checkout/ps_1") and not is_page_render("POST", "/v1/payment-sessions")
 
 
 # --- the Flask app -----------------------------------------------------------------------------------------
 
 def test_heavy_request_without_a_slot_is_503_while_a_poll_is_answered(stack_factory):
     stack = stack_factory(ADMISSION_SLOTS=1, ADMISSION_WAIT_SECONDS=0.2)
-    sid = stack.create_session()["session_id"]
+    session = stack.create_session()
+    sid = session["session_id"]
+    link = urlsplit(session["checkout_url"])
+    page_path = f"{link.path}?{link.query}"
     slots = stack.app.extensions["paygate.admission"]
-    assert slots.acquire(timeout=0)  # someone else holds the process's only slot
+    page_slots = stack.app.extensions["paygate.admission.pages"]
+    assert slots.acquire(timeout=0)  # someone else holds the process's only slot for writes
     try:
         r = stack.http.get(f"/v1/payment-sessions/{sid}", headers=stack.auth())
         assert r.status_code == 200, r.get_json()
@@ -97,13 +105,20 @@ def test_heavy_request_without_a_slot_is_503_while_a_poll_is_answered(stack_fact
         assert r.status_code == 503, r.get_json()
         assert r.get_json()["error"]["code"] == "service_unavailable"
         assert int(r.headers["Retry-After"]) >= 1
-        page = stack.http.get(f"/checkout/{sid}")
-        assert page.status_code == 503 and page.mimetype == "text/html"
+        # a page render has its own slots: it does not queue behind the writes
+        assert stack.http.get(page_path).status_code == 200
+        assert page_slots.acquire(timeout=0)  # and now someone holds the only page slot too
+        try:
+            page = stack.http.get(page_path)
+            assert page.status_code == 503 and page.mimetype == "text/html"
+        finally:
+            page_slots.release()
     finally:
         slots.release()
-    assert stack.http.get(f"/checkout/{sid}").status_code != 503  # the slot is free again
-    assert slots.acquire(timeout=0)  # the requests gave back every slot they took
-    slots.release()
+    assert stack.http.get(f"/checkout/{sid}").status_code != 503  # the slots are free again
+    for lane in (slots, page_slots):
+        assert lane.acquire(timeout=0)  # the requests gave back every slot they took
+        lane.release()
 
 
 def test_the_blocking_hook_is_only_set_inside_a_request(stack_factory):
