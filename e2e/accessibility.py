@@ -36,6 +36,8 @@ CARD_STATES = ("form", "field-error", "decline", "approved")
 OTHER_STATES = (
     "server-error",        # the form as the server renders its field errors, without the page's script
     "amount-form",         # a session whose customer types the amount (amount_range)
+    "hold-form",           # an authorization hold's form (intent hold)
+    "subscription-form",   # a subscription's form, with its renewal note
     "busy",                # another payment of the same customer is still processing (HTTP 409)
     "processing",          # the gateway's answer is not known yet
     "requires-agent",      # every attempt declined

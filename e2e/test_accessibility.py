@@ -3,7 +3,8 @@
 
 e2e/test_languages.py checks the card journey (form, field error, decline, approved); this test reaches every
 other state, one browser context per language whose ``Accept-Language`` is that language (so the 404 page speaks
-it too): the server-rendered field errors without the page's script, a customer-entered amount, busy, processing, a
+it too): the server-rendered field errors without the page's script, a customer-entered amount, a hold's and a
+subscription's form, busy, processing, a
 hand-over to an agent, canceled, an invalid link, failed (reconciled), expired, and the agent view pending,
 canceled and approved. Business time moves once per language (``POST /v1/sandbox/clock``) to expire one link and
 let the reconciler end the gateway timeout ``failed``; everything that needs the old time is done before.
@@ -106,6 +107,17 @@ def test_every_page_and_state_has_no_wcag_violation(e2e_stack, browser, language
         page.goto(s["checkout_url"])
         page.locator('input[name="amount"]').wait_for()
         review.check(page, "amount-form")
+
+        s = stack.create_session(locale=language, intent="hold")
+        page.goto(s["checkout_url"])
+        page.locator('input[name="number"]').wait_for()
+        review.check(page, "hold-form")
+
+        s = stack.create_session(locale=language, intent="subscription",
+                                 subscription={"interval": "week", "interval_count": 2})
+        page.goto(s["checkout_url"])
+        page.locator('input[name="number"]').wait_for()
+        review.check(page, "subscription-form")
 
         # --- outcomes ------------------------------------------------------------------------------------------
         s = stack.create_session(locale=language, max_attempts=1)
