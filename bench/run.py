@@ -461,6 +461,8 @@ def _load_process(scenario: str, params: dict, threads: int, duration: float, re
     instance ``(offset + i) % n`` of ``params["bases"]``/``params["baselines"]`` (when given)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and terminates us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if params.get("nice"):
+        os.nice(params["nice"])  # below the server's priority (--harness-nice): see HARNESS_NICE
     lat: list[float] = []
     errors = [0]
     ends: list[float] = []
@@ -520,6 +522,15 @@ def percentile(values: list[float], q: float) -> float:
     s = sorted(values)
     k = max(0, min(len(s) - 1, int(round(q / 100 * len(s) + 0.5)) - 1))
     return s[k]
+
+
+HARNESS_NICE = 10
+"""Niceness the load harness's processes add to themselves (``--harness-nice``). In production the customers'
+browsers and the Genesys flows run on other machines; here the harness shares the 2 cores with the server, and at
+the same priority the scheduler hands it the CPU while a server thread is ready to run, which shows up as server
+latency. Niced, it gets the cores when the server does not need them. CPU-time figures (per operation, the CPU
+bound) do not depend on it; the slow-gateway phase's polling client runs in the main process and is not niced, so
+its latencies include its own scheduling."""
 
 
 def run_load(scenario: str, params: dict, *, concurrency: int, duration: float, procs: int) -> LoadResult:
@@ -804,7 +815,7 @@ def bench_engine(args: argparse.Namespace, log, engine: str) -> dict:
         log(f"[{engine}] starting the stack ({instances} instance(s)) under {tmp} ...")
         stack.start()
         params = {"base": stack.base, "baseline": stack.baseline, "bases": stack.bases,
-                  "baselines": stack.baselines, "token": stack.token()}
+                  "baselines": stack.baselines, "token": stack.token(), "nice": args.harness_nice}
         load = dict(concurrency=args.concurrency, procs=args.procs)
         log(f"[{engine}] stack up in {time.monotonic() - t_start:.1f} s; warming up ...")
         def warm(scenario: str, p: dict, **how) -> None:
@@ -929,6 +940,7 @@ def bench(args: argparse.Namespace, log) -> dict:
         "command": "python -m bench.run " + " ".join(sys.argv[1:]),
         "config": {"duration_s": args.duration, "warmup_s": args.warmup, "rounds": args.rounds,
                    "concurrency": args.concurrency, "harness_processes": args.procs,
+                   "harness_nice": args.harness_nice,
                    "gunicorn": serving_config(env), "renewals": args.renewals,
                    "slow_gateway": {"sandbox_latency_ms": args.slow_latency_ms, "customers": args.slow_concurrency,
                                     "poll_interval_s": POLL_INTERVAL},
@@ -942,7 +954,7 @@ def bench(args: argparse.Namespace, log) -> dict:
 
 def table(result: dict) -> str:
     """Every engine's figures, then the targets of every engine, MET / NOT MET."""
-    out = [f"serving: {result['config']['gunicorn']}"]
+    out = [f"serving: {result['config']['gunicorn']}; load harness niceness +{result['config'].get('harness_nice', 0)}"]
     for engine, res in result["engines"].items():
         out += ["", f"=== {engine} ({res['instances']} instance(s) on one {res['database']} and one Redis) ===",
                 engine_table(res, result["config"])]
@@ -1051,6 +1063,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="an EMPTY database instead of the private one of its engine (sqlite:///… or "
                              "postgresql+psycopg://…); it is migrated and written to")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (server logs) after the run")
+    parser.add_argument("--harness-nice", type=int, default=HARNESS_NICE,
+                        help="niceness added to the load harness's processes (0: the same priority as the server); "
+                             "the polling client of the slow-gateway phase is never niced")
     args = parser.parse_args(argv)
     args.engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     if not args.engines or set(args.engines) - {"sqlite", "postgresql"}:
