@@ -226,7 +226,10 @@ def _loaded_config(env: dict[str, str], *argv: str) -> dict:
         "names = ['worker_class_str', 'workers', 'threads', 'bind', 'timeout', 'graceful_timeout', 'keepalive',\n"
         "         'accesslog', 'max_requests', 'max_requests_jitter', 'preload_app', 'worker_tmp_dir',\n"
         "         'control_socket_disable', 'control_socket']\n"
-        "print(json.dumps({n: getattr(cfg, n) for n in names} | {'post_fork': cfg.post_fork.__module__}))\n"
+        "import gc\n"
+        "hooks = {'post_fork': cfg.post_fork.__module__, 'post_worker_init': cfg.post_worker_init.__module__}\n"
+        "cfg.post_worker_init(None)\n"
+        "print(json.dumps({n: getattr(cfg, n) for n in names} | hooks | {'frozen': gc.get_freeze_count()}))\n"
     )
     base = {k: v for k, v in os.environ.items() if not k.startswith(("PAYGATE_", "GUNICORN_")) and k != "PORT"}
     out = subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, env={**base, **env}, capture_output=True,
@@ -247,6 +250,8 @@ def test_gunicorn_picks_up_the_shipped_configuration_from_the_project_root():
     assert cfg["worker_tmp_dir"] == ("/dev/shm" if os.access("/dev/shm", os.W_OK) else None)
     assert cfg["control_socket_disable"] is True
     assert cfg["post_fork"] == "__config__"  # the file's hook, not gunicorn's default (gunicorn.config)
+    # once a worker has built the app, its objects are out of the garbage collector's full collections
+    assert cfg["post_worker_init"] == "__config__" and cfg["frozen"] > 10_000
 
 
 def test_the_environment_and_gunicorns_own_overrides_apply():
