@@ -27,7 +27,7 @@ from kernel.clock import as_utc, rfc3339
 from kernel.errors import NotFound, PaygateError
 from kernel.i18n import N_, catalog_name, text_direction
 from kernel.money import format_amount
-from payments.agent_facts import attempts_of, payment_of
+from payments.agent_facts import facts_of
 from payments.links import last_send_of
 from payments.models import PaymentSession
 from payments.sessions import display_amount
@@ -179,8 +179,7 @@ def _status(s: PaymentSession) -> dict:
     beyond brand and last4."""
     svc = services()
     merchant = svc.merchants.get(s.client_id) if svc.merchants is not None else None
-    attempts = attempts_of(svc.Session, s.id) if s.attempts else []
-    payment = payment_of(svc.Session, s)
+    attempts, payment = facts_of(svc.Session, s)
     timeline = [{"number": a.number, "at": rfc3339(a.at), "at_text": when(a.at), "outcome": a.outcome,
                  "outcome_text": gettext(OUTCOME_WORDS.get(a.outcome, OUTCOME_WORDS[None])),
                  "decline_code": a.decline_code if a.outcome != "approved" else None,

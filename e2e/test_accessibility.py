@@ -19,6 +19,7 @@ import pytest
 
 from e2e.accessibility import LANGUAGES, OTHER_STATES, Review
 from e2e.conftest import poll
+from e2e.test_checkout import fill, fill_plain, submit
 from tokenizer.gateways.sandbox import TIMEOUT_CARD
 
 pytestmark = pytest.mark.e2e
@@ -39,18 +40,6 @@ def _card(stack, session_id: str, number: str) -> dict:
     """The card submitted through the API (``POST /v1/payment-sessions/{id}/card``)."""
     return _api(stack, "POST", f"/v1/payment-sessions/{session_id}/card",
                 {"number": number, "exp_month": "12", "exp_year": "30", "cvc": "123"})
-
-
-def _fill(page, number: str) -> None:
-    page.locator('input[name="cardholder_name"]').fill("Ada Lovelace")
-    page.locator('input[name="number"]').press_sequentially(number)
-    page.locator('input[name="expiry"]').press_sequentially("12/30")
-    page.locator('input[name="cvc"]').press_sequentially("123")
-
-
-def _submit(page) -> None:
-    with page.expect_navigation():
-        page.locator('button[type="submit"]').click()
 
 
 def _outcome(page, status: str) -> None:
@@ -75,8 +64,8 @@ def test_every_page_and_state_has_no_wcag_violation(e2e_stack, browser, language
 
         other = stack.create_session(locale=language, customer_account_id=account)
         page.goto(other["checkout_url"])
-        _fill(page, VISA)
-        _submit(page)
+        fill(page, VISA)
+        submit(page)
         page.locator("#busy-notice").wait_for()
         review.check(page, "busy")
 
@@ -92,12 +81,8 @@ def test_every_page_and_state_has_no_wcag_violation(e2e_stack, browser, language
         s = stack.create_session(locale=language)
         plain.goto(s["checkout_url"])
         # past the browser's own checks (required, maxlength) but wrong: the server explains each field
-        plain.locator('input[name="cardholder_name"]').fill("Ada Lovelace")
-        plain.locator('input[name="number"]').fill("4242 4242 4242 4241")
-        plain.locator('input[name="expiry"]').fill("13/30")
-        plain.locator('input[name="cvc"]').fill("12")
-        with plain.expect_navigation():
-            plain.locator('button[type="submit"]').click()
+        fill_plain(plain, "4242 4242 4242 4241", expiry="13/30", cvc="12")
+        submit(plain)
         plain.locator("#error-summary").wait_for()
         assert plain.locator('[aria-invalid="true"]').count() == 3
         review.check(plain, "server-error")
@@ -122,8 +107,8 @@ def test_every_page_and_state_has_no_wcag_violation(e2e_stack, browser, language
         # --- outcomes ------------------------------------------------------------------------------------------
         s = stack.create_session(locale=language, max_attempts=1)
         page.goto(s["checkout_url"])
-        _fill(page, GENERIC_DECLINE)
-        _submit(page)
+        fill(page, GENERIC_DECLINE)
+        submit(page)
         _outcome(page, "requires_agent")
         review.check(page, "requires-agent")
 

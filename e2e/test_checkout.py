@@ -18,6 +18,20 @@ def fill(target, number, *, name="Ada Lovelace", expiry="12/30", cvc="123"):
     target.locator('input[name="cvc"]').press_sequentially(cvc)
 
 
+def fill_plain(page, number, *, name="Ada Lovelace", expiry="12/30", cvc="123"):
+    """Sets each card field at once, as a browser without the page's script leaves them (no formatting while typing)."""
+    page.locator('input[name="cardholder_name"]').fill(name)
+    page.locator('input[name="number"]').fill(number)
+    page.locator('input[name="expiry"]').fill(expiry)
+    page.locator('input[name="cvc"]').fill(cvc)
+
+
+def submit(page):
+    """Clicks Pay and waits for the page the form's POST answers with."""
+    with page.expect_navigation():
+        page.locator('button[type="submit"]').click()
+
+
 def test_double_click_approves_once_with_one_event(e2e_stack, page):
     s = e2e_stack.create_session()
     page.goto(s["checkout_url"])
@@ -43,8 +57,7 @@ def test_decline_message_retry_and_event(e2e_stack, page):
     s = e2e_stack.create_session()
     page.goto(s["checkout_url"])
     fill(page, "4000000000000002")
-    with page.expect_navigation():
-        page.locator('button[type="submit"]').click()
+    submit(page)
     alert = page.locator('[role="alert"]').first
     alert.wait_for()
     assert "declined" in alert.inner_text().lower()
@@ -52,8 +65,7 @@ def test_decline_message_retry_and_event(e2e_stack, page):
     poll(lambda: [e for e in e2e_stack.received(s["session_id"]) if e["type"] == "payment.declined"],
          what="payment.declined at the emulator")
     fill(page, "4242424242424242")
-    with page.expect_navigation():
-        page.locator('button[type="submit"]').click()
+    submit(page)
     page.get_by_text("approved", exact=False).first.wait_for()
     assert e2e_stack.session(s["session_id"])["attempts"] == 2
 
@@ -63,8 +75,7 @@ def test_max_attempts_declines_hand_over_to_an_agent(e2e_stack, page):
     page.goto(s["checkout_url"])
     for _ in range(3):
         fill(page, "4000000000009995")
-        with page.expect_navigation():
-            page.locator('button[type="submit"]').click()
+        submit(page)
     page.get_by_text("agent", exact=False).first.wait_for()
     assert page.locator('input[name="number"]').count() == 0
     assert e2e_stack.session(s["session_id"])["status"] == "requires_agent"
@@ -76,8 +87,7 @@ def test_highest_risk_card_goes_to_an_agent_without_approval(e2e_stack, page):
     s = e2e_stack.create_session()
     page.goto(s["checkout_url"])
     fill(page, "4100000000000019")
-    with page.expect_navigation():
-        page.locator('button[type="submit"]').click()
+    submit(page)
     page.get_by_text("agent", exact=False).first.wait_for()
     view = e2e_stack.session(s["session_id"])
     assert view["status"] == "requires_agent" and view["payment_id"] is None
@@ -114,12 +124,8 @@ def test_payment_completes_without_javascript(e2e_stack, browser):
     try:
         s = e2e_stack.create_session()
         page.goto(s["checkout_url"])
-        page.locator('input[name="cardholder_name"]').fill("Grace Hopper")
-        page.locator('input[name="number"]').fill("4242-4242-4242-4242")
-        page.locator('input[name="expiry"]').fill("12/30")
-        page.locator('input[name="cvc"]').fill("123")
-        with page.expect_navigation():
-            page.locator('button[type="submit"]').click()
+        fill_plain(page, "4242-4242-4242-4242", name="Grace Hopper")
+        submit(page)
         page.get_by_text("approved", exact=False).first.wait_for()
         assert e2e_stack.session(s["session_id"])["status"] == "approved"
     finally:
@@ -161,8 +167,7 @@ def test_a_decline_keeps_name_and_expiry_and_focuses_the_message(e2e_stack, brow
         s = e2e_stack.create_session(locale=locale)
         page.goto(s["checkout_url"])
         fill(page, "4000000000000002", name="Katherine Johnson", expiry="08/31", cvc="456")
-        with page.expect_navigation():
-            page.locator('button[type="submit"]').click()
+        submit(page)
         page.locator("#decline-notice").wait_for()
         page.wait_for_function("document.activeElement && document.activeElement.id === 'decline-notice'")
         _assert_declined_form(_decline_state(page), name="Katherine Johnson", expiry="08/31", english=locale == "en")
@@ -171,8 +176,7 @@ def test_a_decline_keeps_name_and_expiry_and_focuses_the_message(e2e_stack, brow
         # Tab from the message goes on into the form, and a retry with the kept name and expiry pays
         page.locator('input[name="number"]').press_sequentially("4242424242424242")
         page.locator('input[name="cvc"]').press_sequentially("123")
-        with page.expect_navigation():
-            page.locator('button[type="submit"]').click()
+        submit(page)
         page.locator('[data-outcome="approved"]').wait_for()
         assert e2e_stack.session(s["session_id"])["attempts"] == 2
     finally:
@@ -185,12 +189,8 @@ def test_a_decline_without_javascript_keeps_name_and_expiry_and_focuses_the_mess
     try:
         s = e2e_stack.create_session()
         page.goto(s["checkout_url"])
-        page.locator('input[name="cardholder_name"]').fill("Dorothy Vaughan")
-        page.locator('input[name="number"]').fill("4000 0000 0000 0002")
-        page.locator('input[name="expiry"]').fill("07/32")
-        page.locator('input[name="cvc"]').fill("321")
-        with page.expect_navigation():
-            page.locator('button[type="submit"]').click()
+        fill_plain(page, "4000 0000 0000 0002", name="Dorothy Vaughan", expiry="07/32", cvc="321")
+        submit(page)
         page.locator("#decline-notice").wait_for()
         # the message is the form's first element and takes the focus through autofocus (no script runs)
         assert page.locator("#checkout-form > :not(input[type=hidden])").first.get_attribute("id") == "decline-notice"
@@ -198,8 +198,7 @@ def test_a_decline_without_javascript_keeps_name_and_expiry_and_focuses_the_mess
         _assert_declined_form(state, name="Dorothy Vaughan", expiry="07/32")
         page.locator('input[name="number"]').fill("4242 4242 4242 4242")
         page.locator('input[name="cvc"]').fill("123")
-        with page.expect_navigation():
-            page.locator('button[type="submit"]').click()
+        submit(page)
         page.get_by_text("approved", exact=False).first.wait_for()
         assert e2e_stack.session(s["session_id"])["status"] == "approved"
     finally:

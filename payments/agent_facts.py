@@ -52,27 +52,28 @@ class PaymentFact:
     refunds: tuple[RefundFact, ...]
 
 
-def attempts_of(Session, session_id: str) -> list[AttemptFact]:
-    """The attempts of ``session_id``, oldest first (``Session``: sessionmaker)."""
+def facts_of(Session, s: PaymentSession) -> tuple[list[AttemptFact], PaymentFact | None]:
+    """The attempts of session ``s``, oldest first, and the payment its approval created with its refunds (None
+    before approval), read in one database session (``Session``: sessionmaker); no query for what ``s`` says does
+    not exist yet (no attempts, no payment)."""
+    with Session() as db:
+        return (_attempts(db, s.id) if s.attempts else []), (_payment(db, s.payment_id) if s.payment_id else None)
+
+
+def _attempts(db, session_id: str) -> list[AttemptFact]:
     query = (select(PaymentAttempt.number, PaymentAttempt.created_at, PaymentAttempt.outcome,
                     PaymentAttempt.decline_code, PaymentAttempt.source, PaymentAttempt.card_brand,
                     PaymentAttempt.card_last4)
              .where(PaymentAttempt.session_id == session_id).order_by(PaymentAttempt.number))
-    with Session() as db:
-        rows = db.execute(query).all()
     return [AttemptFact(r.number, r.created_at, r.outcome, r.decline_code, r.source, r.card_brand, r.card_last4)
-            for r in rows]
+            for r in db.execute(query)]
 
 
-def payment_of(Session, s: PaymentSession) -> PaymentFact | None:
-    """The payment the session's approval created, with its refunds; None before approval."""
-    if not s.payment_id:
+def _payment(db, payment_id: str) -> PaymentFact | None:
+    p = db.get(Payment, payment_id)
+    if p is None:
         return None
-    with Session() as db:
-        p = db.get(Payment, s.payment_id)
-        if p is None:
-            return None
-        refunds = db.execute(select(Refund.status, Refund.amount, Refund.currency, Refund.created_at)
-                             .where(Refund.payment_id == p.id).order_by(Refund.created_at, Refund.id)).all()
-        return PaymentFact(p.status, p.capture_before, p.amount_refunded or 0,
-                           tuple(RefundFact(r.status, r.amount, r.currency, r.created_at) for r in refunds))
+    refunds = db.execute(select(Refund.status, Refund.amount, Refund.currency, Refund.created_at)
+                         .where(Refund.payment_id == p.id).order_by(Refund.created_at, Refund.id)).all()
+    return PaymentFact(p.status, p.capture_before, p.amount_refunded or 0,
+                       tuple(RefundFact(r.status, r.amount, r.currency, r.created_at) for r in refunds))

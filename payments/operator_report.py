@@ -208,6 +208,11 @@ def _block_rules(row: AttemptRow) -> list[str]:
     return [f"gateway:{row.decline_code or 'blocked'}"]
 
 
+def _within(rows: Iterable, since: datetime, until: datetime) -> Iterator:
+    """The rows whose ``created_at`` (UTC) is in ``[since, until)``."""
+    return (row for row in rows if since <= naive_utc(row.created_at) < until)
+
+
 def summarize(attempts: Iterable[AttemptRow], refunds: Iterable[RefundRow], disputes: Iterable[DisputeRow], *,
               since: datetime, until: datetime, generated_at: datetime, bucket: str | None = None,
               client_id: str | None = None) -> OperatorReport:
@@ -261,9 +266,7 @@ def summarize(attempts: Iterable[AttemptRow], refunds: Iterable[RefundRow], disp
     review: Counter = Counter()
     refund_amounts: dict[str, Counter] = defaultdict(Counter)
     refund_count = 0
-    for r in refunds:
-        if not since <= naive_utc(r.created_at) < until:
-            continue
+    for r in _within(refunds, since, until):
         refund_count += 1
         refunds_by_status[r.status] += 1
         refund_amounts[r.currency][r.status] += r.amount
@@ -276,9 +279,7 @@ def summarize(attempts: Iterable[AttemptRow], refunds: Iterable[RefundRow], disp
     dispute_reason: Counter = Counter()
     dispute_amounts: Counter = Counter()
     dispute_count = 0
-    for d in disputes:
-        if not since <= naive_utc(d.created_at) < until:
-            continue
+    for d in _within(disputes, since, until):
         dispute_count += 1
         dispute_status[d.status] += 1
         dispute_reason[d.reason] += 1
