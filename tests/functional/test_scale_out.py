@@ -322,11 +322,15 @@ def _stream_through_outage(stack: FaultStack, auth: dict, sids: list[str], stop,
     wait_until(lambda: len(answers) >= len(sids) // 4, timeout=60, interval=0.01, what="the stream under way",
                error=AssertionError)
     before_stop()
-    stop()
+    # counted from before the stop: a 503 answers in milliseconds, so the whole rest of the stream can have
+    # answered by the time stop() returns
     seen = len(answers)
-    wait_until(lambda: sum(a[0] == 503 for a in list(answers.values())[seen:]) >= STREAM_THREADS + 2,
-               timeout=60, interval=0.01, what="503s during the outage", error=AssertionError)
-    start()
+    stop()
+    try:
+        wait_until(lambda: sum(a[0] == 503 for a in list(answers.values())[seen:]) >= STREAM_THREADS + 2,
+                   timeout=60, interval=0.01, what="503s during the outage", error=AssertionError)
+    finally:
+        start()
     for t in threads:
         t.join(timeout=120)
     assert not any(t.is_alive() for t in threads)
