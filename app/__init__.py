@@ -14,7 +14,7 @@ import time
 import redis.exceptions
 import sqlalchemy.exc
 import structlog
-from flask import Flask, current_app, g, has_request_context, jsonify, request
+from flask import Flask, current_app, g, has_request_context, jsonify, request, url_for
 
 from kernel.clock import random_id
 from kernel.errors import PaygateError, ServiceUnavailable
@@ -77,6 +77,18 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.register_blueprint(agent.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(apidocs.bp)  # GET /docs: the browsable API reference
+    static_urls: dict[tuple[str, str], str] = {}
+
+    @app.template_global()
+    def static_url(filename: str) -> str:
+        """``url_for("static", filename=filename)``, built once per (script root, file): the pages name the same
+        few static files on every render and building a URL is one of a render's costlier steps."""
+        key = (request.script_root if has_request_context() else "", filename)
+        url = static_urls.get(key)
+        if url is None:
+            url = static_urls[key] = url_for("static", filename=filename)
+        return url
+
     from .merchant import init_merchant
 
     init_merchant(app)  # the merchant's name, support phone and accent stylesheet on the page

@@ -21,6 +21,7 @@ from babel.lists import format_list
 from babel.numbers import get_decimal_symbol
 from flask import Blueprint, redirect, render_template, request, url_for
 from flask_babel import gettext, ngettext
+from markupsafe import Markup
 
 from kernel.errors import Conflict, NotFound
 from kernel.i18n import N_, ascii_digits, catalog_name
@@ -102,7 +103,13 @@ def _frame_context() -> dict:
         ancestors = tuple(services().settings.frame_ancestors)
     except (KeyError, AttributeError):  # an app without paygate's services (never framed)
         ancestors = ()
-    return {"frame_origins_json": json.dumps(list(frame_origins(ancestors)))}
+    return {"frame_origins_json": _frame_origins_json(ancestors)}
+
+
+@lru_cache(maxsize=16)
+def _frame_origins_json(ancestors: tuple[str, ...]) -> str:
+    """:func:`frame_origins` of ``ancestors`` as a JSON list (made once per setting: every page carries it)."""
+    return json.dumps(list(frame_origins(ancestors)))
 
 
 def _load(session_id: str) -> PaymentSession | None:
@@ -250,13 +257,45 @@ def _render(s: PaymentSession, form: CheckoutForm | None = None, field_errors=No
     form.cvc.data = None
     if form.amount.data is None:  # a fresh form: the amount set so far, or the suggested one
         form.amount.data = major_units_text(s.amount, s.currency, s.locale)
-    allowed = services().settings.allowed_brands
+    fresh = not (field_errors or view["notice"] or view.get("amount_field") or form.cardholder_name.data
+                 or form.expiry.data)
     return render_template("checkout/form.html", view=view, form=form, field_errors=field_errors or {},
-                           brands=[(b, BRANDS[b].name) for b in allowed if b in BRANDS],
-                           accepted_text=_js_messages(allowed).get("accepted"),
                            action_url=url_for("checkout.page", session_id=s.id, t=request.args.get("t")),
-                           brands_json=json.dumps(brand_rules_json(allowed)),
-                           js_messages=json.dumps(_js_messages(allowed), ensure_ascii=False)), status
+                           card_fields_html=_fresh_fields(view, form) if fresh else None,
+                           **_brand_context(services().settings.allowed_brands)), status
+
+
+_FRESH_FIELDS_CACHE: dict[str, Markup] = {}
+
+
+def _fresh_fields(view: dict, form: CheckoutForm) -> Markup:
+    """checkout/_fields.html for a fresh form (no field error, no notice, no amount to type, nothing typed): the
+    same HTML for every session in a language, so it is rendered once per language."""
+    key = page_language()
+    html = _FRESH_FIELDS_CACHE.get(key)
+    if html is None:
+        html = _FRESH_FIELDS_CACHE[key] = Markup(render_template("checkout/_fields.html", view=view, form=form,
+                                                                 field_errors={}))
+    return html
+
+
+_BRAND_CONTEXT_CACHE: dict[tuple[str, tuple[str, ...]], dict] = {}
+
+
+def _brand_context(allowed_brands) -> dict:
+    """The form's brand and script context for the page's language and ``allowed_brands`` (made once per both):
+    ``brands`` (list of (id, name)), ``accepted_text``, ``brands_json`` (the brand rules as JSON) and
+    ``js_messages`` (checkout.js's messages as JSON)."""
+    key = (page_language(), tuple(allowed_brands))
+    cached = _BRAND_CONTEXT_CACHE.get(key)
+    if cached is None:
+        messages = _js_messages(allowed_brands)
+        cached = _BRAND_CONTEXT_CACHE[key] = dict(
+            brands=[(b, BRANDS[b].name) for b in allowed_brands if b in BRANDS],
+            accepted_text=messages.get("accepted"),
+            brands_json=json.dumps(brand_rules_json(allowed_brands)),
+            js_messages=json.dumps(messages, ensure_ascii=False))
+    return cached
 
 
 _JS_FIELD_MESSAGES = {

@@ -159,7 +159,8 @@ class BenchStack:
     ``engine``: ``"sqlite"`` (a file in the temp dir, or ``database_url``) or ``"postgresql"`` (``database_url``,
     or else a private PostgreSQL cluster started here as the ``postgres`` user, like ``tests/services.py``).
     ``instances``: how many paygate instances (each a gunicorn + a ``paygate worker``), slow-gateway instances and
-    baseline instances share the database and Redis; the harness spreads its clients over them."""
+    baseline instances share the database and Redis; the harness spreads its clients over them. Each gunicorn runs
+    :func:`web_workers` processes (``PAYGATE_WEB_WORKERS``): the instances on this one host share its cores."""
 
     def __init__(self, tmp: Path, database_url: str | None = None, slow_latency_ms: int = 250, *,
                  engine: str = "sqlite", instances: int = 1):
@@ -196,6 +197,7 @@ class BenchStack:
             **{f"PAYGATE_RATE_LIMIT_{scope}": f"{HIGH_LIMIT} per minute" for scope in (
                 "API", "TOKEN", "TOKEN_FAILURES_CLIENT", "TOKEN_FAILURES_IP", "CHECKOUT_SESSION", "CHECKOUT_IP")},
             "PYTHONUNBUFFERED": "1",
+            "PAYGATE_WEB_WORKERS": str(web_workers(instances)),
         }
         self.client: dict = {}
 
@@ -277,7 +279,7 @@ class BenchStack:
                 wait_until(lambda: httpx.get(url + path, timeout=2).status_code == 200, timeout=60,
                            what=f"{what} at {url}", procs=self.procs)
         # every worker of each server must be up before timing (gunicorn boots them in parallel)
-        workers = int(self.env.get("PAYGATE_WEB_WORKERS") or 2)
+        workers = int(self.env["PAYGATE_WEB_WORKERS"])
         for kind in ("web", "baseline", "slow"):
             for proc in self.group(kind):
                 wait_until(lambda: len(_children(proc.popen.pid)) >= workers, timeout=30, what=f"{proc.name} workers")
@@ -766,12 +768,24 @@ def cpu_bound(submit_cpu_ms: dict[str, float], slow_cpu_ms: dict[str, float], rp
             "share_of_bound": round(rps / bound, 3)}
 
 
+def web_workers(instances: int) -> int:
+    """Web processes per gunicorn: ``PAYGATE_WEB_WORKERS`` when the environment sets it, else this host's cores
+    divided among the ``instances`` that share it, at least 1 (2 for one instance on 2 cores, 1 each for two).
+    Every gunicorn of the stack (paygate, slow gateway, baseline) runs that many, so the phases compare like with
+    like; docs/operations.md ("Sizing") gives the same rule to operators."""
+    raw = os.environ.get("PAYGATE_WEB_WORKERS", "").strip()
+    if raw:
+        return int(raw)
+    return max(1, (os.cpu_count() or 1) // max(1, instances))
+
+
 def serving_config(env: dict[str, str]) -> str:
     """How the bench's gunicorns serve (the shipped ``gunicorn.conf.py`` and its environment)."""
     from kernel.settings import Settings
 
     s = Settings.from_env({**env, "PAYGATE_ENV": "development"})
-    return (f"-c gunicorn.conf.py (gthread): PAYGATE_WEB_WORKERS={env.get('PAYGATE_WEB_WORKERS') or 2}, "
+    workers = env.get("PAYGATE_WEB_WORKERS") or "cores ÷ instances per host"
+    return (f"-c gunicorn.conf.py (gthread): PAYGATE_WEB_WORKERS={workers}, "
             f"PAYGATE_WEB_THREADS={s.web_threads}, PAYGATE_ADMISSION_SLOTS={s.admission_slots}, "
             f"PAYGATE_WEB_SWITCH_INTERVAL_MS={env.get('PAYGATE_WEB_SWITCH_INTERVAL_MS') or 1}")
 
@@ -898,6 +912,7 @@ def bench_engine(args: argparse.Namespace, log, engine: str) -> dict:
     return {
         "engine": engine,
         "instances": instances,
+        "web_workers_per_instance": int(stack.env["PAYGATE_WEB_WORKERS"]),
         "database": stack.database_url.split(":", 1)[0],
         "rounds": rounds,
         "median": med,
@@ -956,7 +971,9 @@ def table(result: dict) -> str:
     """Every engine's figures, then the targets of every engine, MET / NOT MET."""
     out = [f"serving: {result['config']['gunicorn']}; load harness niceness +{result['config'].get('harness_nice', 0)}"]
     for engine, res in result["engines"].items():
-        out += ["", f"=== {engine} ({res['instances']} instance(s) on one {res['database']} and one Redis) ===",
+        workers = res.get("web_workers_per_instance")
+        each = f", {workers} web worker(s) each" if workers else ""
+        out += ["", f"=== {engine} ({res['instances']} instance(s){each} on one {res['database']} and one Redis) ===",
                 engine_table(res, result["config"])]
     out += ["", "TARGETS (issue 9)"]
     for engine, res in result["engines"].items():

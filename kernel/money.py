@@ -28,8 +28,11 @@ def exponent(currency: str) -> int:
     return get_currency_precision(currency)
 
 
+@lru_cache(maxsize=4096)
 def format_amount(amount: int, currency: str, locale: str | None = None) -> str:
-    """Human display of ``amount`` minor units, e.g. (2500, "USD") → ``"$25.00"``, (2500, "JPY") → ``"¥2,500"``."""
+    """Human display of ``amount`` minor units, e.g. (2500, "USD") → ``"$25.00"``, (2500, "JPY") → ``"¥2,500"``.
+    Remembered for the last 4,096 (amount, currency, locale): the page, the agent view and the messages format
+    the same few amounts again and again, and Babel's formatting is the costly part."""
     value = Decimal(amount).scaleb(-exponent(currency))
     try:
         return format_currency(value, currency, locale=(locale or "en_US").replace("-", "_"))
