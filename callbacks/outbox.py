@@ -22,9 +22,9 @@ from typing import Iterable, Sequence
 import redis as redis_lib
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session as DbSession
-from sqlalchemy.orm import make_transient_to_detached
 
 from kernel.clock import IdFactory, naive_utc, rfc3339
+from kernel.db import insert_row
 from kernel.errors import NotFound
 
 from .events import build_body
@@ -68,14 +68,12 @@ def record_event(db: DbSession, *, client_id: str, event_type: str, data: dict, 
     # the ORM's unit of work; the returned Event is then attached to ``db`` as the persistent row it now is. Pending
     # ORM changes are flushed first (a Core statement does not autoflush): the rows the event refers to exist.
     db.flush()
-    db.execute(insert(Event.__table__), values)
+    event = insert_row(db, Event, values)
     if destinations:
         due = naive_utc(now)
         db.execute(insert(Delivery.__table__), [
             dict(event_id=event_id, kind=d.kind, target=d.target, status="pending", attempts=0, next_attempt_at=due,
                  created_at=due) for d in destinations])
-    event = Event(**values)
-    make_transient_to_detached(event)
     db.add(event)
     return event
 

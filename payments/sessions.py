@@ -37,6 +37,7 @@ from sqlalchemy.orm import sessionmaker
 from callbacks import events as ev
 from callbacks import outbox
 from kernel.clock import Clock, IdFactory, as_utc, rfc3339
+from kernel.db import insert_row
 from kernel.errors import Conflict, NotFound, ValidationFailed
 from kernel.money import format_amount, is_currency
 
@@ -281,13 +282,12 @@ class SessionService:
         now = self.clock()
         naive_now = now.replace(tzinfo=None)
         with self.Session() as db:  # a single INSERT: no read first, so a deferred BEGIN is enough
-            s = PaymentSession(
+            s = insert_row(db, PaymentSession, dict(
                 id=self.new_id("ps"), client_id=client_id, status="pending", attempts=0,
                 max_attempts=max_attempts, gateway=self.defaults.gateway, event_sequence=0,
                 amount_min=low, amount_max=high,
                 created_at=naive_now, updated_at=naive_now,
-                expires_at=naive_now + timedelta(seconds=ttl), **values)
-            db.add(s)
+                expires_at=naive_now + timedelta(seconds=ttl), **values))
             db.commit()
         return s
 

@@ -38,6 +38,7 @@ from callbacks import events as ev
 from callbacks import outbox
 from kernel.blocking import blocking
 from kernel.clock import Clock, IdFactory, naive_utc
+from kernel.db import insert_row
 from kernel.i18n import N_
 from kernel.phone import caller_number
 from tokenizer.cards import BRANDS, Card, authorization_validity, validate_card
@@ -382,7 +383,7 @@ class PaymentProcessor:
         if status is GatewayStatus.APPROVED:
             held = s.intent == "hold"
             naive = now.replace(tzinfo=None)
-            payment = Payment(
+            payment = insert_row(db, Payment, dict(
                 id=self.new_id("pay"), client_id=s.client_id, session_id=s.id, initiator="customer", intent=s.intent,
                 status="authorized" if held else "captured", amount=s.amount,
                 amount_capturable=s.amount if held else 0, amount_captured=0 if held else s.amount,
@@ -394,8 +395,8 @@ class PaymentProcessor:
                 capture_before=_capture_before(result, s.card_brand, now) if held else None,
                 hold_expiring_sent=False, conversation_id=s.conversation_id, participant_id=s.participant_id,
                 customer_account_id=s.customer_account_id, reference=s.reference, metadata_=dict(s.metadata_ or {}),
-                message=APPROVED_MESSAGE, event_sequence=0, created_at=naive, updated_at=naive)
-            db.add(payment)
+                message=APPROVED_MESSAGE, event_sequence=0, created_at=naive, updated_at=naive))
+            db.add(payment)  # inserted already (a Core INSERT); attached so its later changes are flushed
             if s.intent == "subscription":  # created in this same transaction (docs/api.md, "Subscriptions")
                 create_for_session(db, client, s, payment, now, self.new_id)
             s.payment_id, s.status, s.decline_code, s.message = payment.id, "approved", None, APPROVED_MESSAGE
@@ -579,9 +580,8 @@ _START_ATTEMPT = (
     .returning(PaymentSession)
     .execution_options(synchronize_session=False))  # run in a fresh session: no object in it to synchronize
 """``pending → processing`` compare-and-set on (status, attempts), the session not past ``expires_at``."""
-_VAULT_GATEWAY_IDS = (update(VaultCard).where(VaultCard.token == bindparam("vault_token"))
-                      .values(gateway_token=bindparam("gateway_token"), gateway_customer=bindparam("gateway_customer"))
-                      .execution_options(synchronize_session=False))
+_VAULT_GATEWAY_IDS = (update(VaultCard.__table__).where(VaultCard.__table__.c.token == bindparam("vault_token"))
+                      .values(gateway_token=bindparam("gateway_token"), gateway_customer=bindparam("gateway_customer")))
 """The gateway's saved payment method and customer, kept on the approved card's vault row."""
 _FINISH_ROWS = select(PaymentSession, PaymentAttempt, ApiClient).where(
     PaymentSession.id == bindparam("session_id"), PaymentAttempt.id == bindparam("attempt_id"),
