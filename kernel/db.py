@@ -7,7 +7,6 @@ workers and the delivery worker can share one file; PostgreSQL is used unchanged
 from __future__ import annotations
 
 import sqlite3
-
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event, insert
