@@ -85,10 +85,15 @@ def accent_css_url(merchant: MerchantIdentity | None) -> str | None:
     return url_for("merchant.accent_css", color=merchant.accent_color[1:].lower())
 
 
+ACCENT_CACHE_CONTROL = "public, max-age=31536000, immutable"
+""":func:`accent_css`'s caching: a colour's stylesheet never changes (another colour is another URL)."""
+
+
 @bp.get("/theme/accent-<color>.css")
 def accent_css(color: str):
     """``:root { --accent: #rrggbb; --accent-hover: ... }`` for a colour that passes the accent contrast rule
-    (:func:`payments.clients.clean_accent_color`); 404 ``not_found`` for anything else."""
+    (:func:`payments.clients.clean_accent_color`); 404 ``not_found`` for anything else. The body depends on the URL
+    alone, so browsers may keep it for a year without asking again (``immutable``, RFC 8246)."""
     if not _HEX6.fullmatch(color):
         raise NotFound("Not found.", code="not_found")
     try:
@@ -97,7 +102,7 @@ def accent_css(color: str):
         raise NotFound("Not found.", code="not_found") from None
     body = (f"/* the merchant's accent colour (docs/api.md, \"Merchant identity\") */\n"
             f":root {{ --accent: {accent}; --accent-hover: {_darker(accent)}; }}\n")
-    return Response(body, mimetype="text/css")
+    return Response(body, mimetype="text/css", headers={"Cache-Control": ACCENT_CACHE_CONTROL})
 
 
 def init_merchant(app) -> None:

@@ -1,6 +1,7 @@
 """Security headers, set in one place. CSP is data: a dict of directive → sources.
 
-Card pages: no caching (``Cache-Control: no-store``), no referrer, no sniffing,
+Card pages: no caching (``Cache-Control: no-store``; only ``/static`` files and a merchant's accent stylesheet
+under ``/theme``, which hold nothing about a customer, may be cached), no referrer, no sniffing,
 scripts and styles only from our own ``/static`` (no ``unsafe-inline``), and
 ``frame-ancestors`` from ``PAYGATE_FRAME_ANCESTORS`` so the page can sit in an
 iframe modal only on allowed origins.
@@ -41,6 +42,9 @@ def init_app(app: Flask, frame_ancestors: tuple[str, ...], *, hsts: bool = False
         h.setdefault("Referrer-Policy", "no-referrer")
         if request.path.startswith("/static/"):
             h.setdefault("Cache-Control", "public, max-age=300")
+            return response
+        if request.path.startswith("/theme/") and response.status_code == 200:  # app/merchant.py sets its own
+            h.setdefault("Content-Security-Policy", api_csp)
             return response
         h["Cache-Control"] = "no-store"
         h.setdefault("Content-Security-Policy", page_csp if response.mimetype == "text/html" else api_csp)

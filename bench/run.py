@@ -311,7 +311,10 @@ class BenchStack:
         def own(kind):
             return [p.popen.pid for p in self.group(kind)]
 
-        groups = {"web": kids("web"), "baseline": kids("baseline"), "slow web": kids("slow"),
+        # a gunicorn group counts its master too: the master's reaped-children times hold the CPU of the workers
+        # that max_requests recycled during the phase (gone from /proc, their time would be lost otherwise)
+        groups = {"web": own("web") + kids("web"), "baseline": own("baseline") + kids("baseline"),
+                  "slow web": own("slow") + kids("slow"),
                   "delivery worker": own("worker"), "redis": own("redis"), "receiver": own("receiver")}
         if self.own_postgres:  # the postmaster's children: one backend per connection, plus its helpers
             groups["postgres"] = [pid for p in self.group("postgres") for child in _children(p.popen.pid)

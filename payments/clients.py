@@ -17,6 +17,7 @@ import math
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -225,18 +226,20 @@ def identity_of(client: ApiClient) -> MerchantIdentity:
 class MerchantDirectory:
     """``client_id -> MerchantIdentity | None`` for the page and the agent view, kept per process for
     ``ttl_seconds`` (30) so a page view adds no query in the common case; a change made with
-    ``paygate clients update`` shows within that time. ``Session``: sessionmaker."""
+    ``paygate clients update`` shows within that time. ``Session``: sessionmaker; ``monotonic``: the cache's
+    timer in seconds (``time.monotonic`` unless a test gives its own)."""
 
     _QUERY = select(ApiClient.name, ApiClient.display_name, ApiClient.support_phone, ApiClient.accent_color)
 
-    def __init__(self, Session, *, ttl_seconds: float = 30.0):
+    def __init__(self, Session, *, ttl_seconds: float = 30.0, monotonic: Callable[[], float] = time.monotonic):
         self.Session = Session
         self.ttl_seconds = ttl_seconds
+        self.monotonic = monotonic
         self._cache: dict[str, tuple[float, MerchantIdentity | None]] = {}
 
     def get(self, client_id: str) -> MerchantIdentity | None:
         """The identity of ``client_id`` (None for an unknown client)."""
-        now = time.monotonic()
+        now = self.monotonic()
         hit = self._cache.get(client_id)
         if hit is not None and hit[0] > now:
             return hit[1]
@@ -283,16 +286,19 @@ class ClientStates:
     or gone. Readers fill the cache only where it is empty (``SET NX``) and :meth:`refresh` overwrites it after a
     change is committed, so a reader that loaded the row before the change cannot put the old state back. While
     Redis is down every check reads the database (after a Redis error, for ``skip_seconds`` without asking Redis,
-    so its client's retries do not slow every request). ``Session``: sessionmaker; ``redis``: client (bytes)."""
+    so its client's retries do not slow every request). ``Session``: sessionmaker; ``redis``: client (bytes);
+    ``monotonic``: the timer of that pause in seconds (``time.monotonic`` unless a test gives its own)."""
 
     KEY = "paygate:client-state:{}"
     DISABLED = "-"
 
-    def __init__(self, Session, redis: redis_lib.Redis, *, ttl_seconds: int = 30, skip_seconds: float = 5.0):
+    def __init__(self, Session, redis: redis_lib.Redis, *, ttl_seconds: int = 30, skip_seconds: float = 5.0,
+                 monotonic: Callable[[], float] = time.monotonic):
         self.Session = Session
         self.redis = redis
         self.ttl_seconds = ttl_seconds
         self.skip_seconds = skip_seconds
+        self.monotonic = monotonic
         self._skip_until = 0.0
 
     def _load(self, client_id: str) -> str | None:
@@ -304,12 +310,12 @@ class ClientStates:
     def current(self, client_id: str) -> str | None:
         """The active client's token generation, or None (disabled or unknown client)."""
         key = self.KEY.format(client_id)
-        if time.monotonic() < self._skip_until:
+        if self.monotonic() < self._skip_until:
             return self._load(client_id)
         try:
             cached = self.redis.get(key)
         except redis_lib.RedisError:
-            self._skip_until = time.monotonic() + self.skip_seconds
+            self._skip_until = self.monotonic() + self.skip_seconds
             return self._load(client_id)
         if cached is not None:
             value = cached.decode() if isinstance(cached, bytes) else cached

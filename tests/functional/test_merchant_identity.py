@@ -12,7 +12,8 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from paygate.cli import main as cli
-from payments.clients import CreatedClient, clean_accent_color, contrast_ratio
+from payments.clients import CreatedClient, MerchantDirectory, clean_accent_color, contrast_ratio
+from payments.models import ApiClient
 from tests.fakes.genesys import GenesysEmulator
 from tests.functional.test_checkout_flow import pay
 from tests.functional.test_security import cli_env
@@ -74,11 +75,14 @@ def test_create_with_identity_names_the_merchant_on_the_page(stack):
     css = stack.http.get(link)
     assert css.status_code == 200 and css.mimetype == "text/css"
     assert "--accent: #1a5fb4;" in css.get_data(as_text=True)
+    # the same URL always holds the same colour: cached for a year; a 404 is not cached
+    assert css.headers["Cache-Control"] == "public, max-age=31536000, immutable"
     page = stack.http.get(_page(stack, created)[1].replace("http://127.0.0.1:8000", ""))
     csp = page.headers["Content-Security-Policy"]
     assert "style-src 'self'" in csp and "unsafe-inline" not in csp and "style=" not in html
     # a colour a merchant could not set is not served either
-    assert stack.http.get("/theme/accent-ffcc00.css").status_code == 404
+    missing = stack.http.get("/theme/accent-ffcc00.css")
+    assert missing.status_code == 404 and missing.headers["Cache-Control"] == "no-store"
     assert stack.http.get("/theme/accent-zzzzzz.css").status_code == 404
 
 
@@ -109,6 +113,22 @@ def test_a_client_without_display_name_shows_its_name(stack):
     html, _ = _page(stack, stack.client)
     assert _title(html) == "Pay genesys $25.00" and "Payment to genesys" in _h1(html)
     assert "merchant-support" not in html and "/theme/" not in html  # nothing set, nothing shown
+
+
+def test_the_directory_keeps_an_identity_for_its_ttl(stack):
+    """A change made in the database reaches a process's MerchantDirectory once its entry is older than the TTL,
+    not before (the timer is the directory's own, injected)."""
+    created = _create(stack, "ttl-merchant")
+    now = [1000.0]
+    directory = MerchantDirectory(stack.services.Session, ttl_seconds=30, monotonic=lambda: now[0])
+    assert directory.get(created.client_id).name == "ttl-merchant"
+    with stack.services.Session.begin() as db:
+        db.execute(sa.update(ApiClient).where(ApiClient.id == created.client_id).values(display_name="Renamed"))
+    now[0] += 29.9
+    assert directory.get(created.client_id).name == "ttl-merchant"
+    now[0] += 0.2
+    assert directory.get(created.client_id).name == "Renamed"
+    assert directory.get("cli_nobody") is None
 
 
 def test_update_changes_what_customers_see(stack):

@@ -340,6 +340,28 @@ def test_client_state_reads_the_database_while_redis_is_down(stack):
     assert states.refresh(stack.client.client_id) is False
 
 
+def test_client_state_skips_redis_for_a_while_after_an_error(stack):
+    """After a Redis error the state comes from the database without asking Redis for ``skip_seconds`` (the
+    injected timer), then Redis is asked again."""
+    calls = []
+
+    class Flaky:
+        def get(self, key):
+            calls.append(key)
+            raise redis_lib.ConnectionError("down")
+
+        def set(self, *a, **kw):
+            raise redis_lib.ConnectionError("down")
+
+    now = [50.0]
+    states = ClientStates(stack.services.Session, Flaky(), skip_seconds=5.0, monotonic=lambda: now[0])
+    assert states.current(stack.client.client_id) and len(calls) == 1
+    now[0] += 4.9
+    assert states.current(stack.client.client_id) and len(calls) == 1  # the database only
+    now[0] += 0.2
+    assert states.current(stack.client.client_id) and len(calls) == 2
+
+
 # -- headers and proxies -------------------------------------------------------------------------------------
 
 HSTS = "max-age=63072000; includeSubDomains"
