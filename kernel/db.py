@@ -50,8 +50,12 @@ def insert_row(db: DbSession, model: type[Row], values: dict[str, Any]) -> Row:
     """Inserts one ``model`` row with a Core INSERT in ``db``'s transaction (no unit of work: a fraction of the
     ORM's cost) and returns it as a detached ORM object with every column loaded (``db.add`` it to change it
     later in the same transaction). ``values``: attribute name → value; a column left out gets its Python
-    default (``default=``), or None. Pending ORM changes of ``db`` are not flushed first."""
+    default (``default=``), or None. Pending ORM changes of ``db`` are not flushed first. Raises ``TypeError`` for
+    a name that is not one of ``model``'s columns (as the model's constructor would)."""
     statement, columns = _insert_plan(model)
+    unknown = set(values).difference(key for key, _column, _fill in columns)
+    if unknown:
+        raise TypeError(f"{model.__name__} has no column attribute {', '.join(sorted(unknown))}")
     attrs, params = {}, {}
     for key, column_key, fill in columns:
         if key in values:
