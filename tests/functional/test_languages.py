@@ -75,6 +75,18 @@ def test_the_page_in_each_language(stack, tag):
     assert f">{approved}</h1>" in text and html_tag(text) == f'<html lang="{lang}" dir="{direction}">'
 
 
+def test_fresh_forms_keep_their_language_in_one_process(stack):
+    """A fresh form's inputs are rendered once per language and reused (app/checkout.py): pages in every language,
+    twice over and interleaved in one process, each carry their own language's labels."""
+    for _ in range(2):
+        for tag, (lang, _direction, label, *_rest) in LANGUAGES.items():
+            created = stack.create_session(locale=tag)
+            status, text = page(stack, created["checkout_url"])
+            assert status == 200 and f">{label}</label>" in text, tag
+            others = [other[2] for other_tag, other in LANGUAGES.items() if other[2] != label]
+            assert not any(f">{other}</label>" in text for other in others), tag
+
+
 @pytest.mark.parametrize("tag, served", [("es-MX", "es"), ("pt", "pt-BR"), ("PT-pt", "pt-BR"), ("ar-EG", "ar"),
                                          ("zz", "en"), ("xx-YY", "en"), ("zh-Hant-TW", "en"), ("en-x-acme", "en")])
 def test_a_valid_tag_uses_the_best_match(stack, tag, served):
