@@ -66,7 +66,7 @@ def record_event(db: DbSession, *, client_id: str, event_type: str, data: dict, 
                   object=object_type, type=event_type, sequence=sequence, body=body, created_at=naive_utc(now))
     # Core INSERTs (the event, then its deliveries in one executemany) in the caller's transaction, cheaper than
     # the ORM's unit of work; the returned Event is then attached to ``db`` as the persistent row it now is. Pending
-    # ORM changes are flushed first (a Core statement does not autoflush): the rows the event refers to exist.
+    # ORM changes are flushed first (insert_row does not flush them): the rows the event refers to exist.
     db.flush()
     event = insert_row(db, Event, values)
     if destinations:
