@@ -188,12 +188,13 @@ def _status(s: PaymentSession) -> dict:
                  "via": gettext("by phone keypad") if a.source == "voice" else gettext("on the payment page")}
                 for a in attempts]
     live = s.status in LIVE_STATUSES
+    status_text = gettext(STATUS_WORDS.get(s.status, s.status))
     out = {"status": s.status, "attempts": s.attempts, "max_attempts": s.max_attempts,
            "card_brand_name": BRANDS[s.card_brand].name if s.card_brand in BRANDS else None,
            "card_last4": s.card_last4, "decline_code": s.decline_code,
-           "message": gettext(s.message) if s.message else gettext(STATUS_WORDS.get(s.status, s.status)),
+           "message": gettext(s.message) if s.message else status_text,
            "live": live,
-           "status_text": gettext(STATUS_WORDS.get(s.status, s.status)),
+           "status_text": status_text,
            "decline_text": _decline_words(s.decline_code) if s.status != "approved" else None,
            "attempts_text": gettext("%(num)d of %(max)d", num=s.attempts, max=s.max_attempts),
            "card_text": _card_words(s.card_brand, s.card_last4),
@@ -221,11 +222,10 @@ def _last_send(s: PaymentSession) -> dict | None:
     sent = last_send_of(s)
     if sent is None:
         return None
-    moment = datetime.fromisoformat(sent.sent_at.replace("Z", "+00:00"))
-    messenger = MESSENGER_NAMES.get(sent.messenger_type, sent.messenger_type)
-    return {"to": mask_address(sent.to), "messenger": messenger, "at": when(moment),
-            "text": gettext("By %(messenger)s to %(to)s, %(time)s", messenger=messenger,
-                            to=ltr(mask_address(sent.to)), time=when(moment))}
+    at = when(datetime.fromisoformat(sent.sent_at.replace("Z", "+00:00")))
+    messenger, to = MESSENGER_NAMES.get(sent.messenger_type, sent.messenger_type), mask_address(sent.to)
+    return {"to": to, "messenger": messenger, "at": at,
+            "text": gettext("By %(messenger)s to %(to)s, %(time)s", messenger=messenger, to=ltr(to), time=at)}
 
 
 @bp.get("/agent/<session_id>")

@@ -65,7 +65,6 @@ DECLINE_FIELDS = {"incorrect_cvc": "cvc", "invalid_cvc": "cvc", "expired_card": 
 other decline is about the card as a whole and describes the card number field without marking it invalid."""
 
 
-@lru_cache(maxsize=16)
 def frame_origins(frame_ancestors: tuple[str, ...]) -> tuple[str, ...]:
     """The parents the page posts its iframe messages to (docs/embedding.md): each ``PAYGATE_FRAME_ANCESTORS``
     entry that names one exact origin, as ``scheme://host[:port]`` (lower case, default port dropped), and
@@ -309,17 +308,10 @@ _JS_FIELD_MESSAGES = {
 """checkout.js message key → the :data:`app.forms.FIELD_MESSAGES` entry it shows, so both read alike."""
 
 
-_JS_MESSAGES_CACHE: dict[tuple[str, tuple[str, ...]], dict[str, str]] = {}
-
-
 def _js_messages(allowed_brands) -> dict[str, str]:
     """checkout.js's messages in the page's language: the field messages, the amount ones as templates with
-    ``{low}``, ``{high}`` and ``{example}``, the accepted brands sentence and the processing status (made once
-    per language and brand list)."""
-    key = (page_language(), tuple(allowed_brands))
-    cached = _JS_MESSAGES_CACHE.get(key)
-    if cached is not None:
-        return cached
+    ``{low}``, ``{high}`` and ``{example}``, the accepted brands sentence and the processing status (built by
+    :func:`_brand_context`, which keeps them per language and brand list)."""
     out = {key: gettext(FIELD_MESSAGES[entry]) for key, entry in _JS_FIELD_MESSAGES.items()}
     out.update(
         amountRequired=gettext("Enter the amount you want to pay, between %(low)s and %(high)s.",
@@ -331,8 +323,8 @@ def _js_messages(allowed_brands) -> dict[str, str]:
         cvcHintBack=gettext("3 digits on the back"), cvcHintFront=gettext("4 digits on the front"))
     names = [BRANDS[b].name for b in allowed_brands if b in BRANDS]
     if names:
-        out["accepted"] = gettext("We accept %(brands)s.", brands=format_list(names, locale=catalog_name(key[0])))
-    _JS_MESSAGES_CACHE[key] = out
+        out["accepted"] = gettext("We accept %(brands)s.",
+                                  brands=format_list(names, locale=catalog_name(page_language())))
     return out
 
 

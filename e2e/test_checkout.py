@@ -118,18 +118,24 @@ def test_page_is_blocked_inside_an_iframe_on_another_origin(e2e_stack, page):
     assert e2e_stack.session(s["session_id"])["status"] == "pending"
 
 
-def test_payment_completes_without_javascript(e2e_stack, browser):
+@pytest.fixture
+def no_script_page(browser):
+    """A phone-sized page with JavaScript off: the form must work without checkout.js."""
     context = browser.new_context(java_script_enabled=False, viewport={"width": 375, "height": 812})
-    page = context.new_page()
     try:
-        s = e2e_stack.create_session()
-        page.goto(s["checkout_url"])
-        fill_plain(page, "4242-4242-4242-4242", name="Grace Hopper")
-        submit(page)
-        page.get_by_text("approved", exact=False).first.wait_for()
-        assert e2e_stack.session(s["session_id"])["status"] == "approved"
+        yield context.new_page()
     finally:
         context.close()
+
+
+def test_payment_completes_without_javascript(e2e_stack, no_script_page):
+    page = no_script_page
+    s = e2e_stack.create_session()
+    page.goto(s["checkout_url"])
+    fill_plain(page, "4242-4242-4242-4242", name="Grace Hopper")
+    submit(page)
+    page.get_by_text("approved", exact=False).first.wait_for()
+    assert e2e_stack.session(s["session_id"])["status"] == "approved"
 
 
 SHOTS = "/tmp/paygate-checkout-shots"
@@ -183,26 +189,22 @@ def test_a_decline_keeps_name_and_expiry_and_focuses_the_message(e2e_stack, brow
         context.close()
 
 
-def test_a_decline_without_javascript_keeps_name_and_expiry_and_focuses_the_message(e2e_stack, browser):
-    context = browser.new_context(java_script_enabled=False, viewport={"width": 375, "height": 812})
-    page = context.new_page()
-    try:
-        s = e2e_stack.create_session()
-        page.goto(s["checkout_url"])
-        fill_plain(page, "4000 0000 0000 0002", name="Dorothy Vaughan", expiry="07/32", cvc="321")
-        submit(page)
-        page.locator("#decline-notice").wait_for()
-        # the message is the form's first element and takes the focus through autofocus (no script runs)
-        assert page.locator("#checkout-form > :not(input[type=hidden])").first.get_attribute("id") == "decline-notice"
-        state = _decline_state(page)
-        _assert_declined_form(state, name="Dorothy Vaughan", expiry="07/32")
-        page.locator('input[name="number"]').fill("4242 4242 4242 4242")
-        page.locator('input[name="cvc"]').fill("123")
-        submit(page)
-        page.get_by_text("approved", exact=False).first.wait_for()
-        assert e2e_stack.session(s["session_id"])["status"] == "approved"
-    finally:
-        context.close()
+def test_a_decline_without_javascript_keeps_name_and_expiry_and_focuses_the_message(e2e_stack, no_script_page):
+    page = no_script_page
+    s = e2e_stack.create_session()
+    page.goto(s["checkout_url"])
+    fill_plain(page, "4000 0000 0000 0002", name="Dorothy Vaughan", expiry="07/32", cvc="321")
+    submit(page)
+    page.locator("#decline-notice").wait_for()
+    # the message is the form's first element and takes the focus through autofocus (no script runs)
+    assert page.locator("#checkout-form > :not(input[type=hidden])").first.get_attribute("id") == "decline-notice"
+    state = _decline_state(page)
+    _assert_declined_form(state, name="Dorothy Vaughan", expiry="07/32")
+    page.locator('input[name="number"]').fill("4242 4242 4242 4242")
+    page.locator('input[name="cvc"]').fill("123")
+    submit(page)
+    page.get_by_text("approved", exact=False).first.wait_for()
+    assert e2e_stack.session(s["session_id"])["status"] == "approved"
 
 
 def test_brand_icons_highlight_the_detected_brand_and_the_hint_is_not_the_placeholder(e2e_stack, page):
