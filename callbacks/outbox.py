@@ -90,14 +90,22 @@ def add_delivery(db: DbSession, event: Event, *, kind: str, target: str, now: da
 
 def wake(redis: redis_lib.Redis) -> None:
     """Nudges a waiting worker (call after the commit). Best effort: a Redis failure is logged, not raised,
-    because the state change is already committed and the worker polls anyway."""
+    because the state change is already committed and the worker polls anyway. One round trip
+    (:func:`add_wake`'s two commands in a plain pipeline: the list only has to stay short, not exact)."""
     try:
-        with redis.pipeline(transaction=True) as pipe:
-            pipe.lpush(WAKE_KEY, b"1")
-            pipe.ltrim(WAKE_KEY, 0, WAKE_LIST_MAX - 1)
+        with redis.pipeline(transaction=False) as pipe:
+            add_wake(pipe)
             pipe.execute()
     except redis_lib.RedisError as exc:
         log.warning("outbox wake failed", extra={"error": type(exc).__name__})
+
+
+def add_wake(pipe) -> None:
+    """Queues :func:`wake`'s commands on a redis-py pipeline ``pipe`` the caller executes after its commit (so a
+    write path that talks to Redis then anyway sends the nudge in the same round trip): ``LPUSH`` onto
+    :data:`WAKE_KEY` and ``LTRIM`` it to :data:`WAKE_LIST_MAX` entries."""
+    pipe.lpush(WAKE_KEY, b"1")
+    pipe.ltrim(WAKE_KEY, 0, WAKE_LIST_MAX - 1)
 
 
 def redeliver(db: DbSession, event_id: str, now: datetime) -> list[Delivery]:

@@ -48,35 +48,43 @@ class RedisLock:
         """Gives the lease back if ``token`` still holds it (an expired lease taken by another is left alone)."""
         self._unlock(keys=[key], args=[token])
 
-    def release_all(self, leases: list[tuple[str, str]]) -> None:
+    def release_all(self, leases: list[tuple[str, str]], *, then: Callable[[object], None] | None = None) -> None:
         """:meth:`release` for each ``(key, token)``, in one round trip to Redis (a pipeline of the same
         compare-and-delete script, run by its SHA; a Redis that lost its script cache gets one release at a time,
-        which loads it again). Raises ``redis.RedisError`` like :meth:`release`."""
-        results = run_script_pipeline(self.redis, self._unlock, [([key], [token]) for key, token in leases])
+        which loads it again). ``then(pipe)`` may queue more commands on the same pipeline (their results are not
+        returned; a command error among them is raised after the releases). Raises ``redis.RedisError`` like
+        :meth:`release`."""
+        results = run_script_pipeline(self.redis, self._unlock, [([key], [token]) for key, token in leases],
+                                      then=then)
         if results is None:
             for key, token in leases:
                 self.release(key, token)
 
 
-def run_script_pipeline(redis, script, calls: list[tuple[list, list]]) -> list | None:
+def run_script_pipeline(redis, script, calls: list[tuple[list, list]], *,
+                        then: Callable[[object], None] | None = None) -> list | None:
     """Runs the registered Lua ``script`` (``redis.register_script``) once per ``(keys, args)`` of ``calls`` in one
     non-transactional pipeline by its SHA (``EVALSHA``), without redis-py's ``SCRIPT EXISTS`` round trip that a
-    pipeline of :class:`redis.commands.core.Script` calls costs. Returns the results, or None when Redis does not
-    know the script (``NOSCRIPT``: nothing ran; the caller runs them through ``script`` itself, which loads it).
-    Other errors are raised."""
+    pipeline of :class:`redis.commands.core.Script` calls costs. ``then(pipe)``, when given, queues more commands
+    after the scripts in the same round trip. Returns the scripts' results, or None when Redis does not know the
+    script (``NOSCRIPT``: no script ran; the caller runs them through ``script`` itself, which loads it). Other
+    errors are raised, those of ``then``'s commands after the scripts' results are complete."""
     from redis.exceptions import NoScriptError
 
     with redis.pipeline(transaction=False) as pipe:
         for keys, args in calls:
             pipe.evalsha(script.sha, len(keys), *keys, *args)
-        results = pipe.execute(raise_on_error=False)
+        if then is not None:
+            then(pipe)
+        answers = pipe.execute(raise_on_error=False)
+    results, extra = answers[:len(calls)], answers[len(calls):]
     if any(isinstance(r, NoScriptError) for r in results):
         if all(isinstance(r, NoScriptError) for r in results):
-            return None
-        # some ran (the cache was flushed in between): run only the rest through the script
-        return [script(keys=keys, args=args) if isinstance(r, NoScriptError) else r
-                for r, (keys, args) in zip(results, calls)]
-    for r in results:
+            results = None
+        else:  # some ran (the cache was flushed in between): run only the rest through the script
+            results = [script(keys=keys, args=args) if isinstance(r, NoScriptError) else r
+                       for r, (keys, args) in zip(results, calls)]
+    for r in [*(results or ()), *extra]:
         if isinstance(r, Exception):
             raise r
     return results

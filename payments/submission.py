@@ -217,6 +217,7 @@ class PaymentProcessor:
             if isinstance(first, SubmitResult):
                 return first
             s = first  # the other submission started no attempt (busy, 503): this card is processed as its own
+        finished = False
         try:
             if self._customer_busy(s, lock_token):  # one payment in flight per customer: no attempt is used
                 log.info("card not processed: another payment of the customer is processing (busy)",
@@ -241,18 +242,23 @@ class PaymentProcessor:
             if started is None:  # lost the compare-and-set: someone else is processing or finished
                 self._release_probe(admission)
                 return self._report(self._wait_settled(session_id), duplicate=True)
-            return self._run_attempt(started, assessment, admission)
+            result = self._run_attempt(started, assessment, admission)
+            finished = True  # its outcome and events are committed: the outbox is woken with the releases
+            return result
         finally:  # both leases in one round trip; the customer's is a no-op unless _customer_busy took it
-            self._release_quietly(lock_key, lock_token, also=(_customer_key(s), lock_token))
+            self._release_quietly(lock_key, lock_token, also=(_customer_key(s), lock_token), wake=finished)
 
-    def _release_quietly(self, key: str, token: str, *, also: tuple[str, str] | None = None) -> None:
-        """Gives a lease back (and ``also``, another ``(key, token)``, in the same round trip); a Redis failure is
-        logged, not raised (the lease expires by itself, and the submission's outcome is already decided)."""
+    def _release_quietly(self, key: str, token: str, *, also: tuple[str, str] | None = None,
+                         wake: bool = False) -> None:
+        """Gives a lease back (and ``also``, another ``(key, token)``, in the same round trip, with the outbox's
+        wake (:func:`callbacks.outbox.add_wake`) when ``wake``); a Redis failure is logged, not raised (the lease
+        expires by itself, the worker polls the outbox anyway, and the submission's outcome is already decided)."""
         try:
-            if also is None:
+            if also is None and not wake:
                 self.locks.release(key, token)
             else:
-                self.locks.release_all([(key, token), also])
+                self.locks.release_all([(key, token), *([also] if also else [])],
+                                       then=outbox.add_wake if wake else None)
         except redis_lib.RedisError as exc:
             log.warning("lease not released", extra={"error": type(exc).__name__})
 
@@ -373,7 +379,7 @@ class PaymentProcessor:
             s.gateway_reference = result.reference or s.gateway_reference
             s.updated_at = naive
             outcome = self._apply(db, client, s, attempt, result, now)
-        outbox.wake(self.redis)
+        # committed; submit() wakes the outbox in the round trip that releases its leases
         return SubmitResult(outcome, s)
 
     def _apply(self, db, client, s: PaymentSession, attempt: PaymentAttempt, result: GatewayResult,

@@ -199,3 +199,31 @@ def test_the_worker_cancels_what_a_decline_reopened_after_the_close(stack_factor
         submitting.join(timeout=30)
     assert stack.services.sessions.expire_due() == 1  # nobody read it: the worker's round does it
     assert types(stack, sid) == ["payment.declined", "payment_session.canceled"]
+
+
+# -- leases and the outbox's wake ---------------------------------------------------------------------------------
+def test_a_finished_submission_leaves_no_lease_and_wakes_the_outbox(stack, redis_client):
+    """The session's and the customer's leases go back, and the outbox's wake list is pushed, in the round trip
+    that ends the submission; a Redis that lost its scripts (SCRIPT FLUSH) still gets both."""
+    from callbacks import outbox
+
+    for flush in (False, True):
+        redis_client.delete(outbox.WAKE_KEY)
+        if flush:
+            redis_client.script_flush()
+        sid = stack.create_session(customer_account_id=f"ACME-WAKE-{flush}")["session_id"]
+        assert card(stack, sid)["outcome"] == "approved"
+        assert redis_client.keys("paygate:lock:*") == []
+        assert redis_client.llen(outbox.WAKE_KEY) == 1
+
+
+def test_a_busy_answer_does_not_wake_the_outbox(stack_factory, redis_client):
+    from callbacks import outbox
+
+    stack = stack_factory(RECONCILE_AFTER_SECONDS=60)
+    held_processing(stack, customer="ACME-NOWAKE")
+    redis_client.delete(outbox.WAKE_KEY)
+    second = stack.create_session(customer_account_id="ACME-NOWAKE", conversation_id="conv-2")["session_id"]
+    assert card(stack, second)["outcome"] == "busy"
+    assert redis_client.llen(outbox.WAKE_KEY) == 0
+    assert redis_client.keys("paygate:lock:*") == []
