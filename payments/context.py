@@ -21,6 +21,11 @@ from tokenizer.gateways.base import Gateway
 
 LOCK_TTL_MS = 60_000
 _UNLOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+_LOCK_THEN = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[3]) then return 2 end
+return 1
+"""
 
 
 class RedisLock:
@@ -31,6 +36,7 @@ class RedisLock:
         self.redis = redis
         self.sleep = sleep
         self._unlock = redis.register_script(_UNLOCK)
+        self._lock_then = redis.register_script(_LOCK_THEN)
 
     def acquire(self, key: str, token: str, *, ttl_ms: int = LOCK_TTL_MS, wait_seconds: float = 0.0) -> bool:
         """Takes the lease ``key`` for ``token``; waits up to ``wait_seconds`` (polling every 50 ms) while
@@ -43,6 +49,14 @@ class RedisLock:
                 return False
             with blocking():  # in the web tier: the request's admission slot is free while it only waits
                 self.sleep(0.05)
+
+    def acquire_then(self, key: str, token: str, *, ttl_ms: int, then: str, then_ttl_ms: int) -> tuple[bool, bool]:
+        """Takes the lease ``key`` for ``token`` without waiting and, only when that succeeded, the lease ``then``
+        for the same token, atomically in one round trip (a Lua script). Returns ``(key taken, then taken)``: a
+        caller that did not get ``key`` never holds ``then``, so it has nothing to give back. Raises
+        ``redis.RedisError`` like :meth:`acquire`."""
+        taken = int(self._lock_then(keys=[key, then], args=[token, ttl_ms, then_ttl_ms]))
+        return taken >= 1, taken == 2
 
     def release(self, key: str, token: str) -> None:
         """Gives the lease back if ``token`` still holds it (an expired lease taken by another is left alone)."""

@@ -212,14 +212,17 @@ class PaymentProcessor:
 
         fingerprint = self.vault.fingerprint(card.number)
         lock_key, lock_token = f"paygate:lock:session:{session_id}", self.new_id("lock")
-        if not self.locks.acquire(lock_key, lock_token, ttl_ms=LOCK_TTL_MS):
+        # the session's lock and, when it is taken, the customer's lease (_customer_busy) in one round trip
+        locked, leased = self.locks.acquire_then(lock_key, lock_token, ttl_ms=LOCK_TTL_MS, then=_customer_key(s),
+                                                 then_ttl_ms=CUSTOMER_LEASE_MS)
+        if not locked:
             first = self._await_first(s, lock_key, lock_token)
             if isinstance(first, SubmitResult):
                 return first
             s = first  # the other submission started no attempt (busy, 503): this card is processed as its own
         finished = False
         try:
-            if self._customer_busy(s, lock_token):  # one payment in flight per customer: no attempt is used
+            if self._customer_busy(s, lock_token, leased=leased):  # one payment in flight per customer: no attempt
                 log.info("card not processed: another payment of the customer is processing (busy)",
                          extra={"session_id": s.id, "source": source})
                 return SubmitResult("busy", s, message=BUSY_MESSAGE)
@@ -266,15 +269,16 @@ class PaymentProcessor:
         if self.breaker is not None and admission.probe_token:
             self.breaker.release_probe(admission.probe_token)
 
-    def _customer_busy(self, s: PaymentSession, token: str) -> bool:
+    def _customer_busy(self, s: PaymentSession, token: str, *, leased: bool = False) -> bool:
         """True when another session of ``s``'s API client and ``customer_account_id`` is ``processing``
         (docs/api.md, "Contact-center rules"). The check runs under a short Redis lease per (client, customer),
         taken with ``token`` and held until :meth:`submit` ends (at most :data:`CUSTOMER_LEASE_MS`), so the check
         and the ``pending → processing`` compare-and-set of two sessions of one customer submitted at the same
         instant cannot interleave while Redis keeps the lease. A lease still held after
-        :data:`CUSTOMER_LEASE_WAIT_SECONDS` means another submission of the customer is under way: busy too."""
-        if not self.locks.acquire(_customer_key(s), token, ttl_ms=CUSTOMER_LEASE_MS,
-                                  wait_seconds=CUSTOMER_LEASE_WAIT_SECONDS):
+        :data:`CUSTOMER_LEASE_WAIT_SECONDS` means another submission of the customer is under way: busy too.
+        ``leased``: the lease was already taken with ``token`` (with the session's lock, :meth:`submit`)."""
+        if not leased and not self.locks.acquire(_customer_key(s), token, ttl_ms=CUSTOMER_LEASE_MS,
+                                                 wait_seconds=CUSTOMER_LEASE_WAIT_SECONDS):
             return True
         return self.sessions.other_processing(s.client_id, s.customer_account_id, s.id) is not None
 

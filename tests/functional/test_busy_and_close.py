@@ -227,3 +227,36 @@ def test_a_busy_answer_does_not_wake_the_outbox(stack_factory, redis_client):
     assert card(stack, second)["outcome"] == "busy"
     assert redis_client.llen(outbox.WAKE_KEY) == 0
     assert redis_client.keys("paygate:lock:*") == []
+
+
+def test_the_customers_lease_is_taken_only_with_the_sessions_lock(redis_client):
+    from payments.context import RedisLock
+
+    locks = RedisLock(redis_client)
+    assert locks.acquire_then("paygate:lock:t:a", "one", ttl_ms=5000, then="paygate:lock:t:b",
+                              then_ttl_ms=5000) == (True, True)
+    assert redis_client.get("paygate:lock:t:b") == b"one"
+    # the first lease is held: the second is not taken either, so there is nothing to give back
+    redis_client.delete("paygate:lock:t:b")
+    assert locks.acquire_then("paygate:lock:t:a", "two", ttl_ms=5000, then="paygate:lock:t:b",
+                              then_ttl_ms=5000) == (False, False)
+    assert redis_client.get("paygate:lock:t:b") is None
+    # the second is held by another: the first alone (the caller then waits for the second itself)
+    redis_client.set("paygate:lock:t:b", "other")
+    assert locks.acquire_then("paygate:lock:t:c", "three", ttl_ms=5000, then="paygate:lock:t:b",
+                              then_ttl_ms=5000) == (True, False)
+    assert redis_client.get("paygate:lock:t:b") == b"other"
+    assert 0 < redis_client.pttl("paygate:lock:t:c") <= 5000
+
+
+def test_simultaneous_submissions_of_one_session_leave_no_lease(stack, redis_client):
+    sid = stack.create_session(customer_account_id="ACME-TWICE")["session_id"]
+    answers = []
+    threads = [threading.Thread(target=lambda: answers.append(card(stack, sid))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(a["outcome"] for a in answers) == ["approved"] * 4
+    assert attempts_of(stack, sid) == 1
+    assert redis_client.keys("paygate:lock:*") == []
