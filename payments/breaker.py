@@ -168,9 +168,33 @@ class CircuitBreaker:
         """Asks before a card submission's gateway call. Raises ``redis.RedisError`` when Redis cannot be
         asked (the caller answers 503 before anything is committed)."""
         token = self.new_id("probe")
+        return self._admission(self._admit(keys=[self.keys[0], self.keys[2]], args=self._admit_args(token)), token)
+
+    def queue_admit(self, pipe) -> Callable[[list], Admission]:
+        """:meth:`admit` asked on another redis-py pipeline (the fraud screen's:
+        :meth:`payments.fraud.FraudScreen.screen_and`): queues the admission script by its SHA on ``pipe`` and
+        returns the function that turns its answer (a one-item list) into the :class:`Admission`. A Redis that
+        lost the script (``NOSCRIPT``) is asked again through :meth:`admit`, which loads it; another error is
+        raised as ``redis.RedisError``."""
+        token = self.new_id("probe")
+        pipe.evalsha(self._admit.sha, 2, self.keys[0], self.keys[2], *self._admit_args(token))
+
+        def finish(answers: list) -> Admission:
+            (answer,) = answers
+            if isinstance(answer, redis_lib.exceptions.NoScriptError):
+                return self.admit()
+            if isinstance(answer, Exception):
+                raise answer
+            return self._admission(answer, token)
+
+        return finish
+
+    def _admit_args(self, token: str) -> list:
         p = self.policy
-        answer = _text(self._admit(keys=[self.keys[0], self.keys[2]],
-                                   args=[_epoch(self.clock()), p.cooldown_seconds, token, PROBE_LEASE_MS]))
+        return [_epoch(self.clock()), p.cooldown_seconds, token, PROBE_LEASE_MS]
+
+    def _admission(self, answer, token: str) -> Admission:
+        answer = _text(answer)
         if answer == "closed":
             return Admission(True, "closed")
         if answer == "probe":

@@ -388,13 +388,30 @@ class FraudScreen:
         :func:`kernel.phone.caller_number` first, so every form of one number counts as one caller);
         ``client_id`` the session's API client (None skips ``client_card_testing``).
         Screening the same (session, attempt) twice does not count it twice. One Redis round trip: each rule
-        queues its commands on one pipeline, then judges its own slice of the answers.
+        queues its commands on one pipeline, then judges its own slice of the answers. Raises
+        ``redis.RedisError`` when Redis cannot be asked.
         """
+        return self.screen_and(None, session_id=session_id, attempt_number=attempt_number, client_ip=client_ip,
+                               fingerprint=fingerprint, ani=ani, client_id=client_id)[0]
+
+    def screen_and(self, also: Callable[[object], Callable[[list], object]] | None, *, session_id: str,
+                   attempt_number: int, client_ip: str | None, fingerprint: str, ani: str | None = None,
+                   client_id: str | None = None) -> tuple[FraudAssessment, object]:
+        """:meth:`screen`, with another question to Redis asked in the same round trip: ``also(pipe)`` queues its
+        commands on the screen's pipeline (a MULTI/EXEC transaction) after the rules' and returns the function
+        that turns their answers (a list, an error as its exception object) into its result. Returns
+        ``(assessment, that result)`` (None without ``also``). Raises ``redis.RedisError`` when Redis cannot be
+        asked or a rule's command failed."""
         facts = AttemptFacts(session_id=session_id, attempt_number=attempt_number, client_ip=client_ip,
                              fingerprint=fingerprint, now=self.clock().timestamp(), ani=ani, client_id=client_id)
         pipe = self.redis.pipeline(transaction=True)
         counts = [rule.queue(pipe, facts) for rule in self.rules]
-        results = pipe.execute() if any(counts) else []
+        queued = sum(counts)
+        finish = also(pipe) if also is not None else None
+        results = pipe.execute(raise_on_error=False) if len(pipe) else []
+        for answer in results[:queued]:
+            if isinstance(answer, Exception):
+                raise answer
         reasons: list[FraudSignal] = []
         start = 0
         for rule, count in zip(self.rules, counts):
@@ -402,7 +419,8 @@ class FraudScreen:
             start += count
             if signal is not None:
                 reasons.append(signal)
-        return FraudAssessment.of(reasons, self.policy.threshold)
+        return (FraudAssessment.of(reasons, self.policy.threshold),
+                finish(results[queued:]) if finish is not None else None)
 
     def record_decline(self, fingerprint: str, *, client_id: str | None = None) -> int:
         """Counts a gateway decline for the card ``fingerprint`` (``fp_...``); returns the declines of that

@@ -230,10 +230,15 @@ class PaymentProcessor:
             # is vaulted in the same transaction: a dependency failure before the gateway call leaves the
             # session pending with its attempts unchanged (503), never processing or failed.
             number, caller = s.attempts + 1, caller_number(ani)
-            assessment = self.fraud.screen(session_id=s.id, attempt_number=number, client_ip=client_ip,
-                                           fingerprint=fingerprint, ani=caller, client_id=s.client_id)
-            admission = (self.breaker.admit() if self.breaker is not None and not assessment.blocked
-                         else Admission(True, "closed"))
+            # the fraud screen and the breaker's admission in one round trip
+            assessment, admission = self.fraud.screen_and(
+                self.breaker.queue_admit if self.breaker is not None else None, session_id=s.id,
+                attempt_number=number, client_ip=client_ip, fingerprint=fingerprint, ani=caller,
+                client_id=s.client_id)
+            if admission is None or assessment.blocked:  # blocked: no gateway call, so no probe either
+                if admission is not None:
+                    self._release_probe(admission)
+                admission = Admission(True, "closed")
             try:
                 sealed = self.vault.seal(card) if admission.allowed and not assessment.blocked else None
                 started = self._start_attempt(s, card, source=source, client_ip=client_ip,

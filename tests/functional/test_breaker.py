@@ -123,6 +123,31 @@ def test_a_slow_probe_is_charged_but_reopens_the_breaker(stack_factory):
     assert submit(slow)[1]["decline_code"] == "automation_unavailable"
 
 
+def test_a_fraud_block_while_half_open_gives_the_probe_back(stack_factory):
+    """The fraud screen and the breaker's admission are asked in one round trip: a submission the screen blocks
+    never calls the gateway, so it must not keep the half-open probe from the next one."""
+    slow, fast = two_instances(stack_factory)
+    strict = stack_factory(FRAUD_CARD_SESSIONS_PER_HOUR=1, **LOW)  # the same card in a 2nd session blocks
+    strict.services.sandbox_clock.cache_seconds = 0
+    for _ in range(3):
+        submit(slow)
+    advance(fast, 60)
+    assert status(strict)["state"] == "half_open"
+    sid, body = submit(strict)
+    assert body["outcome"] == "requires_agent" and gateway_calls(strict, sid) is None
+    assert fast.services.redis.get("paygate:breaker:sandbox:probe") is None
+    sid, body = submit(fast)  # the probe goes to the next submission, and a fast call closes the breaker
+    assert body["outcome"] == "approved" and gateway_calls(fast, sid) is not None
+    assert status(fast)["state"] == "closed"
+
+
+def test_a_redis_that_lost_its_scripts_still_admits_and_records(stack):
+    stack.services.redis.script_flush()
+    sid, body = submit(stack)
+    assert body["outcome"] == "approved" and gateway_calls(stack, sid) is not None
+    assert status(stack)["recent_latency_ms"] is not None
+
+
 def test_five_technical_failures_in_a_row_open_it_and_merchant_calls_count(stack):
     for _ in range(4):
         assert submit(stack, TIMEOUT_CARD)[1]["outcome"] == "processing"

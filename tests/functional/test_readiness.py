@@ -128,15 +128,15 @@ def test_redis_failing_after_the_lock_leaves_the_session_pending_not_failed(stac
     session is not left processing for reconciliation to fail it."""
     sid = stack.create_session(customer_account_id="R-3", ttl_seconds=3600)["session_id"]
     fraud = stack.services.payments.fraud
-    screen = fraud.screen
+    screen_and = fraud.screen_and  # the fraud screen (and the breaker's admission, in its round trip)
 
-    def redis_dies_now(**kwargs):
+    def redis_dies_now(*args, **kwargs):
         private_redis.stop()
-        return screen(**kwargs)
+        return screen_and(*args, **kwargs)
 
-    fraud.screen = redis_dies_now
+    fraud.screen_and = redis_dies_now
     r = stack.http.post(f"/v1/payment-sessions/{sid}/card", json=CARD, headers=stack.auth())
-    fraud.screen = screen
+    fraud.screen_and = screen_and
     assert r.status_code == 503 and r.get_json()["error"]["code"] == "service_unavailable"
     assert pending_row(stack, sid) == ("pending", 0)
     stack.clock.advance(600)  # well past PAYGATE_RECONCILE_AFTER_SECONDS
