@@ -206,36 +206,48 @@ class CircuitBreaker:
         """Reports one gateway call: ``latency_seconds`` (real), ``failed`` (technical failure), ``probe`` the
         :class:`Admission`'s token when the call was the half-open probe. Returns the state afterwards, or None
         when Redis could not be reached (logged, never raised: the call's outcome matters more than its
-        statistics)."""
+        statistics). One round trip (a pipeline of ``HGET`` and the record script by its SHA)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            finish = self.queue_record(pipe, latency_seconds, failed, probe=probe)
+            try:
+                answers = pipe.execute(raise_on_error=False)
+            except redis_lib.RedisError as exc:
+                log.warning("gateway breaker could not record a call", extra={"error": type(exc).__name__})
+                return None
+        return finish(answers)
+
+    def queue_record(self, pipe, latency_seconds: float, failed: bool, *,
+                     probe: str | None = None) -> Callable[[list], str | None]:
+        """:meth:`record` on another redis-py pipeline the caller executes (a card submission sends it with the
+        round trip that gives its leases back): queues its two commands on ``pipe`` and returns the function that
+        takes their answers (a list, an error as its exception object) and returns :meth:`record`'s answer,
+        logging a change of state. A Redis that lost the script (``NOSCRIPT``) gets it loaded and run again."""
         p = self.policy
         args = [f"{latency_seconds * 1000:.3f}", "1" if failed else "0", _epoch(self.clock()), p.window,
                 f"{p.latency_seconds * 1000:.3f}", p.errors, probe or ""]
-        try:
-            before, after = self._read_and_record(args)
-            after = _text(after)
-        except redis_lib.RedisError as exc:
-            log.warning("gateway breaker could not record a call", extra={"error": type(exc).__name__})
-            return None
-        if after != (_text(before) or "closed"):
-            level = logging.WARNING if after == "open" else logging.INFO
-            log.log(level, f"gateway breaker {after}", extra={"gateway": self.gateway, "state": after,
-                                                                 "latency_ms": round(latency_seconds * 1000)})
-        return after
+        pipe.hget(self.key, "state")
+        pipe.evalsha(self._record.sha, len(self.keys), *self.keys, *args)
 
-    def _read_and_record(self, args: list) -> tuple:
-        """The state before, and the record script's answer: one round trip (a pipeline of ``HGET`` and the
-        script by its SHA); two when Redis lost the script (``NOSCRIPT``: the script is loaded and run again)."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hget(self.key, "state")
-            pipe.evalsha(self._record.sha, len(self.keys), *self.keys, *args)
-            before, after = pipe.execute(raise_on_error=False)
-        if isinstance(before, Exception):
-            raise before
-        if isinstance(after, redis_lib.exceptions.NoScriptError):
-            after = self._record(keys=self.keys, args=args)
-        elif isinstance(after, Exception):
-            raise after
-        return before, after
+        def finish(answers: list) -> str | None:
+            before, after = answers
+            try:
+                if isinstance(before, Exception):
+                    raise before
+                if isinstance(after, redis_lib.exceptions.NoScriptError):
+                    after = self._record(keys=self.keys, args=args)
+                elif isinstance(after, Exception):
+                    raise after
+            except redis_lib.RedisError as exc:
+                log.warning("gateway breaker could not record a call", extra={"error": type(exc).__name__})
+                return None
+            after = _text(after)
+            if after != (_text(before) or "closed"):
+                level = logging.WARNING if after == "open" else logging.INFO
+                log.log(level, f"gateway breaker {after}", extra={"gateway": self.gateway, "state": after,
+                                                                     "latency_ms": round(latency_seconds * 1000)})
+            return after
+
+        return finish
 
     def release_probe(self, token: str | None) -> None:
         """Gives back a probe lease that was not used (the submission ended before the gateway call)."""
@@ -275,12 +287,23 @@ class CircuitBreaker:
         """Runs ``call`` (one gateway call returning a result with a ``status``), records its latency and whether
         it failed technically, and returns its result. The call runs inside :func:`kernel.blocking.blocking` (the
         web tier gives back its admission slot while the request only waits on the gateway)."""
+        result, elapsed = self.timed(call)
+        self.record(elapsed, failed_technically(result), probe=probe)
+        return result
+
+    @staticmethod
+    def timed(call: Callable[[], object]) -> tuple[object, float]:
+        """``(call(), seconds it took)``, the call inside :func:`kernel.blocking.blocking`: :meth:`measure`
+        without the record, for a caller that reports the call itself (:meth:`queue_record`)."""
         with blocking():
             started = time.perf_counter()
             result = call()
-            elapsed = time.perf_counter() - started
-        self.record(elapsed, getattr(result, "status", None) is GatewayStatus.UNAVAILABLE, probe=probe)
-        return result
+            return result, time.perf_counter() - started
+
+
+def failed_technically(result) -> bool:
+    """Whether a gateway result counts as a technical failure for the breaker (``GatewayStatus.UNAVAILABLE``)."""
+    return getattr(result, "status", None) is GatewayStatus.UNAVAILABLE
 
 
 class MeasuredGateway:

@@ -62,12 +62,11 @@ class RedisLock:
         """Gives the lease back if ``token`` still holds it (an expired lease taken by another is left alone)."""
         self._unlock(keys=[key], args=[token])
 
-    def release_all(self, leases: list[tuple[str, str]], *, then: Callable[[object], None] | None = None) -> None:
+    def release_all(self, leases: list[tuple[str, str]], *, then: Callable[[object], object] | None = None) -> None:
         """:meth:`release` for each ``(key, token)``, in one round trip to Redis (a pipeline of the same
         compare-and-delete script, run by its SHA; a Redis that lost its script cache gets one release at a time,
-        which loads it again). ``then(pipe)`` may queue more commands on the same pipeline (their results are not
-        returned; a command error among them is raised after the releases). Raises ``redis.RedisError`` like
-        :meth:`release`."""
+        which loads it again). ``then(pipe)`` may queue more commands on the same pipeline
+        (:func:`run_script_pipeline`). Raises ``redis.RedisError`` like :meth:`release`."""
         results = run_script_pipeline(self.redis, self._unlock, [([key], [token]) for key, token in leases],
                                       then=then)
         if results is None:
@@ -76,20 +75,20 @@ class RedisLock:
 
 
 def run_script_pipeline(redis, script, calls: list[tuple[list, list]], *,
-                        then: Callable[[object], None] | None = None) -> list | None:
+                        then: Callable[[object], object] | None = None) -> list | None:
     """Runs the registered Lua ``script`` (``redis.register_script``) once per ``(keys, args)`` of ``calls`` in one
     non-transactional pipeline by its SHA (``EVALSHA``), without redis-py's ``SCRIPT EXISTS`` round trip that a
     pipeline of :class:`redis.commands.core.Script` calls costs. ``then(pipe)``, when given, queues more commands
-    after the scripts in the same round trip. Returns the scripts' results, or None when Redis does not know the
-    script (``NOSCRIPT``: no script ran; the caller runs them through ``script`` itself, which loads it). Other
-    errors are raised, those of ``then``'s commands after the scripts' results are complete."""
+    after the scripts in the same round trip; when it returns a function, that function gets their answers (a
+    list, an error as its exception object) once the scripts' are complete, else an error among them is raised.
+    Returns the scripts' results, or None when Redis does not know the script (``NOSCRIPT``: no script ran; the
+    caller runs them through ``script`` itself, which loads it). Other errors are raised."""
     from redis.exceptions import NoScriptError
 
     with redis.pipeline(transaction=False) as pipe:
         for keys, args in calls:
             pipe.evalsha(script.sha, len(keys), *keys, *args)
-        if then is not None:
-            then(pipe)
+        finish = then(pipe) if then is not None else None
         answers = pipe.execute(raise_on_error=False)
     results, extra = answers[:len(calls)], answers[len(calls):]
     if any(isinstance(r, NoScriptError) for r in results):
@@ -98,6 +97,9 @@ def run_script_pipeline(redis, script, calls: list[tuple[list, list]], *,
         else:  # some ran (the cache was flushed in between): run only the rest through the script
             results = [script(keys=keys, args=args) if isinstance(r, NoScriptError) else r
                        for r, (keys, args) in zip(results, calls)]
+    if callable(finish):
+        finish(extra)
+        extra = []
     for r in [*(results or ()), *extra]:
         if isinstance(r, Exception):
             raise r

@@ -47,7 +47,7 @@ from tokenizer.gateways.base import AuthorizationRequest, Gateway, GatewayResult
 from tokenizer.models import VaultCard
 from tokenizer.vault import Vault
 
-from .breaker import Admission, CircuitBreaker
+from .breaker import Admission, CircuitBreaker, failed_technically
 from .context import LOCK_TTL_MS, RedisLock
 from .events import payment_event
 from .fraud import FraudScreen
@@ -221,6 +221,7 @@ class PaymentProcessor:
                 return first
             s = first  # the other submission started no attempt (busy, 503): this card is processed as its own
         finished = False
+        calls: list[tuple[float, bool, str | None]] = []  # the gateway call, for the breaker (_run_attempt)
         try:
             if self._customer_busy(s, lock_token, leased=leased):  # one payment in flight per customer: no attempt
                 log.info("card not processed: another payment of the customer is processing (busy)",
@@ -250,23 +251,34 @@ class PaymentProcessor:
             if started is None:  # lost the compare-and-set: someone else is processing or finished
                 self._release_probe(admission)
                 return self._report(self._wait_settled(session_id), duplicate=True)
-            result = self._run_attempt(started, assessment, admission)
+            result = self._run_attempt(started, assessment, admission, calls)
             finished = True  # its outcome and events are committed: the outbox is woken with the releases
             return result
-        finally:  # both leases in one round trip; the customer's is a no-op unless _customer_busy took it
-            self._release_quietly(lock_key, lock_token, also=(_customer_key(s), lock_token), wake=finished)
+        finally:  # both leases in one round trip, with the breaker's record of the gateway call and the outbox's
+            # wake; the customer's lease is a no-op unless taken
+            self._release_quietly(lock_key, lock_token, also=(_customer_key(s), lock_token), wake=finished,
+                                  call=calls[0] if calls else None)
 
     def _release_quietly(self, key: str, token: str, *, also: tuple[str, str] | None = None,
-                         wake: bool = False) -> None:
-        """Gives a lease back (and ``also``, another ``(key, token)``, in the same round trip, with the outbox's
-        wake (:func:`callbacks.outbox.add_wake`) when ``wake``); a Redis failure is logged, not raised (the lease
-        expires by itself, the worker polls the outbox anyway, and the submission's outcome is already decided)."""
+                         wake: bool = False, call: tuple[float, bool, str | None] | None = None) -> None:
+        """Gives a lease back (and ``also``, another ``(key, token)``) in one round trip, with the outbox's wake
+        (:func:`callbacks.outbox.add_wake`) when ``wake`` and the breaker's record of the gateway call ``call``
+        (``(seconds, failed technically, probe token)``, :meth:`CircuitBreaker.queue_record`) when given. A Redis
+        failure is logged, not raised (the lease expires by itself, the worker polls the outbox anyway, and the
+        submission's outcome is already decided)."""
+        then = None
+        if wake or (call is not None and self.breaker is not None):
+            def then(pipe):
+                record = (self.breaker.queue_record(pipe, call[0], call[1], probe=call[2])
+                          if call is not None and self.breaker is not None else None)
+                if wake:
+                    outbox.add_wake(pipe)  # best effort: its answers are not looked at
+                return (lambda answers: record(answers[:2])) if record is not None else None
         try:
-            if also is None and not wake:
+            if also is None and then is None:
                 self.locks.release(key, token)
             else:
-                self.locks.release_all([(key, token), *([also] if also else [])],
-                                       then=outbox.add_wake if wake else None)
+                self.locks.release_all([(key, token), *([also] if also else [])], then=then)
         except redis_lib.RedisError as exc:
             log.warning("lease not released", extra={"error": type(exc).__name__})
 
@@ -320,10 +332,13 @@ class PaymentProcessor:
                               card=card, client_ip=client_ip, fingerprint=fingerprint, source=source, ani=ani,
                               client_id=s.client_id, session=row, token=sealed.token if sealed else None)
 
-    def _run_attempt(self, a: StartedAttempt, assessment, admission: Admission) -> SubmitResult:
+    def _run_attempt(self, a: StartedAttempt, assessment, admission: Admission,
+                     calls: list[tuple[float, bool, str | None]]) -> SubmitResult:
         """Ends a started attempt: fraud-blocked or refused by the open breaker → ``requires_agent`` without a
-        gateway call; otherwise the authorization (timed for the breaker; the half-open probe reports its
-        outcome) and :meth:`_finish`. ``assessment``: the fraud screen's; ``admission``: the breaker's."""
+        gateway call; otherwise the authorization and :meth:`_finish`. ``assessment``: the fraud screen's;
+        ``admission``: the breaker's. The authorization, timed, is appended to ``calls`` as ``(seconds, failed
+        technically, the half-open probe's token)``, which :meth:`submit` reports to the breaker once the
+        outcome is recorded (:meth:`CircuitBreaker.queue_record`, in the round trip that releases its leases)."""
         if assessment.blocked:
             return self._finish(a, assessment, GatewayResult(GatewayStatus.BLOCKED, decline_code="fraud_prescreen"),
                                 token=None)
@@ -349,7 +364,8 @@ class PaymentProcessor:
             return answer
 
         if self.breaker is not None:
-            result = self.breaker.measure(authorize, probe=admission.probe_token)
+            result, seconds = self.breaker.timed(authorize)
+            calls.append((seconds, failed_technically(result), admission.probe_token))
         else:
             result = authorize()
         assessment = self.fraud.with_gateway_risk(assessment, result.risk_level)
