@@ -281,6 +281,8 @@ class PaymentProcessor:
                 self.locks.release_all([(key, token), *([also] if also else [])], then=then)
         except redis_lib.RedisError as exc:
             log.warning("lease not released", extra={"error": type(exc).__name__})
+            if call is not None and self.breaker is not None:
+                log.warning("gateway breaker could not record a call", extra={"error": type(exc).__name__})
 
     def _release_probe(self, admission: Admission) -> None:
         if self.breaker is not None and admission.probe_token:
