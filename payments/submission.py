@@ -212,8 +212,9 @@ class PaymentProcessor:
 
         fingerprint = self.vault.fingerprint(card.number)
         lock_key, lock_token = f"paygate:lock:session:{session_id}", self.new_id("lock")
+        customer_key = _customer_key(s)  # the same for ``s`` as re-read below (one session, one customer)
         # the session's lock and, when it is taken, the customer's lease (_customer_busy) in one round trip
-        locked, leased = self.locks.acquire_then(lock_key, lock_token, ttl_ms=LOCK_TTL_MS, then=_customer_key(s),
+        locked, leased = self.locks.acquire_then(lock_key, lock_token, ttl_ms=LOCK_TTL_MS, then=customer_key,
                                                  then_ttl_ms=CUSTOMER_LEASE_MS)
         if not locked:
             first = self._await_first(s, lock_key, lock_token)
@@ -256,7 +257,7 @@ class PaymentProcessor:
             return result
         finally:  # both leases in one round trip, with the breaker's record of the gateway call and the outbox's
             # wake; the customer's lease is a no-op unless taken
-            self._release_quietly(lock_key, lock_token, also=(_customer_key(s), lock_token), wake=finished,
+            self._release_quietly(lock_key, lock_token, also=(customer_key, lock_token), wake=finished,
                                   call=calls[0] if calls else None)
 
     def _release_quietly(self, key: str, token: str, *, also: tuple[str, str] | None = None,
@@ -266,11 +267,11 @@ class PaymentProcessor:
         (``(seconds, failed technically, probe token)``, :meth:`CircuitBreaker.queue_record`) when given. A Redis
         failure is logged, not raised (the lease expires by itself, the worker polls the outbox anyway, and the
         submission's outcome is already decided)."""
+        call = call if self.breaker is not None else None
         then = None
-        if wake or (call is not None and self.breaker is not None):
+        if wake or call is not None:
             def then(pipe):
-                record = (self.breaker.queue_record(pipe, call[0], call[1], probe=call[2])
-                          if call is not None and self.breaker is not None else None)
+                record = self.breaker.queue_record(pipe, call[0], call[1], probe=call[2]) if call else None
                 if wake:
                     outbox.add_wake(pipe)  # best effort: its answers are not looked at
                 return (lambda answers: record(answers[:2])) if record is not None else None
@@ -281,7 +282,7 @@ class PaymentProcessor:
                 self.locks.release_all([(key, token), *([also] if also else [])], then=then)
         except redis_lib.RedisError as exc:
             log.warning("lease not released", extra={"error": type(exc).__name__})
-            if call is not None and self.breaker is not None:
+            if call is not None:
                 log.warning("gateway breaker could not record a call", extra={"error": type(exc).__name__})
 
     def _release_probe(self, admission: Admission) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import threading
 
+from callbacks import outbox
+from payments.context import RedisLock
 from payments.models import PaymentAttempt
 from tests.functional.money import VISA, events, post, types
 from tests.functional.test_checkout_flow import pay
@@ -205,8 +207,6 @@ def test_the_worker_cancels_what_a_decline_reopened_after_the_close(stack_factor
 def test_a_finished_submission_leaves_no_lease_and_wakes_the_outbox(stack, redis_client):
     """The session's and the customer's leases go back, and the outbox's wake list is pushed, in the round trip
     that ends the submission; a Redis that lost its scripts (SCRIPT FLUSH) still gets both."""
-    from callbacks import outbox
-
     for flush in (False, True):
         redis_client.delete(outbox.WAKE_KEY)
         if flush:
@@ -218,8 +218,6 @@ def test_a_finished_submission_leaves_no_lease_and_wakes_the_outbox(stack, redis
 
 
 def test_a_busy_answer_does_not_wake_the_outbox(stack_factory, redis_client):
-    from callbacks import outbox
-
     stack = stack_factory(RECONCILE_AFTER_SECONDS=60)
     held_processing(stack, customer="ACME-NOWAKE")
     redis_client.delete(outbox.WAKE_KEY)
@@ -230,8 +228,6 @@ def test_a_busy_answer_does_not_wake_the_outbox(stack_factory, redis_client):
 
 
 def test_the_customers_lease_is_taken_only_with_the_sessions_lock(redis_client):
-    from payments.context import RedisLock
-
     locks = RedisLock(redis_client)
     assert locks.acquire_then("paygate:lock:t:a", "one", ttl_ms=5000, then="paygate:lock:t:b",
                               then_ttl_ms=5000) == (True, True)
